@@ -1,0 +1,1149 @@
+//! Hierarchical timer wheel: owns the armed timers (each a deadline plus a small `Copy` payload)
+//! and hands the payloads back once their deadline has passed. It must not read a clock, do I/O or
+//! interpret payloads: every instant is an argument, and a payload is an id that the caller checks
+//! (generation, serial) when it fires.
+//!
+//! # Geometry
+//!
+//! The wheel has 11 levels of 64 slots. A slot on level 0 spans 1 ms and a slot on level `n` spans
+//! `64^n` ms, so a whole level spans exactly one slot of the level above. Eleven levels of 6 bits
+//! cover 66 bits: every `u64` deadline up to [`Millis::MAX`] has a place and nothing is clamped.
+//!
+//! The wheel keeps its own time, `elapsed`. A timer due at `when > elapsed` is filed on level `n`,
+//! where `n` is the highest group of 6 bits in which `when` and `elapsed` differ, in the slot given
+//! by `when`'s bits in that group. Hence every timer on level `n` lies in the same run of 64
+//! level-`n` slots as `elapsed`, in a slot strictly after `elapsed`'s own, and is due before any
+//! timer on level `n + 1`. The next slot to process is thus the lowest set bit of the lowest
+//! non-empty level's `occupied` bitmap: finding it costs O(levels), and idle time, however long, is
+//! skipped without visiting empty slots.
+//!
+//! When time reaches the start of an occupied slot the slot is emptied: timers due at that instant
+//! become ready, and the others are filed again relative to the new time, which puts them on a
+//! lower level (cascading). A timer is therefore moved at most once per level before it fires, plus
+//! once per lazy extension (below).
+//!
+//! # Lazy extension
+//!
+//! A timer may stay in its slot as long as its deadline is not before the slot's start. So
+//! [`TimerWheel::reschedule`] to a later deadline (a renewed lease, a refreshed idle timeout) is a
+//! single field write: the old slot now comes due early, and when it does the timer is found not
+//! due and is filed again for its new deadline. Rescheduling to an earlier deadline relinks the
+//! timer unless the new deadline still lies at or after its slot's start.
+//!
+//! # Polling, order and `next_deadline`
+//!
+//! [`TimerWheel::poll`] removes one due timer per call, so the caller can bound its work per turn;
+//! only emptying a slot is done in one go, and each timer is moved by that at most once per level.
+//! Timers come out in non-decreasing order of their *effective deadline*: the deadline itself, or,
+//! for a deadline that was already past when it was set, the wheel's time at that moment (such a
+//! timer is due at once and fires at the next poll, after timers that were already due). The
+//! wheel's time is the latest `now` given to `poll`, except while due timers are being drained,
+//! when it is the deadline of the batch being drained. Timers with the same effective deadline
+//! come out in the order they were filed into their final slot (or into the list of due timers),
+//! which depends on the sequence of operations only.
+//!
+//! [`TimerWheel::next_deadline`] is a lower bound, never later than the earliest deadline: it is
+//! the start of the next slot to process, which can be earlier than every deadline when that slot
+//! only cascades or holds a lazily extended timer. Polling at that time may therefore return
+//! nothing, but it always makes progress: once `poll(now)` has returned `None`,
+//! `next_deadline()` is `None` or later than `now`.
+//!
+//! # Storage
+//!
+//! Timers live in a [`Slab`]. Each slot (and the list of ready timers) is a doubly linked list
+//! threaded through the entries with `u32` indices and a NIL sentinel, so insert, cancel and
+//! relinking are O(1), use no `unsafe`, and allocate nothing while the slab has room. An entry is
+//! 22 bytes of bookkeeping plus the payload, padded to 8 bytes: 32 bytes for a `u64` payload, and
+//! the slab adds no tag because the non-zero generation gives the compiler a niche. A million
+//! timers with `u64` payloads take 32 MB.
+
+use std::fmt;
+use std::num::NonZeroU32;
+
+use slab::Slab;
+
+use crate::clock::Millis;
+
+/// Levels in the wheel: 11 × 6 bits ≥ 64 bits, so no deadline needs clamping.
+const LEVELS: usize = 11;
+/// log2 of the number of slots per level.
+const SLOT_BITS: u32 = 6;
+/// Slots per level; one `u64` bitmap tracks which are occupied.
+const SLOTS: usize = 1 << SLOT_BITS;
+/// End-of-list marker for the `u32` links. Slab indices stay below it (checked in `insert`).
+const NIL: u32 = u32::MAX;
+/// Value of `Entry::level` for a timer in the ready list rather than in a slot.
+const READY: u8 = LEVELS as u8;
+
+/// Handle to a timer in a [`TimerWheel`].
+///
+/// After the timer fires or is cancelled the handle is stale, and every method treats it as
+/// absent, even once its slab index has been reused by a newer timer: the generation tells them
+/// apart. Generations come from a wheel-wide 32-bit counter that skips zero, so a stale handle
+/// could only match again if its index came back after exactly a multiple of 2^32 - 1 insertions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TimerId {
+    index: u32,
+    generation: NonZeroU32,
+}
+
+/// One armed timer; 22 bytes plus the payload, padded to 8-byte alignment.
+struct Entry<T> {
+    /// When the timer is due. Never before the start of the slot holding the entry, but possibly
+    /// after its end (lazy extension).
+    deadline: u64,
+    /// Previous entry in the same list, or NIL at the head.
+    prev: u32,
+    /// Next entry in the same list, or NIL at the tail.
+    next: u32,
+    /// Tells this timer apart from earlier ones at the same index. Non-zero so that the slab's
+    /// vacant/occupied enum can use it as a niche instead of adding a tag.
+    generation: NonZeroU32,
+    /// Level of the list holding the entry, or `READY`.
+    level: u8,
+    /// Slot of that list within its level; 0 in the ready list.
+    slot: u8,
+    /// What `poll` or `cancel` hands back.
+    payload: T,
+}
+
+/// Head and tail of an intrusive list. Appending at the tail keeps timers that share a deadline in
+/// the order they were filed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+    };
+
+    fn is_empty(&self) -> bool {
+        self.head == NIL
+    }
+
+    fn push_back<T>(&mut self, entries: &mut Slab<Entry<T>>, index: u32) {
+        let entry = &mut entries[index as usize];
+        entry.prev = self.tail;
+        entry.next = NIL;
+        match self.tail {
+            NIL => self.head = index,
+            tail => entries[tail as usize].next = index,
+        }
+        self.tail = index;
+    }
+
+    fn unlink<T>(&mut self, entries: &mut Slab<Entry<T>>, index: u32) {
+        let entry = &mut entries[index as usize];
+        let (prev, next) = (entry.prev, entry.next);
+        entry.prev = NIL;
+        entry.next = NIL;
+        match prev {
+            NIL => self.head = next,
+            prev => entries[prev as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            next => entries[next as usize].prev = prev,
+        }
+    }
+}
+
+/// One level of the wheel.
+struct Level {
+    /// Bit `s` is set exactly when `slots[s]` is non-empty.
+    occupied: u64,
+    slots: [List; SLOTS],
+}
+
+impl Level {
+    const EMPTY: Level = Level {
+        occupied: 0,
+        slots: [List::EMPTY; SLOTS],
+    };
+}
+
+/// The level on which a timer due at `when` is filed when the wheel's time is `elapsed`: the
+/// highest 6-bit group in which the two differ (level 0 if they differ only in the lowest group).
+fn level_for(elapsed: u64, when: u64) -> usize {
+    let differing = (elapsed ^ when) | (SLOTS as u64 - 1);
+    let top_bit = u64::BITS - 1 - differing.leading_zeros();
+    (top_bit / SLOT_BITS) as usize
+}
+
+/// The slot on `level` that covers `when`.
+fn slot_for(when: u64, level: usize) -> usize {
+    ((when >> (level as u32 * SLOT_BITS)) as usize) & (SLOTS - 1)
+}
+
+/// First instant of `slot` on `level`, within the level-wide span that contains `elapsed`.
+fn slot_start(elapsed: u64, level: usize, slot: usize) -> u64 {
+    let slot_width_bits = level as u32 * SLOT_BITS;
+    let span_bits = slot_width_bits + SLOT_BITS;
+    let span_start = match elapsed.checked_shr(span_bits) {
+        Some(high) => high << span_bits,
+        // The top level spans all of u64.
+        None => 0,
+    };
+    span_start + ((slot as u64) << slot_width_bits)
+}
+
+/// A hierarchical timer wheel with 1 ms resolution; see the module documentation for the design.
+pub struct TimerWheel<T> {
+    entries: Slab<Entry<T>>,
+    /// Boxed because 11 × 64 list heads take 5.6 kB, too much to move around by value.
+    levels: Box<[Level; LEVELS]>,
+    /// Timers already due, in the order `poll` returns them.
+    ready: List,
+    /// No ready timer is due before this; `u64::MAX` when `ready` is empty. A lower bound kept in
+    /// O(1): cancelling or rescheduling a ready timer never raises it.
+    ready_floor: u64,
+    /// The wheel's time: every slot starting at or before it has been processed, and slots are
+    /// placed relative to it. Never after `now`.
+    elapsed: u64,
+    /// Latest `now` given to `poll`. It never decreases: an older `now` counts as no time passing.
+    now: u64,
+    /// Generation for the next insert; wraps around, skipping zero.
+    next_generation: NonZeroU32,
+}
+
+impl<T: Copy> Default for TimerWheel<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> fmt::Debug for TimerWheel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimerWheel")
+            .field("len", &self.entries.len())
+            .field("elapsed", &self.elapsed)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Copy> TimerWheel<T> {
+    /// An empty wheel whose time is [`Millis::ZERO`].
+    pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// An empty wheel with room for `capacity` timers before it allocates.
+    pub fn with_capacity(capacity: usize) -> Self {
+        TimerWheel {
+            entries: Slab::with_capacity(capacity),
+            levels: Box::new([Level::EMPTY; LEVELS]),
+            ready: List::EMPTY,
+            ready_floor: u64::MAX,
+            elapsed: 0,
+            now: 0,
+            next_generation: NonZeroU32::MIN,
+        }
+    }
+
+    /// Number of armed timers, including due ones not yet returned by [`poll`](Self::poll).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no timer is armed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// How many timers fit before the wheel allocates again.
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity()
+    }
+
+    /// Arms a timer due at `deadline` and returns its handle. O(1).
+    ///
+    /// A deadline at or before the wheel's time is due at once: it fires at the next
+    /// [`poll`](Self::poll), after timers that were already due.
+    ///
+    /// # Panics
+    ///
+    /// If `u32::MAX` timers are already armed (about 128 GiB of entries).
+    pub fn insert(&mut self, deadline: Millis, payload: T) -> TimerId {
+        let vacant = self.entries.vacant_key();
+        let index = u32::try_from(vacant)
+            .ok()
+            .filter(|&index| index != NIL)
+            .expect("timer wheel is limited to u32::MAX - 1 timers");
+        let generation = self.next_generation;
+        self.next_generation = generation.checked_add(1).unwrap_or(NonZeroU32::MIN);
+        self.entries.insert(Entry {
+            deadline: deadline.0,
+            prev: NIL,
+            next: NIL,
+            generation,
+            level: READY,
+            slot: 0,
+            payload,
+        });
+        self.file(index);
+        TimerId { index, generation }
+    }
+
+    /// Disarms a timer and returns its payload, or `None` if `id` is stale. O(1).
+    pub fn cancel(&mut self, id: TimerId) -> Option<T> {
+        let index = self.live_index(id)?;
+        self.detach(index);
+        Some(self.entries.remove(index as usize).payload)
+    }
+
+    /// Moves a timer to `deadline`; returns `false` (and does nothing) if `id` is stale. O(1).
+    ///
+    /// Moving later only records the new deadline (lazy extension, see the module documentation);
+    /// moving earlier relinks the timer if it has to leave its slot. A deadline at or before the
+    /// wheel's time makes the timer due at once, as in [`insert`](Self::insert).
+    pub fn reschedule(&mut self, id: TimerId, deadline: Millis) -> bool {
+        let Some(index) = self.live_index(id) else {
+            return false;
+        };
+        let entry = &mut self.entries[index as usize];
+        let can_stay = match entry.level {
+            READY => deadline.0 <= self.elapsed,
+            level => deadline.0 >= slot_start(self.elapsed, level as usize, entry.slot as usize),
+        };
+        entry.deadline = deadline.0;
+        if can_stay {
+            if entry.level == READY {
+                self.ready_floor = self.ready_floor.min(deadline.0);
+            }
+        } else {
+            self.detach(index);
+            self.file(index);
+        }
+        true
+    }
+
+    /// The deadline of a timer, or `None` if `id` is stale.
+    pub fn deadline(&self, id: TimerId) -> Option<Millis> {
+        let index = self.live_index(id)?;
+        Some(Millis(self.entries[index as usize].deadline))
+    }
+
+    /// The payload of a timer, or `None` if `id` is stale.
+    pub fn payload(&self, id: TimerId) -> Option<T> {
+        let index = self.live_index(id)?;
+        Some(self.entries[index as usize].payload)
+    }
+
+    /// Mutable access to the payload of a timer, or `None` if `id` is stale.
+    pub fn payload_mut(&mut self, id: TimerId) -> Option<&mut T> {
+        let index = self.live_index(id)?;
+        Some(&mut self.entries[index as usize].payload)
+    }
+
+    /// When [`poll`](Self::poll) must next be called, or `None` if no timer is armed. O(levels).
+    ///
+    /// Never later than the earliest deadline of an armed timer, but possibly earlier (the start of
+    /// a slot that only cascades or holds a lazily extended timer), and in the past when timers are
+    /// already due. Once `poll(now)` has returned `None`, this is `None` or later than `now`.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        if !self.ready.is_empty() {
+            return Some(Millis(self.ready_floor));
+        }
+        self.next_slot().map(|(_, _, start)| Millis(start))
+    }
+
+    /// Removes and returns one timer whose deadline is at or before `now`; `None` if none is due.
+    ///
+    /// Call it in a loop until it returns `None` (or until the turn's work budget is spent). Timers
+    /// come out in the order described in the module documentation. A `now` earlier than one seen
+    /// before counts as no time passing. Time jumps of any size cost O(levels) per occupied slot
+    /// crossed, never per empty slot.
+    pub fn poll(&mut self, now: Millis) -> Option<(TimerId, T)> {
+        self.now = self.now.max(now.0);
+        loop {
+            if !self.ready.is_empty() {
+                return Some(self.fire(self.ready.head));
+            }
+            match self.next_slot() {
+                Some((level, slot, start)) if start <= self.now => {
+                    self.process_slot(level, slot, start)
+                }
+                _ => {
+                    // Nothing is due up to `now`: every slot starts later, so the wheel may
+                    // stand at `now` without moving any timer.
+                    self.elapsed = self.now;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Walks the whole structure and panics with a message if anything is inconsistent: bitmaps
+    /// against lists, list links, entry positions against the wheel's time, counts. O(slots + len);
+    /// meant for tests and fuzzing.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
+        assert!(
+            self.elapsed <= self.now,
+            "wheel time {} is after the latest now {}",
+            self.elapsed,
+            self.now
+        );
+        let mut reachable = 0;
+        for (level, lvl) in self.levels.iter().enumerate() {
+            // Bitmaps of the non-empty heads and tails. A bare `while` because iterators are slow
+            // in unoptimised builds, and the model test runs this after every operation.
+            let (mut heads, mut tails) = (0u64, 0u64);
+            let mut slot = 0;
+            while slot < SLOTS {
+                heads |= ((lvl.slots[slot].head != NIL) as u64) << slot;
+                tails |= ((lvl.slots[slot].tail != NIL) as u64) << slot;
+                slot += 1;
+            }
+            assert_eq!(
+                heads, lvl.occupied,
+                "level {level}: occupied bits disagree with the lists"
+            );
+            assert_eq!(
+                heads, tails,
+                "level {level}: a list has a head without a tail or back"
+            );
+            let mut occupied = lvl.occupied;
+            while occupied != 0 {
+                let slot = occupied.trailing_zeros() as usize;
+                occupied &= occupied - 1;
+                let start = slot_start(self.elapsed, level, slot);
+                assert!(
+                    start > self.elapsed,
+                    "level {level} slot {slot} starts at {start}, not after the wheel time {}",
+                    self.elapsed
+                );
+                let list = &lvl.slots[slot];
+                reachable += self.check_list(list, level as u8, slot as u8, |deadline| {
+                    assert!(
+                        deadline >= start,
+                        "level {level} slot {slot} starting at {start} holds deadline {deadline}"
+                    );
+                });
+            }
+        }
+        reachable += self.check_list(&self.ready, READY, 0, |deadline| {
+            assert!(
+                self.ready_floor <= deadline && deadline <= self.elapsed,
+                "ready deadline {deadline} outside [{}, {}]",
+                self.ready_floor,
+                self.elapsed
+            );
+        });
+        if self.ready.is_empty() {
+            assert_eq!(
+                self.ready_floor,
+                u64::MAX,
+                "stale floor on an empty ready list"
+            );
+        }
+        assert_eq!(
+            reachable,
+            self.entries.len(),
+            "entries reachable from the lists vs entries in the slab"
+        );
+    }
+
+    /// Checks the links and positions along one list and each deadline with `check_deadline`;
+    /// returns the list's length.
+    fn check_list(&self, list: &List, level: u8, slot: u8, check_deadline: impl Fn(u64)) -> usize {
+        let mut count = 0;
+        let mut prev = NIL;
+        let mut cursor = list.head;
+        while cursor != NIL {
+            count += 1;
+            assert!(
+                count <= self.entries.len(),
+                "list at level {level} slot {slot} has a cycle"
+            );
+            let entry = self.entries.get(cursor as usize).unwrap_or_else(|| {
+                panic!("list at level {level} slot {slot} links to vacant {cursor}")
+            });
+            assert_eq!(entry.prev, prev, "entry {cursor}: prev link broken");
+            assert_eq!(
+                (entry.level, entry.slot),
+                (level, slot),
+                "entry {cursor}: recorded position differs from its list"
+            );
+            check_deadline(entry.deadline);
+            prev = cursor;
+            cursor = entry.next;
+        }
+        assert_eq!(
+            list.tail, prev,
+            "list at level {level} slot {slot}: tail mismatch"
+        );
+        count
+    }
+
+    /// The slab index of the live timer `id` refers to, or `None` if `id` is stale.
+    fn live_index(&self, id: TimerId) -> Option<u32> {
+        let entry = self.entries.get(id.index as usize)?;
+        (entry.generation == id.generation).then_some(id.index)
+    }
+
+    /// Links an unlinked entry into the list its deadline calls for: the ready list if it is due
+    /// at the wheel's time, otherwise the slot given by `level_for` and `slot_for`.
+    fn file(&mut self, index: u32) {
+        let entry = &mut self.entries[index as usize];
+        let deadline = entry.deadline;
+        if deadline <= self.elapsed {
+            entry.level = READY;
+            entry.slot = 0;
+            self.ready_floor = self.ready_floor.min(deadline);
+            self.ready.push_back(&mut self.entries, index);
+            return;
+        }
+        let level = level_for(self.elapsed, deadline);
+        let slot = slot_for(deadline, level);
+        debug_assert!(
+            slot_start(self.elapsed, level, slot) > self.elapsed,
+            "deadline {deadline} filed in the current slot of level {level} at time {}",
+            self.elapsed
+        );
+        entry.level = level as u8;
+        entry.slot = slot as u8;
+        let lvl = &mut self.levels[level];
+        lvl.slots[slot].push_back(&mut self.entries, index);
+        lvl.occupied |= 1 << slot;
+    }
+
+    /// Unlinks an entry from whichever list holds it, keeping bitmaps and the ready floor right.
+    fn detach(&mut self, index: u32) {
+        let entry = &self.entries[index as usize];
+        let (level, slot) = (entry.level, entry.slot as usize);
+        if level == READY {
+            self.ready.unlink(&mut self.entries, index);
+            if self.ready.is_empty() {
+                self.ready_floor = u64::MAX;
+            }
+        } else {
+            let lvl = &mut self.levels[level as usize];
+            lvl.slots[slot].unlink(&mut self.entries, index);
+            if lvl.slots[slot].is_empty() {
+                lvl.occupied &= !(1 << slot);
+            }
+        }
+    }
+
+    /// Removes a ready timer from the wheel and returns it.
+    fn fire(&mut self, index: u32) -> (TimerId, T) {
+        debug_assert_eq!(
+            self.entries[index as usize].level, READY,
+            "fired a timer that is not due"
+        );
+        self.detach(index);
+        let entry = self.entries.remove(index as usize);
+        let id = TimerId {
+            index,
+            generation: entry.generation,
+        };
+        (id, entry.payload)
+    }
+
+    /// The next slot to process as `(level, slot, start)`: the first occupied slot of the lowest
+    /// non-empty level, which is due before anything on the levels above (see the geometry).
+    fn next_slot(&self) -> Option<(usize, usize, u64)> {
+        let (level, lvl) = self
+            .levels
+            .iter()
+            .enumerate()
+            .find(|(_, lvl)| lvl.occupied != 0)?;
+        let slot = lvl.occupied.trailing_zeros() as usize;
+        debug_assert!(
+            slot > slot_for(self.elapsed, level),
+            "level {level} has slot {slot} occupied at or before the wheel time {}",
+            self.elapsed
+        );
+        Some((level, slot, slot_start(self.elapsed, level, slot)))
+    }
+
+    /// Advances the wheel's time to the start of a slot and empties it: timers due then become
+    /// ready, the others are filed again relative to the new time (a lower level, unless lazily
+    /// extended beyond the slot).
+    fn process_slot(&mut self, level: usize, slot: usize, start: u64) {
+        debug_assert!(
+            start > self.elapsed && start <= self.now,
+            "processing slot starting at {start} outside ({}, {}]",
+            self.elapsed,
+            self.now
+        );
+        self.elapsed = start;
+        let lvl = &mut self.levels[level];
+        let list = std::mem::replace(&mut lvl.slots[slot], List::EMPTY);
+        lvl.occupied &= !(1 << slot);
+        let mut cursor = list.head;
+        while cursor != NIL {
+            let entry = &mut self.entries[cursor as usize];
+            debug_assert!(
+                entry.deadline >= start,
+                "entry {cursor} due at {} sat in a slot starting at {start}",
+                entry.deadline
+            );
+            let next = entry.next;
+            entry.prev = NIL;
+            entry.next = NIL;
+            self.file(cursor);
+            cursor = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// SplitMix64: tiny and deterministic, enough to drive the model test.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// Uniform-enough value in `0..n`; `n` must be non-zero.
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        /// One of `values` at random, or `None` if there are none.
+        fn pick<'a, V: 'a>(
+            &mut self,
+            mut values: impl ExactSizeIterator<Item = &'a V>,
+        ) -> Option<&'a V> {
+            match values.len() as u64 {
+                0 => None,
+                len => values.nth(self.below(len) as usize),
+            }
+        }
+    }
+
+    /// Where an entry is linked: `(level, slot)`, level `READY` for the ready list.
+    fn position(wheel: &TimerWheel<u64>, id: TimerId) -> (u8, u8) {
+        let entry = &wheel.entries[id.index as usize];
+        (entry.level, entry.slot)
+    }
+
+    /// Polls at `now` until nothing is due; returns the payloads in firing order.
+    fn drain(wheel: &mut TimerWheel<u64>, now: u64) -> Vec<u64> {
+        std::iter::from_fn(|| wheel.poll(Millis(now)).map(|(_, payload)| payload)).collect()
+    }
+
+    /// Sleeps until `next_deadline` and drains, as an event loop would, until the wheel is empty.
+    /// Returns `(time, payload)` for every timer fired and the number of wake-ups needed, checking
+    /// at each wake-up that nothing was due one millisecond earlier.
+    fn drive(wheel: &mut TimerWheel<u64>) -> (Vec<(u64, u64)>, usize) {
+        let mut fired = Vec::new();
+        let mut wakeups = 0;
+        while let Some(Millis(at)) = wheel.next_deadline() {
+            wakeups += 1;
+            if at > 0 {
+                assert_eq!(wheel.poll(Millis(at - 1)), None, "fired before {at}");
+            }
+            fired.extend(drain(wheel, at).into_iter().map(|payload| (at, payload)));
+            wheel.check_invariants();
+        }
+        (fired, wakeups)
+    }
+
+    #[test]
+    fn level_and_slot_arithmetic() {
+        assert_eq!(level_for(0, 0), 0);
+        assert_eq!(level_for(0, 63), 0);
+        assert_eq!(level_for(0, 64), 1);
+        assert_eq!(level_for(0, 4095), 1);
+        assert_eq!(level_for(0, 4096), 2);
+        assert_eq!(level_for(100, 127), 0);
+        assert_eq!(level_for(100, 128), 1);
+        assert_eq!(level_for(0, 1 << 60), 10);
+        assert_eq!(level_for(0, u64::MAX), 10);
+        assert_eq!(level_for(u64::MAX - 1, u64::MAX), 0);
+        assert_eq!(slot_for(4095, 1), 63);
+        assert_eq!(slot_for(u64::MAX, 10), 15);
+        assert_eq!(slot_start(5000, 1, 10), 4096 + 640);
+        assert_eq!(slot_start(5000, 0, 10), 4992 + 10);
+        assert_eq!(slot_start(u64::MAX, 10, 15), 15 << 60);
+        assert_eq!(slot_start(u64::MAX, 9, 63), u64::MAX - (1 << 54) + 1);
+    }
+
+    #[test]
+    fn entries_are_small() {
+        // The same shape as the slab's own slot enum: the vacant variant carries the next free
+        // index. The non-zero generation lets it share space with the entry.
+        #[expect(dead_code, reason = "only the size of this type matters")]
+        enum SlabSlot<E> {
+            Vacant(usize),
+            Occupied(E),
+        }
+        assert_eq!(size_of::<Entry<u64>>(), 32);
+        assert_eq!(size_of::<SlabSlot<Entry<u64>>>(), 32);
+        assert_eq!(size_of::<Option<TimerId>>(), 8);
+    }
+
+    #[test]
+    fn deadlines_around_level_boundaries() {
+        let mut wheel = TimerWheel::new();
+        let expected = [
+            (63, (0, 63)),
+            (64, (1, 1)),
+            (65, (1, 1)),
+            (4095, (1, 63)),
+            (4096, (2, 1)),
+        ];
+        for (deadline, at) in expected {
+            let id = wheel.insert(Millis(deadline), deadline);
+            assert_eq!(position(&wheel, id), at, "deadline {deadline}");
+        }
+        wheel.check_invariants();
+        let (fired, _) = drive(&mut wheel);
+        let deadlines = expected.map(|(deadline, _)| deadline);
+        assert_eq!(fired, deadlines.map(|deadline| (deadline, deadline)));
+    }
+
+    #[test]
+    fn top_level_holds_the_largest_deadlines() {
+        let protocol_max = 9_223_372_036_854_775;
+        let mut wheel = TimerWheel::new();
+        let max = wheel.insert(Millis::MAX, u64::MAX);
+        let top = wheel.insert(Millis(1 << 60), 1 << 60);
+        wheel.insert(Millis(protocol_max), protocol_max);
+        assert_eq!(position(&wheel, max), (10, 15));
+        assert_eq!(position(&wheel, top), (10, 1));
+        wheel.check_invariants();
+        let (fired, wakeups) = drive(&mut wheel);
+        assert_eq!(
+            fired,
+            [
+                (protocol_max, protocol_max),
+                (1 << 60, 1 << 60),
+                (u64::MAX, u64::MAX)
+            ]
+        );
+        // Each timer cascades at most once per level; empty slots are never visited.
+        assert!(wakeups <= 3 * LEVELS, "{wakeups} wake-ups");
+    }
+
+    #[test]
+    fn huge_jump_fires_in_order_and_skips_idle_time() {
+        let mut wheel = TimerWheel::new();
+        for deadline in [1_000_000_000_000, 3, 70_000, 999_999_999_999, 5_000_000] {
+            wheel.insert(Millis(deadline), deadline);
+        }
+        assert_eq!(
+            drain(&mut wheel, 1_000_000_000_000),
+            [3, 70_000, 5_000_000, 999_999_999_999, 1_000_000_000_000]
+        );
+        wheel.check_invariants();
+
+        let mut far = TimerWheel::new();
+        far.insert(Millis(1_000_000_000_000), 1);
+        let (fired, wakeups) = drive(&mut far);
+        assert_eq!(fired, [(1_000_000_000_000, 1)]);
+        assert!(wakeups <= LEVELS, "{wakeups} wake-ups");
+    }
+
+    #[test]
+    fn deadline_equal_to_now_fires() {
+        let mut wheel = TimerWheel::new();
+        wheel.insert(Millis(100), 100);
+        assert_eq!(wheel.poll(Millis(99)), None);
+        assert_eq!(wheel.next_deadline(), Some(Millis(100)));
+        assert_eq!(drain(&mut wheel, 100), [100]);
+        assert!(wheel.is_empty());
+        assert_eq!(wheel.next_deadline(), None);
+    }
+
+    #[test]
+    fn past_deadline_fires_at_next_poll_after_already_due_timers() {
+        let mut wheel = TimerWheel::new();
+        assert_eq!(wheel.poll(Millis(1000)), None);
+        let past = wheel.insert(Millis(500), 500);
+        let present = wheel.insert(Millis(1000), 1000);
+        assert_eq!(position(&wheel, past), (READY, 0));
+        assert_eq!(position(&wheel, present), (READY, 0));
+        assert_eq!(wheel.next_deadline(), Some(Millis(500)));
+        assert_eq!(drain(&mut wheel, 1000), [500, 1000]);
+
+        wheel.insert(Millis(1500), 1500);
+        wheel.insert(Millis(1600), 1600);
+        assert_eq!(wheel.poll(Millis(2000)).map(|(_, p)| p), Some(1500));
+        // Set while the wheel stands at 1500, so effectively due at 1500: before 1600.
+        wheel.insert(Millis(100), 100);
+        wheel.check_invariants();
+        assert_eq!(drain(&mut wheel, 2000), [100, 1600]);
+    }
+
+    #[test]
+    fn earlier_now_counts_as_no_time_passing() {
+        let mut wheel = TimerWheel::new();
+        for deadline in [100, 200, 300, 310] {
+            wheel.insert(Millis(deadline), deadline);
+        }
+        assert_eq!(drain(&mut wheel, 150), [100]);
+        assert_eq!(wheel.poll(Millis(10)), None);
+        assert_eq!(wheel.next_deadline(), Some(Millis(192)));
+        assert_eq!(wheel.poll(Millis(400)).map(|(_, p)| p), Some(200));
+        // Mid-drain, an older `now` still sees the timers due by 400.
+        assert_eq!(drain(&mut wheel, 0), [300, 310]);
+        wheel.check_invariants();
+    }
+
+    #[test]
+    fn reschedule_later_is_lazy() {
+        let mut wheel = TimerWheel::new();
+        let id = wheel.insert(Millis(100), 7);
+        assert_eq!(position(&wheel, id), (1, 1));
+        assert!(wheel.reschedule(id, Millis(1_000_000)));
+        assert_eq!(position(&wheel, id), (1, 1), "moved instead of extended");
+        assert_eq!(wheel.deadline(id), Some(Millis(1_000_000)));
+        // The old slot still comes due; next_deadline may be early but never late.
+        assert_eq!(wheel.next_deadline(), Some(Millis(64)));
+        assert_eq!(wheel.poll(Millis(64)), None);
+        assert_ne!(position(&wheel, id), (1, 1), "not filed again");
+        wheel.check_invariants();
+        assert_eq!(wheel.poll(Millis(999_999)), None);
+        assert_eq!(wheel.poll(Millis(1_000_000)), Some((id, 7)));
+    }
+
+    #[test]
+    fn reschedule_earlier_relinks_only_when_leaving_the_slot() {
+        let mut wheel = TimerWheel::new();
+        let id = wheel.insert(Millis(127), 1);
+        assert_eq!(position(&wheel, id), (1, 1));
+        assert!(wheel.reschedule(id, Millis(64)));
+        assert_eq!(position(&wheel, id), (1, 1), "still within its slot");
+        assert!(wheel.reschedule(id, Millis(63)));
+        assert_eq!(position(&wheel, id), (0, 63));
+        assert!(wheel.reschedule(id, Millis(0)));
+        assert_eq!(position(&wheel, id), (READY, 0));
+        wheel.check_invariants();
+        assert_eq!(wheel.poll(Millis(0)), Some((id, 1)));
+    }
+
+    #[test]
+    fn cancel_and_reschedule_while_cascading() {
+        let mut wheel = TimerWheel::new();
+        let a = wheel.insert(Millis(5000), 5000);
+        let b = wheel.insert(Millis(4196), 4196);
+        let c = wheel.insert(Millis(6000), 6000);
+        for id in [a, b, c] {
+            assert_eq!(position(&wheel, id), (2, 1));
+        }
+        // The level-2 slot [4096, 8192) cascades without firing anything.
+        assert_eq!(wheel.poll(Millis(4096)), None);
+        assert_eq!(position(&wheel, a), (1, 14));
+        assert_eq!(position(&wheel, b), (1, 1));
+        assert_eq!(wheel.cancel(a), Some(5000));
+        assert!(wheel.reschedule(b, Millis(10_000)));
+        assert_eq!(position(&wheel, b), (1, 1), "extension relinked");
+        assert!(wheel.reschedule(c, Millis(4100)));
+        assert_eq!(position(&wheel, c), (0, 4));
+        wheel.check_invariants();
+        let (fired, _) = drive(&mut wheel);
+        assert_eq!(fired, [(4100, 6000), (10_000, 4196)]);
+    }
+
+    #[test]
+    fn cancel_and_reschedule_due_timers_before_they_are_returned() {
+        let mut wheel = TimerWheel::new();
+        let [x, y, z, w] = [1, 2, 3, 4].map(|payload| wheel.insert(Millis(100), payload));
+        assert_eq!(wheel.poll(Millis(100)), Some((x, 1)));
+        assert_eq!(position(&wheel, y), (READY, 0));
+        assert_eq!(wheel.cancel(y), Some(2));
+        assert!(wheel.reschedule(z, Millis(200)));
+        assert!(wheel.reschedule(w, Millis(90)));
+        assert_eq!(position(&wheel, w), (READY, 0));
+        assert!(wheel.next_deadline() <= Some(Millis(90)));
+        wheel.check_invariants();
+        assert_eq!(drain(&mut wheel, 100), [4]);
+        // 200 sits in the level-1 slot [192, 256).
+        assert_eq!(wheel.next_deadline(), Some(Millis(192)));
+        assert_eq!(drain(&mut wheel, 200), [3]);
+    }
+
+    #[test]
+    fn stale_ids_are_no_ops() {
+        let mut wheel = TimerWheel::new();
+        let fired = wheel.insert(Millis(5), 1);
+        assert_eq!(wheel.poll(Millis(5)), Some((fired, 1)));
+        let cancelled = wheel.insert(Millis(50), 2);
+        assert_eq!(wheel.cancel(cancelled), Some(2));
+        // The slab reuses the freed index; the generation keeps the old ids apart.
+        let reused = wheel.insert(Millis(70), 3);
+        assert_eq!(reused.index, cancelled.index);
+        for stale in [fired, cancelled] {
+            assert_eq!(wheel.cancel(stale), None);
+            assert!(!wheel.reschedule(stale, Millis(1)));
+            assert_eq!(wheel.deadline(stale), None);
+            assert_eq!(wheel.payload(stale), None);
+            assert_eq!(wheel.payload_mut(stale), None);
+        }
+        assert_eq!(wheel.len(), 1);
+        assert_eq!(wheel.deadline(reused), Some(Millis(70)));
+        *wheel.payload_mut(reused).expect("live") = 4;
+        assert_eq!(wheel.payload(reused), Some(4));
+        wheel.check_invariants();
+        assert_eq!(wheel.poll(Millis(70)), Some((reused, 4)));
+    }
+
+    #[test]
+    fn steady_state_churn_does_not_grow_the_slab() {
+        const LIVE: usize = 256;
+        let mut rng = Rng(7);
+        let mut wheel = TimerWheel::with_capacity(LIVE);
+        let capacity = wheel.capacity();
+        let mut ids = Vec::with_capacity(LIVE);
+        let mut now = 0;
+        for round in 0..20_000u64 {
+            while ids.len() < LIVE {
+                ids.push(wheel.insert(Millis(now + 1 + rng.below(100_000)), round));
+            }
+            let victim = ids.swap_remove(rng.below(LIVE as u64) as usize);
+            assert!(wheel.cancel(victim).is_some());
+            now += rng.below(50);
+            while let Some((id, _)) = wheel.poll(Millis(now)) {
+                let at = ids
+                    .iter()
+                    .position(|&live| live == id)
+                    .expect("fired an unknown id");
+                ids.swap_remove(at);
+            }
+            assert_eq!(wheel.len(), ids.len());
+        }
+        assert_eq!(
+            wheel.capacity(),
+            capacity,
+            "slab grew beyond the live count"
+        );
+        wheel.check_invariants();
+    }
+
+    /// A timer as the model sees it.
+    struct ModelTimer {
+        id: TimerId,
+        deadline: u64,
+        /// The deadline, or the wheel's time when it was set if that is later: the order key.
+        effective: u64,
+    }
+
+    /// The reference: armed timers keyed by payload (a unique serial), plus the two clocks.
+    #[derive(Default)]
+    struct Model {
+        timers: BTreeMap<u64, ModelTimer>,
+        /// Latest `now` given to `poll`.
+        now: u64,
+        /// What the wheel's time must be: `now` after an empty poll, else the latest fired deadline
+        /// (see the module documentation).
+        wheel_time: u64,
+        /// Ids of fired and cancelled timers.
+        stale: Vec<TimerId>,
+        next_payload: u64,
+    }
+
+    impl Model {
+        fn arm(&mut self, id: TimerId, payload: u64, deadline: u64) {
+            let effective = deadline.max(self.wheel_time);
+            self.timers.insert(
+                payload,
+                ModelTimer {
+                    id,
+                    deadline,
+                    effective,
+                },
+            );
+        }
+
+        fn earliest_deadline(&self) -> Option<u64> {
+            self.timers.values().map(|timer| timer.deadline).min()
+        }
+
+        /// Checks one result of `poll` against the model and updates it.
+        fn expect_poll(&mut self, got: Option<(TimerId, u64)>) {
+            let Some((id, payload)) = got else {
+                assert!(
+                    self.timers.values().all(|timer| timer.deadline > self.now),
+                    "poll({}) returned None with a timer due",
+                    self.now
+                );
+                self.wheel_time = self.now;
+                return;
+            };
+            let timer = self
+                .timers
+                .remove(&payload)
+                .expect("fired a timer that is not armed");
+            assert_eq!(timer.id, id, "fired payload {payload} under another id");
+            assert!(
+                timer.deadline <= self.now,
+                "fired {} at {}",
+                timer.deadline,
+                self.now
+            );
+            let earliest = self.timers.values().map(|timer| timer.effective).min();
+            assert!(
+                earliest.is_none_or(|earliest| timer.effective <= earliest),
+                "fired effective deadline {} before {earliest:?}",
+                timer.effective
+            );
+            self.wheel_time = self.wheel_time.max(timer.deadline);
+            self.stale.push(id);
+        }
+
+        fn check(&self, wheel: &TimerWheel<u64>) {
+            wheel.check_invariants();
+            assert_eq!(wheel.len(), self.timers.len());
+            assert_eq!(wheel.elapsed, self.wheel_time, "wheel time");
+            match (wheel.next_deadline(), self.earliest_deadline()) {
+                (None, None) => {}
+                (Some(Millis(next)), Some(earliest)) => {
+                    assert!(
+                        next <= earliest,
+                        "next_deadline {next} after deadline {earliest}"
+                    )
+                }
+                (next, earliest) => panic!("next_deadline {next:?} with earliest {earliest:?}"),
+            }
+        }
+    }
+
+    /// A deadline relative to `now`, biased towards slot boundaries, the past and the far future.
+    fn pick_deadline(rng: &mut Rng, now: u64) -> u64 {
+        match rng.below(100) {
+            0..25 => now.saturating_add(rng.below(130)),
+            25..45 => now.saturating_add(rng.below(300_000)),
+            45..55 => rng.below(1 << 40),
+            55..65 => now.saturating_sub(rng.below(1000)),
+            65..70 => u64::MAX - rng.below(1000),
+            70..75 => now,
+            75..90 => {
+                let unit = 1u64 << (SLOT_BITS * (1 + rng.below(7) as u32));
+                let boundary = (now / unit).saturating_add(1).saturating_mul(unit);
+                boundary.saturating_add(rng.below(3)).saturating_sub(1)
+            }
+            _ => now.saturating_add(rng.below(1 << 40)),
+        }
+    }
+
+    /// The `now` for the next poll: standing still, going backwards, small steps, exactly the next
+    /// deadline, large jumps and, rarely, the end of time.
+    fn pick_now(rng: &mut Rng, model: &Model, wheel: &TimerWheel<u64>) -> u64 {
+        let now = model.now;
+        match rng.below(1000) {
+            0..100 => now,
+            100..150 => now.saturating_sub(rng.below(5000)),
+            150..500 => now.saturating_add(rng.below(100)),
+            500..750 => now.saturating_add(rng.below(70_000)),
+            750..850 => model.earliest_deadline().unwrap_or(now),
+            850..950 => wheel.next_deadline().map_or(now, |Millis(next)| next),
+            950..998 => now.saturating_add(rng.below(1 << 40)),
+            _ => u64::MAX - rng.below(10),
+        }
+    }
+
+    fn step(rng: &mut Rng, wheel: &mut TimerWheel<u64>, model: &mut Model) {
+        match rng.below(100) {
+            0..35 => {
+                let deadline = pick_deadline(rng, model.now);
+                let payload = model.next_payload;
+                model.next_payload += 1;
+                let id = wheel.insert(Millis(deadline), payload);
+                model.arm(id, payload, deadline);
+            }
+            35..43 => {
+                if let Some(&payload) = rng.pick(model.timers.keys()) {
+                    let timer = model
+                        .timers
+                        .remove(&payload)
+                        .expect("picked from the model");
+                    assert_eq!(wheel.cancel(timer.id), Some(payload));
+                    model.stale.push(timer.id);
+                }
+            }
+            43..58 => {
+                if let Some(&payload) = rng.pick(model.timers.keys()) {
+                    let timer = model
+                        .timers
+                        .remove(&payload)
+                        .expect("picked from the model");
+                    let shift = 1 << (4 * rng.below(11));
+                    let deadline = match rng.below(3) {
+                        0 => timer.deadline.saturating_add(rng.below(shift)),
+                        1 => timer.deadline.saturating_sub(rng.below(shift)),
+                        _ => pick_deadline(rng, model.now),
+                    };
+                    assert!(wheel.reschedule(timer.id, Millis(deadline)));
+                    model.arm(timer.id, payload, deadline);
+                }
+            }
+            58..62 => {
+                if let Some(&stale) = rng.pick(model.stale.iter()) {
+                    assert_eq!(wheel.cancel(stale), None);
+                    assert!(!wheel.reschedule(stale, Millis(model.now)));
+                    assert_eq!(wheel.deadline(stale), None);
+                    assert_eq!(wheel.payload(stale), None);
+                }
+            }
+            62..65 => {
+                for (&payload, timer) in &model.timers {
+                    assert_eq!(wheel.deadline(timer.id), Some(Millis(timer.deadline)));
+                    assert_eq!(wheel.payload(timer.id), Some(payload));
+                }
+            }
+            _ => {
+                let now = pick_now(rng, model, wheel);
+                model.now = model.now.max(now);
+                // Mostly drain fully; sometimes stop early and let other operations interleave.
+                let budget = if rng.below(4) == 0 {
+                    1 + rng.below(3)
+                } else {
+                    u64::MAX
+                };
+                for _ in 0..budget {
+                    let got = wheel.poll(Millis(now));
+                    let done = got.is_none();
+                    model.expect_poll(got);
+                    if done {
+                        let next = wheel.next_deadline();
+                        assert!(next.is_none_or(|next| next.0 > model.now), "no progress");
+                        break;
+                    }
+                }
+            }
+        }
+        model.check(wheel);
+    }
+
+    #[test]
+    fn matches_a_sorted_map_model() {
+        for seed in 0..2000 {
+            let mut rng = Rng(seed);
+            let mut wheel = TimerWheel::new();
+            let mut model = Model::default();
+            for _ in 0..100 {
+                step(&mut rng, &mut wheel, &mut model);
+            }
+            // Nothing is lost: at the end of time everything fires, in order.
+            model.now = u64::MAX;
+            loop {
+                let got = wheel.poll(Millis::MAX);
+                let done = got.is_none();
+                model.expect_poll(got);
+                if done {
+                    break;
+                }
+            }
+            model.check(&wheel);
+            assert!(wheel.is_empty() && model.timers.is_empty(), "seed {seed}");
+        }
+    }
+}
