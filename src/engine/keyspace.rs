@@ -1,0 +1,291 @@
+//! Resources by key: the lock and semaphore namespaces, the `--max-locks` budget and idle GC.
+//!
+//! A resource is created on demand by an acquire or enqueue and lives until idle GC removes it
+//! (spec §8.6, §8.7). Resources with no holders and no waiters sit on an *idle list* ordered by
+//! last activity, so a GC pass touches only the entries it removes (or the first one it keeps),
+//! never the whole keyspace.
+
+use std::collections::HashMap;
+
+use slab::Slab;
+
+use super::list::{Link, List};
+use crate::clock::Millis;
+use crate::protocol::Namespace;
+
+/// One lock or semaphore.
+#[derive(Debug)]
+pub struct Resource {
+    /// The key as the client sent it; kept for `stats` and to leave the key map on removal.
+    pub key: Box<[u8]>,
+    /// Which namespace the key lives in.
+    pub ns: Namespace,
+    /// Capacity: 1 for locks, fixed by the creating request for semaphores.
+    pub limit: u64,
+    /// Current holders (leases), in grant order.
+    pub holders: List,
+    /// Waiters, strictly FIFO: blocking acquires and two-phase enqueues share one queue.
+    pub queue: List,
+    /// Last activity in the sense of spec §8.7; drives idle GC.
+    pub last_activity: Millis,
+    /// Position in the idle list while the resource has no holders and no waiters.
+    pub idle_link: Link,
+    /// Whether `idle_link` is in use; kept explicitly because a lone entry has NIL neighbours.
+    pub on_idle_list: bool,
+}
+
+impl Resource {
+    /// No holders and no waiters: only idle GC is interested in it.
+    pub fn is_idle(&self) -> bool {
+        self.holders.is_empty() && self.queue.is_empty()
+    }
+
+    /// Whether one more holder fits.
+    pub fn has_capacity(&self) -> bool {
+        u64::from(self.holders.len()) < self.limit
+    }
+}
+
+fn idle_link(resource: &mut Resource) -> &mut Link {
+    &mut resource.idle_link
+}
+
+/// Why a resource could not be looked up or created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyError {
+    /// Creating it would exceed `--max-locks`.
+    MaxLocks,
+    /// It exists as a semaphore with another limit.
+    LimitMismatch,
+}
+
+/// Every resource, addressable by (namespace, key) and by index.
+#[derive(Debug, Default)]
+pub struct Keyspace {
+    /// Resource entries; indices are stable while the resource lives.
+    pub resources: Slab<Resource>,
+    locks: HashMap<Box<[u8]>, u32>,
+    semaphores: HashMap<Box<[u8]>, u32>,
+    /// Idle resources, oldest activity first.
+    idle: List,
+}
+
+impl Keyspace {
+    fn map(&self, ns: Namespace) -> &HashMap<Box<[u8]>, u32> {
+        match ns {
+            Namespace::Lock => &self.locks,
+            Namespace::Semaphore => &self.semaphores,
+        }
+    }
+
+    fn map_mut(&mut self, ns: Namespace) -> &mut HashMap<Box<[u8]>, u32> {
+        match ns {
+            Namespace::Lock => &mut self.locks,
+            Namespace::Semaphore => &mut self.semaphores,
+        }
+    }
+
+    /// Number of resources (both namespaces); what `--max-locks` counts.
+    pub fn len(&self) -> usize {
+        self.resources.len()
+    }
+
+    /// The resource for `key`, if it exists.
+    pub fn find(&self, ns: Namespace, key: &[u8]) -> Option<u32> {
+        self.map(ns).get(key).copied()
+    }
+
+    /// The resource for `key`, created with `limit` if missing. An existing semaphore must have
+    /// the same limit (spec §8.8); locks always have limit 1.
+    pub fn find_or_create(
+        &mut self,
+        ns: Namespace,
+        key: &[u8],
+        limit: u64,
+        max_resources: u64,
+        now: Millis,
+    ) -> Result<u32, KeyError> {
+        if let Some(index) = self.find(ns, key) {
+            return if self.resources[index as usize].limit == limit {
+                Ok(index)
+            } else {
+                Err(KeyError::LimitMismatch)
+            };
+        }
+        if self.resources.len() as u64 >= max_resources {
+            return Err(KeyError::MaxLocks);
+        }
+        let entry = self.resources.vacant_entry();
+        let index = entry.key() as u32;
+        entry.insert(Resource {
+            key: key.into(),
+            ns,
+            limit,
+            holders: List::default(),
+            queue: List::default(),
+            last_activity: now,
+            idle_link: Link::DETACHED,
+            on_idle_list: false,
+        });
+        self.map_mut(ns).insert(key.into(), index);
+        Ok(index)
+    }
+
+    /// Records activity on `index` at `now`. An idle resource moves to the young end of the idle
+    /// list, so the list stays ordered by last activity.
+    pub fn touch(&mut self, index: u32, now: Millis) {
+        self.resources[index as usize].last_activity = now;
+        if self.resources[index as usize].on_idle_list {
+            self.idle.remove(&mut self.resources, index, idle_link);
+            self.idle.push_back(&mut self.resources, index, idle_link);
+        }
+    }
+
+    /// Puts `index` on or off the idle list to match its state. Call after its holders or waiters
+    /// change, together with [`Keyspace::touch`]: every such change is activity (spec §8.7), which
+    /// is what keeps an entry joining at the back in activity order.
+    pub fn settle(&mut self, index: u32) {
+        let resource = &mut self.resources[index as usize];
+        match (resource.is_idle(), resource.on_idle_list) {
+            (true, false) => {
+                resource.on_idle_list = true;
+                self.idle.push_back(&mut self.resources, index, idle_link);
+            }
+            (false, true) => {
+                resource.on_idle_list = false;
+                self.idle.remove(&mut self.resources, index, idle_link);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether any resource is idle (so a GC pass could have work).
+    pub fn has_idle(&self) -> bool {
+        !self.idle.is_empty()
+    }
+
+    /// Removes up to `budget` idle resources whose last activity is at least `max_idle_ms` old.
+    /// Returns how many were removed; fewer than `budget` means none is left to collect now.
+    pub fn collect_idle(&mut self, now: Millis, max_idle_ms: u64, budget: usize) -> usize {
+        let mut removed = 0;
+        while removed < budget {
+            let Some(index) = self.idle.head() else { break };
+            if now.since(self.resources[index as usize].last_activity) < max_idle_ms {
+                break;
+            }
+            self.idle.remove(&mut self.resources, index, idle_link);
+            let resource = self.resources.remove(index as usize);
+            self.map_mut(resource.ns).remove(&resource.key);
+            removed += 1;
+        }
+        removed
+    }
+
+    /// Panics if the maps, the slab and the idle list disagree. For tests and fuzz targets.
+    pub fn check_invariants(&mut self) {
+        assert_eq!(
+            self.locks.len() + self.semaphores.len(),
+            self.resources.len(),
+            "key maps and resource slab differ in size"
+        );
+        for (ns, map) in [
+            (Namespace::Lock, &self.locks),
+            (Namespace::Semaphore, &self.semaphores),
+        ] {
+            for (key, &index) in map {
+                let resource = &self.resources[index as usize];
+                assert_eq!(resource.ns, ns, "resource in the wrong namespace map");
+                assert_eq!(&resource.key, key, "key map points at another resource");
+                if ns == Namespace::Lock {
+                    assert_eq!(resource.limit, 1, "lock with limit other than 1");
+                }
+            }
+        }
+        let mut idle = Vec::new();
+        self.idle
+            .collect_into(&mut self.resources, idle_link, &mut idle);
+        let mut last = Millis::ZERO;
+        for &index in &idle {
+            let resource = &self.resources[index as usize];
+            assert!(
+                resource.on_idle_list && resource.is_idle(),
+                "busy resource on the idle list"
+            );
+            assert!(
+                resource.last_activity >= last,
+                "idle list out of activity order"
+            );
+            last = resource.last_activity;
+        }
+        let idle_count = self.resources.iter().filter(|(_, r)| r.is_idle()).count();
+        assert_eq!(
+            idle_count,
+            idle.len(),
+            "idle resource missing from the idle list"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_separate_and_limits_must_match() {
+        let mut keys = Keyspace::default();
+        let lock = keys
+            .find_or_create(Namespace::Lock, b"k", 1, 10, Millis(0))
+            .unwrap();
+        let sem = keys
+            .find_or_create(Namespace::Semaphore, b"k", 3, 10, Millis(0))
+            .unwrap();
+        assert_ne!(lock, sem);
+        assert_eq!(
+            keys.find_or_create(Namespace::Semaphore, b"k", 4, 10, Millis(0)),
+            Err(KeyError::LimitMismatch)
+        );
+        assert_eq!(keys.find(Namespace::Lock, b"k"), Some(lock));
+        assert_eq!(keys.len(), 2);
+    }
+
+    #[test]
+    fn the_budget_counts_both_namespaces() {
+        let mut keys = Keyspace::default();
+        keys.find_or_create(Namespace::Lock, b"a", 1, 2, Millis(0))
+            .unwrap();
+        keys.find_or_create(Namespace::Semaphore, b"a", 2, 2, Millis(0))
+            .unwrap();
+        assert_eq!(
+            keys.find_or_create(Namespace::Lock, b"b", 1, 2, Millis(0)),
+            Err(KeyError::MaxLocks)
+        );
+        // Existing entries stay reachable at the cap.
+        assert!(
+            keys.find_or_create(Namespace::Lock, b"a", 1, 2, Millis(0))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn gc_removes_the_oldest_idle_entries_first() {
+        let mut keys = Keyspace::default();
+        for (i, key) in [b"a", b"b", b"c"].iter().enumerate() {
+            let index = keys
+                .find_or_create(Namespace::Lock, *key, 1, 10, Millis(i as u64 * 10))
+                .unwrap();
+            keys.settle(index);
+        }
+        // Activity on "a" makes it the youngest.
+        let a = keys.find(Namespace::Lock, b"a").unwrap();
+        keys.touch(a, Millis(25));
+        keys.check_invariants();
+        assert_eq!(keys.collect_idle(Millis(30), 10, 100), 2);
+        assert!(keys.find(Namespace::Lock, b"b").is_none());
+        assert!(keys.find(Namespace::Lock, b"c").is_none());
+        assert_eq!(keys.collect_idle(Millis(34), 10, 100), 0);
+        assert_eq!(keys.collect_idle(Millis(35), 10, 100), 1);
+        assert_eq!(keys.len(), 0);
+        assert!(!keys.has_idle());
+        keys.check_invariants();
+    }
+}

@@ -1,0 +1,571 @@
+//! Locks and semaphores: acquire, release, renew, two-phase enqueue/wait, FIFO granting, lease
+//! expiry, wait timeouts and disconnect cleanup (spec §7.1-7.6, §8, §9, §11).
+//!
+//! A lock is a resource of capacity 1 in its own namespace; everything below treats both kinds
+//! alike. The invariant every operation preserves: a resource with waiters has no free capacity
+//! (freed capacity is granted to the head of the queue at once).
+
+use super::keyspace::KeyError;
+use super::list::{Link, List};
+use super::{ClientId, Due, Engine, Lease, Outbox, Outcome, TwoPhase, Waiter};
+use crate::clock::Millis;
+use crate::protocol::{Namespace, Response};
+use crate::timer::TimerId;
+use crate::token::LeaseToken;
+
+fn holder_link(lease: &mut Lease) -> &mut Link {
+    &mut lease.holder_link
+}
+
+fn owner_link(lease: &mut Lease) -> &mut Link {
+    &mut lease.owner_link
+}
+
+fn queue_link(waiter: &mut Waiter) -> &mut Link {
+    &mut waiter.queue_link
+}
+
+fn client_link(waiter: &mut Waiter) -> &mut Link {
+    &mut waiter.client_link
+}
+
+fn key_error_response(error: KeyError) -> Response {
+    match error {
+        KeyError::MaxLocks => Response::ErrorMaxLocks,
+        KeyError::LimitMismatch => Response::ErrorLimitMismatch,
+    }
+}
+
+/// How a new waiter will be answered.
+#[derive(Clone, Copy)]
+enum WaitMode {
+    /// `l`/`sl`: the request blocks until granted or timed out.
+    Blocking { deadline: Millis },
+    /// `e`/`se`: answered `queued` now; a later `w`/`sw` collects the grant.
+    TwoPhase,
+}
+
+impl Engine {
+    /// `l` / `sl` (spec §8.3).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn acquire(
+        &mut self,
+        now: Millis,
+        client: ClientId,
+        ns: Namespace,
+        key: &[u8],
+        timeout_s: u64,
+        limit: u64,
+        lease_s: Option<u64>,
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        let lease_s = lease_s.unwrap_or(self.config.default_lease_s);
+        let resource = match self.open_resource(now, ns, key, limit, out) {
+            Ok(resource) => resource,
+            Err(response) => return self.answer(client, response, out),
+        };
+        let response = if self.can_grant_now(resource) {
+            let lease = self.new_lease(now, resource, client, lease_s, false);
+            Response::Granted {
+                token: self.leases[lease as usize].token,
+                lease_s,
+            }
+        } else if self.queue_is_full(resource) {
+            Response::ErrorMaxWaiters
+        } else if timeout_s == 0 {
+            // A try-lock never jumps the queue: it would have joined at the tail, so it fails.
+            Response::Timeout
+        } else {
+            let deadline = now.plus_secs(timeout_s);
+            self.add_waiter(resource, client, lease_s, WaitMode::Blocking { deadline });
+            self.settle(now, resource);
+            return Outcome::Waiting;
+        };
+        self.settle(now, resource);
+        self.answer(client, response, out)
+    }
+
+    /// `r` / `sr` (spec §7.2): any connection may release any token.
+    pub(super) fn release(
+        &mut self,
+        now: Millis,
+        client: ClientId,
+        ns: Namespace,
+        key: &[u8],
+        token: &[u8],
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        let response = match self.find_lease(ns, key, token) {
+            Some(lease) => {
+                // An expired lease that has not been swept yet is still released (spec §8.5).
+                self.end_lease(now, lease, out);
+                Response::Ok
+            }
+            None => Response::Error,
+        };
+        self.answer(client, response, out)
+    }
+
+    /// `n` / `sn` (spec §7.3): resets the lease to now + L; an expired lease is evicted instead.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn renew(
+        &mut self,
+        now: Millis,
+        client: ClientId,
+        ns: Namespace,
+        key: &[u8],
+        token: &[u8],
+        lease_s: Option<u64>,
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        let lease_s = lease_s.unwrap_or(self.config.default_lease_s);
+        let response = match self.find_lease(ns, key, token) {
+            Some(lease) if self.leases[lease as usize].expires <= now => {
+                self.end_lease(now, lease, out);
+                Response::Error
+            }
+            Some(lease) => {
+                self.extend_lease(now, lease, lease_s);
+                Response::Renewed { lease_s }
+            }
+            None => Response::Error,
+        };
+        self.answer(client, response, out)
+    }
+
+    /// `e` / `se` (spec §9): joins the queue, or takes the resource at once.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn enqueue(
+        &mut self,
+        now: Millis,
+        client: ClientId,
+        ns: Namespace,
+        key: &[u8],
+        limit: u64,
+        lease_s: Option<u64>,
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        let lease_s = lease_s.unwrap_or(self.config.default_lease_s);
+        if let Some(resource) = self.keys.find(ns, key) {
+            if self.two_phase.contains_key(&(client, resource)) {
+                return self.answer(client, Response::ErrorAlreadyEnqueued, out);
+            }
+        }
+        let resource = match self.open_resource(now, ns, key, limit, out) {
+            Ok(resource) => resource,
+            Err(response) => return self.answer(client, response, out),
+        };
+        let response = if self.can_grant_now(resource) {
+            let lease = self.new_lease(now, resource, client, lease_s, true);
+            self.two_phase
+                .insert((client, resource), TwoPhase::Granted(lease));
+            Response::Acquired {
+                token: self.leases[lease as usize].token,
+                lease_s,
+            }
+        } else if self.queue_is_full(resource) {
+            Response::ErrorMaxWaiters
+        } else {
+            let waiter = self.add_waiter(resource, client, lease_s, WaitMode::TwoPhase);
+            self.two_phase
+                .insert((client, resource), TwoPhase::Queued(waiter));
+            Response::Queued
+        };
+        self.settle(now, resource);
+        self.answer(client, response, out)
+    }
+
+    /// `w` / `sw` (spec §9): collects the grant of an earlier `e`/`se`, waiting up to T.
+    pub(super) fn wait(
+        &mut self,
+        now: Millis,
+        client: ClientId,
+        ns: Namespace,
+        key: &[u8],
+        timeout_s: u64,
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        let Some(resource) = self.keys.find(ns, key) else {
+            return self.answer(client, Response::ErrorNotEnqueued, out);
+        };
+        if !self.two_phase.contains_key(&(client, resource)) {
+            return self.answer(client, Response::ErrorNotEnqueued, out);
+        }
+        self.keys.touch(resource, now);
+        let mut state = self.two_phase.get(&(client, resource)).copied();
+        if let Some(TwoPhase::Queued(_)) = state {
+            // A grant that is due (an expired holder not swept yet) is given before we look.
+            self.evict_expired_holders(now, resource, out);
+            state = self.two_phase.get(&(client, resource)).copied();
+        }
+        let response = match state {
+            Some(TwoPhase::Granted(lease)) => {
+                self.two_phase.remove(&(client, resource));
+                self.leases[lease as usize].two_phase = false;
+                if self.leases[lease as usize].expires > now {
+                    let lease_s = self.leases[lease as usize].lease_s;
+                    self.extend_lease(now, lease, lease_s);
+                    Response::Granted {
+                        token: self.leases[lease as usize].token,
+                        lease_s,
+                    }
+                } else {
+                    self.end_lease(now, lease, out);
+                    Response::ErrorLeaseExpired
+                }
+            }
+            Some(TwoPhase::Queued(waiter)) if timeout_s == 0 => {
+                self.remove_waiter(now, waiter);
+                Response::Timeout
+            }
+            Some(TwoPhase::Queued(waiter)) => {
+                self.block_on(waiter, now.plus_secs(timeout_s));
+                return Outcome::Waiting;
+            }
+            // Only an eviction of another holder ran above, and it cannot end a queued state
+            // except by granting it.
+            None => Response::ErrorNotEnqueued,
+        };
+        self.answer(client, response, out)
+    }
+
+    /// A lease's timer fired.
+    pub(super) fn on_lease_expiry(
+        &mut self,
+        now: Millis,
+        timer: TimerId,
+        lease: u32,
+        out: &mut impl Outbox,
+    ) {
+        if self
+            .leases
+            .get(lease as usize)
+            .is_some_and(|l| l.timer == timer)
+        {
+            debug_assert!(
+                self.leases[lease as usize].expires <= now,
+                "lease fired early"
+            );
+            self.end_lease(now, lease, out);
+        } else {
+            debug_assert!(false, "stale lease timer {lease}");
+        }
+    }
+
+    /// A waiter's timeout fired.
+    pub(super) fn on_wait_timeout(
+        &mut self,
+        now: Millis,
+        timer: TimerId,
+        waiter: u32,
+        out: &mut impl Outbox,
+    ) {
+        let is_current = |engine: &Engine| {
+            engine
+                .waiters
+                .get(waiter as usize)
+                .is_some_and(|w| w.timer == Some(timer))
+        };
+        if !is_current(self) {
+            debug_assert!(false, "stale wait timer {waiter}");
+            return;
+        }
+        // If a holder's lease ran out in the same instant, the grant wins over the timeout.
+        let resource = self.waiters[waiter as usize].resource;
+        self.evict_expired_holders(now, resource, out);
+        if is_current(self) {
+            let client = self.waiters[waiter as usize].client;
+            self.remove_waiter(now, waiter);
+            out.reply(client, Response::Timeout);
+        }
+    }
+
+    /// Drops every waiter of a departing client.
+    pub(super) fn drop_waiters_of(&mut self, now: Millis, client: ClientId) {
+        while let Some(waiter) = self.clients.get(client).and_then(|c| c.waiters.head()) {
+            self.remove_waiter(now, waiter);
+        }
+    }
+
+    /// Releases (auto-release) or orphans every lease of a departing client.
+    pub(super) fn drop_leases_of(&mut self, now: Millis, client: ClientId, out: &mut impl Outbox) {
+        while let Some(lease) = self.clients.get(client).and_then(|c| c.leases.head()) {
+            if self.config.auto_release_on_disconnect {
+                self.end_lease(now, lease, out);
+            } else {
+                self.orphan_lease(now, lease, client);
+            }
+        }
+    }
+
+    fn answer(&mut self, client: ClientId, response: Response, out: &mut impl Outbox) -> Outcome {
+        out.reply(client, response);
+        Outcome::Answered
+    }
+
+    /// Looks up or creates the resource for an acquire or enqueue, counts the attempt as
+    /// activity and evicts holders whose lease has already passed (spec §8.3 steps 1-2).
+    fn open_resource(
+        &mut self,
+        now: Millis,
+        ns: Namespace,
+        key: &[u8],
+        limit: u64,
+        out: &mut impl Outbox,
+    ) -> Result<u32, Response> {
+        let resource = self
+            .keys
+            .find_or_create(ns, key, limit, self.config.max_locks, now)
+            .map_err(key_error_response)?;
+        self.keys.touch(resource, now);
+        self.evict_expired_holders(now, resource, out);
+        Ok(resource)
+    }
+
+    fn can_grant_now(&self, resource: u32) -> bool {
+        let r = &self.keys.resources[resource as usize];
+        r.has_capacity() && r.queue.is_empty()
+    }
+
+    fn queue_is_full(&self, resource: u32) -> bool {
+        let max = self.config.max_waiters;
+        max > 0 && u64::from(self.keys.resources[resource as usize].queue.len()) >= max
+    }
+
+    /// The lease of `resource` (ns, key) holding `token`, if any.
+    fn find_lease(&self, ns: Namespace, key: &[u8], token: &[u8]) -> Option<u32> {
+        let resource = self.keys.find(ns, key)?;
+        let token = LeaseToken::parse(token)?;
+        let lease = *self.by_fence.get(&token.fence)?;
+        let l = &self.leases[lease as usize];
+        (l.resource == resource && l.token == token).then_some(lease)
+    }
+
+    /// Creates a holder of `resource` for `owner`, with its expiry timer.
+    fn new_lease(
+        &mut self,
+        now: Millis,
+        resource: u32,
+        owner: ClientId,
+        lease_s: u64,
+        two_phase: bool,
+    ) -> u32 {
+        let token = self.tokens.issue();
+        let expires = now.plus_secs(lease_s);
+        let entry = self.leases.vacant_entry();
+        let lease = entry.key() as u32;
+        let timer = self.timers.insert(expires, Due::LeaseExpiry(lease));
+        entry.insert(Lease {
+            token,
+            resource,
+            owner: Some(owner),
+            expires,
+            lease_s,
+            timer,
+            two_phase,
+            holder_link: Link::DETACHED,
+            owner_link: Link::DETACHED,
+        });
+        self.by_fence.insert(token.fence, lease);
+        self.keys.resources[resource as usize].holders.push_back(
+            &mut self.leases,
+            lease,
+            holder_link,
+        );
+        if let Some(state) = self.clients.get_mut(owner) {
+            state.leases.push_back(&mut self.leases, lease, owner_link);
+        } else {
+            debug_assert!(false, "lease granted to unknown client {owner:?}");
+        }
+        self.keys.touch(resource, now);
+        lease
+    }
+
+    /// Resets a lease to expire `lease_s` from now.
+    fn extend_lease(&mut self, now: Millis, lease: u32, lease_s: u64) {
+        let l = &mut self.leases[lease as usize];
+        l.expires = now.plus_secs(lease_s);
+        let rescheduled = self.timers.reschedule(l.timer, l.expires);
+        debug_assert!(rescheduled, "lease without a live timer");
+        let resource = l.resource;
+        self.keys.touch(resource, now);
+    }
+
+    /// Ends a holder (release, expiry, renew of an expired lease, disconnect) and passes the freed
+    /// capacity to the queue.
+    fn end_lease(&mut self, now: Millis, lease: u32, out: &mut impl Outbox) {
+        let resource = self.leases[lease as usize].resource;
+        self.keys.resources[resource as usize]
+            .holders
+            .remove(&mut self.leases, lease, holder_link);
+        if let Some(owner) = self.leases[lease as usize].owner {
+            if let Some(state) = self.clients.get_mut(owner) {
+                state.leases.remove(&mut self.leases, lease, owner_link);
+            }
+        }
+        let l = self.leases.remove(lease as usize);
+        self.timers.cancel(l.timer);
+        self.by_fence.remove(&l.token.fence);
+        if l.two_phase {
+            if let Some(owner) = l.owner {
+                self.two_phase.remove(&(owner, resource));
+            }
+        }
+        self.keys.touch(resource, now);
+        self.grant_waiters(now, resource, out);
+        self.settle(now, resource);
+    }
+
+    /// Detaches a lease from its departing owner without releasing it (auto-release off).
+    fn orphan_lease(&mut self, now: Millis, lease: u32, owner: ClientId) {
+        if let Some(state) = self.clients.get_mut(owner) {
+            state.leases.remove(&mut self.leases, lease, owner_link);
+        }
+        let l = &mut self.leases[lease as usize];
+        l.owner = None;
+        let resource = l.resource;
+        if std::mem::take(&mut l.two_phase) {
+            self.two_phase.remove(&(owner, resource));
+        }
+        self.keys.touch(resource, now);
+    }
+
+    /// Grants free capacity of `resource` to waiters, strictly from the head of its queue.
+    fn grant_waiters(&mut self, now: Millis, resource: u32, out: &mut impl Outbox) {
+        while self.keys.resources[resource as usize].has_capacity() {
+            let Some(waiter) = self.keys.resources[resource as usize].queue.head() else {
+                break;
+            };
+            let w = self.unlink_waiter(waiter);
+            let collected = w.two_phase && !w.answer_on_grant;
+            let lease = self.new_lease(now, resource, w.client, w.lease_s, collected);
+            if w.two_phase {
+                if collected {
+                    self.two_phase
+                        .insert((w.client, resource), TwoPhase::Granted(lease));
+                } else {
+                    self.two_phase.remove(&(w.client, resource));
+                }
+            }
+            if w.answer_on_grant {
+                let token = self.leases[lease as usize].token;
+                out.reply(
+                    w.client,
+                    Response::Granted {
+                        token,
+                        lease_s: w.lease_s,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Queues a waiter for `client` at the tail of `resource`'s queue.
+    fn add_waiter(&mut self, resource: u32, client: ClientId, lease_s: u64, mode: WaitMode) -> u32 {
+        let waiter = self.waiters.insert(Waiter {
+            resource,
+            client,
+            lease_s,
+            two_phase: matches!(mode, WaitMode::TwoPhase),
+            answer_on_grant: false,
+            timer: None,
+            queue_link: Link::DETACHED,
+            client_link: Link::DETACHED,
+        }) as u32;
+        self.keys.resources[resource as usize].queue.push_back(
+            &mut self.waiters,
+            waiter,
+            queue_link,
+        );
+        if let Some(state) = self.clients.get_mut(client) {
+            state
+                .waiters
+                .push_back(&mut self.waiters, waiter, client_link);
+        }
+        if let WaitMode::Blocking { deadline } = mode {
+            self.block_on(waiter, deadline);
+        }
+        waiter
+    }
+
+    /// Makes the waiter's client wait for it until `deadline`.
+    fn block_on(&mut self, waiter: u32, deadline: Millis) {
+        let timer = self.timers.insert(deadline, Due::WaitTimeout(waiter));
+        let w = &mut self.waiters[waiter as usize];
+        w.answer_on_grant = true;
+        w.timer = Some(timer);
+        let client = w.client;
+        if let Some(state) = self.clients.get_mut(client) {
+            debug_assert!(state.blocked.is_none(), "client blocked twice");
+            state.blocked = Some(waiter);
+        }
+    }
+
+    /// Takes a waiter out of every list and the slab; its client no longer waits on it.
+    fn unlink_waiter(&mut self, waiter: u32) -> Waiter {
+        let resource = self.waiters[waiter as usize].resource;
+        let client = self.waiters[waiter as usize].client;
+        self.keys.resources[resource as usize]
+            .queue
+            .remove(&mut self.waiters, waiter, queue_link);
+        if let Some(state) = self.clients.get_mut(client) {
+            state.waiters.remove(&mut self.waiters, waiter, client_link);
+            if state.blocked == Some(waiter) {
+                state.blocked = None;
+            }
+        }
+        let w = self.waiters.remove(waiter as usize);
+        if let Some(timer) = w.timer {
+            self.timers.cancel(timer);
+        }
+        w
+    }
+
+    /// Removes a waiter that will not be granted (timeout, cancel, disconnect) along with its
+    /// two-phase state.
+    pub(super) fn remove_waiter(&mut self, now: Millis, waiter: u32) {
+        let w = self.unlink_waiter(waiter);
+        if w.two_phase {
+            self.two_phase.remove(&(w.client, w.resource));
+        }
+        debug_assert!(
+            {
+                let r = &self.keys.resources[w.resource as usize];
+                r.queue.is_empty() || !r.has_capacity()
+            },
+            "a queue with free capacity ahead of it"
+        );
+        self.keys.touch(w.resource, now);
+        self.settle(now, w.resource);
+    }
+
+    /// Evicts holders of `resource` whose lease has passed but whose timer has not been handled
+    /// yet (only possible while expiry work is spread over several turns), granting what frees up.
+    fn evict_expired_holders(&mut self, now: Millis, resource: u32, out: &mut impl Outbox) {
+        if self.timers.next_deadline().is_none_or(|at| at > now) {
+            return;
+        }
+        let mut expired = std::mem::take(&mut self.scratch);
+        self.keys.resources[resource as usize].holders.collect_into(
+            &mut self.leases,
+            holder_link,
+            &mut expired,
+        );
+        expired.retain(|&lease| self.leases[lease as usize].expires <= now);
+        for &lease in &expired {
+            self.end_lease(now, lease, out);
+        }
+        expired.clear();
+        self.scratch = expired;
+    }
+
+    /// Walks a list for invariant checks.
+    pub(super) fn holders_of(&mut self, list: List, out: &mut Vec<u32>) {
+        list.collect_into(&mut self.leases, holder_link, out);
+    }
+
+    /// Walks a queue for invariant checks.
+    pub(super) fn queue_of(&mut self, list: List, out: &mut Vec<u32>) {
+        list.collect_into(&mut self.waiters, queue_link, out);
+    }
+}

@@ -1,0 +1,437 @@
+//! The lock, semaphore and signal state machine: pure, single-threaded, driven by an explicit clock.
+//!
+//! The engine owns every resource, holder, waiter, two-phase state and subscription, plus a timer
+//! wheel for lease expiry, wait timeouts and idle GC. It never touches a socket and never reads
+//! the clock: each entry point takes `now`, and every effect (a response to the requester, a grant
+//! to a waiter on another connection, a signal push, a slow-consumer eviction) goes out through
+//! the [`Outbox`] the caller passes in. The event loop implements `Outbox` by writing into
+//! connection buffers; tests and fuzz targets implement it by recording.
+//!
+//! Clients are identified by [`ClientId`]; the engine learns of them through
+//! [`Engine::connect`] and forgets them in [`Engine::disconnect`], which removes everything they
+//! wait for and subscribe to (and, with auto-release, everything they hold).
+
+mod clients;
+mod idle;
+mod invariants;
+mod keyspace;
+mod list;
+mod locking;
+pub mod signal;
+mod stats;
+
+use std::collections::HashMap;
+
+use slab::Slab;
+
+use self::clients::Clients;
+use self::keyspace::Keyspace;
+use self::list::Link;
+use self::signal::SignalIndex;
+use crate::clock::Millis;
+use crate::protocol::{Request, Response};
+use crate::timer::{TimerId, TimerWheel};
+use crate::token::{LeaseToken, TokenIssuer};
+
+/// Identifies a connected client: its slot index in the server's connection table plus a
+/// generation, so a recycled slot never receives a departed client's grant or signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId {
+    /// Slot in the connection table; dense, so the engine can index by it.
+    pub index: u32,
+    /// Distinguishes successive occupants of the same slot; never 0 for a real client.
+    pub generation: u32,
+}
+
+/// The settings the engine obeys (a subset of the server configuration).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Lease used when a request names none (`--default-lease-ttl`).
+    pub default_lease_s: u64,
+    /// Most resources (locks and semaphores together) that may exist (`--max-locks`).
+    pub max_locks: u64,
+    /// Most waiters per resource; 0 = unlimited (`--max-waiters`).
+    pub max_waiters: u64,
+    /// Most subscriptions per client; 0 = unlimited (`--max-subscriptions`).
+    pub max_subscriptions: u64,
+    /// Period of idle GC passes (`--gc-interval`), in milliseconds, > 0.
+    pub gc_interval_ms: u64,
+    /// How long a resource must be idle before GC removes it (`--gc-max-idle`), in milliseconds.
+    pub gc_max_idle_ms: u64,
+    /// Whether a departing client's holdings are released (`--auto-release-on-disconnect`).
+    pub auto_release_on_disconnect: bool,
+}
+
+impl Default for EngineConfig {
+    /// The server defaults of spec §17.2.
+    fn default() -> EngineConfig {
+        EngineConfig {
+            default_lease_s: 33,
+            max_locks: 1024,
+            max_waiters: 0,
+            max_subscriptions: 0,
+            gc_interval_ms: 5_000,
+            gc_max_idle_ms: 60_000,
+            auto_release_on_disconnect: true,
+        }
+    }
+}
+
+/// Where the engine sends its effects. Implemented by the event loop (connection buffers) and by
+/// test recorders.
+pub trait Outbox {
+    /// The response to `client`'s current request. Each request gets exactly one, possibly long
+    /// after [`Engine::apply`] returned [`Outcome::Waiting`].
+    fn reply(&mut self, client: ClientId, response: Response);
+    /// Whether `client` can take `line_len` more bytes of signal pushes without passing its
+    /// output bound.
+    fn has_room(&mut self, client: ClientId, line_len: usize) -> bool;
+    /// Queues the push `sig <channel> <payload>` for `client`.
+    fn push(&mut self, client: ClientId, channel: &[u8], payload: &[u8]);
+    /// `client` is a slow consumer; the caller must disconnect it (and then call
+    /// [`Engine::disconnect`]). Called at most once per client per signal.
+    fn evict(&mut self, client: ClientId);
+}
+
+/// What became of a request handed to [`Engine::apply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The response has been sent to the outbox.
+    Answered,
+    /// The client waits (in `l`, `sl`, `w` or `sw`); its response will come through the outbox
+    /// later, from a grant, a timeout or [`Engine::cancel_waits`]. Until then the client's next
+    /// request must not be applied.
+    Waiting,
+}
+
+/// A holder of a resource.
+#[derive(Debug)]
+struct Lease {
+    token: LeaseToken,
+    resource: u32,
+    /// The client that acquired it, until that client leaves (with auto-release off it then
+    /// stays held, by nobody, until it expires or someone releases it by token).
+    owner: Option<ClientId>,
+    expires: Millis,
+    /// The lease length it was granted with; a two-phase `w` resets the lease to now + this.
+    lease_s: u64,
+    timer: TimerId,
+    /// Whether the owner's two-phase state for the resource refers to this lease (granted by
+    /// `e`/`se`, not yet collected by `w`/`sw`).
+    two_phase: bool,
+    holder_link: Link,
+    owner_link: Link,
+}
+
+/// A queued request for a resource.
+#[derive(Debug)]
+struct Waiter {
+    resource: u32,
+    client: ClientId,
+    lease_s: u64,
+    /// Queued by `e`/`se` (the client's two-phase state refers to it) rather than `l`/`sl`.
+    two_phase: bool,
+    /// A request of the client is blocked on this waiter and must be answered when it is granted.
+    /// Always true for `l`/`sl`; true for `e`/`se` while a `w`/`sw` waits.
+    answer_on_grant: bool,
+    /// The wait timeout, while a request waits with T > 0.
+    timer: Option<TimerId>,
+    queue_link: Link,
+    client_link: Link,
+}
+
+/// Where a client's two-phase state for one resource stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TwoPhase {
+    /// Still in the queue, as this waiter.
+    Queued(u32),
+    /// Granted, as this lease; `w` collects it.
+    Granted(u32),
+}
+
+/// What a timer in the engine's wheel is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Due {
+    LeaseExpiry(u32),
+    WaitTimeout(u32),
+    IdleGc,
+}
+
+/// Most timers [`Engine::expire`] handles per call, so that a mass expiry is spread over loop
+/// turns instead of stalling every other client.
+pub const EXPIRE_BUDGET: usize = 4096;
+
+/// The engine: every piece of lock, semaphore and signal state.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    tokens: TokenIssuer,
+    keys: Keyspace,
+    leases: Slab<Lease>,
+    /// Lease by token fence (unique per grant), for `r`/`n` by token in O(1).
+    by_fence: HashMap<u64, u32>,
+    waiters: Slab<Waiter>,
+    two_phase: HashMap<(ClientId, u32), TwoPhase>,
+    clients: Clients,
+    timers: TimerWheel<Due>,
+    gc_timer: Option<TimerId>,
+    signals: SignalIndex,
+    /// Reused by operations that must walk a list while changing it.
+    scratch: Vec<u32>,
+}
+
+impl Engine {
+    /// An empty engine.
+    pub fn new(config: EngineConfig, tokens: TokenIssuer) -> Engine {
+        debug_assert!(config.gc_interval_ms > 0, "gc interval must be positive");
+        Engine {
+            config,
+            tokens,
+            keys: Keyspace::default(),
+            leases: Slab::new(),
+            by_fence: HashMap::new(),
+            waiters: Slab::new(),
+            two_phase: HashMap::new(),
+            clients: Clients::default(),
+            timers: TimerWheel::new(),
+            gc_timer: None,
+            signals: SignalIndex::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Registers a client. `serial` is the connection number shown in `stats` (`owner_conn_id`).
+    pub fn connect(&mut self, client: ClientId, serial: u64) {
+        self.clients.insert(client, serial);
+    }
+
+    /// Applies one request of `client` at time `now`. `Stats`, `Ping` and `Auth` are the
+    /// server's business and are answered with `error` here.
+    pub fn apply(
+        &mut self,
+        now: Millis,
+        client: ClientId,
+        request: &Request<'_>,
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        if !self.clients.contains(client) {
+            debug_assert!(false, "request from unknown client {client:?}");
+            out.reply(client, Response::Error);
+            return Outcome::Answered;
+        }
+        debug_assert!(
+            self.clients
+                .get(client)
+                .is_some_and(|c| c.blocked.is_none()),
+            "request from a client that is still waiting"
+        );
+        match *request {
+            Request::Acquire {
+                ns,
+                key,
+                timeout_s,
+                limit,
+                lease_s,
+            } => self.acquire(now, client, ns, key, timeout_s, limit, lease_s, out),
+            Request::Release { ns, key, token } => self.release(now, client, ns, key, token, out),
+            Request::Renew {
+                ns,
+                key,
+                token,
+                lease_s,
+            } => self.renew(now, client, ns, key, token, lease_s, out),
+            Request::Enqueue {
+                ns,
+                key,
+                limit,
+                lease_s,
+            } => self.enqueue(now, client, ns, key, limit, lease_s, out),
+            Request::Wait { ns, key, timeout_s } => self.wait(now, client, ns, key, timeout_s, out),
+            Request::Listen { pattern, group } => self.listen(client, pattern, group, out),
+            Request::Unlisten { pattern, group } => self.unlisten(client, pattern, group, out),
+            Request::Signal { channel, payload } => self.signal(client, channel, payload, out),
+            Request::Stats | Request::Ping | Request::Auth { .. } => {
+                out.reply(client, Response::Error);
+                Outcome::Answered
+            }
+        }
+    }
+
+    /// Handles timers that are due at `now`: lease expiries (granting freed capacity to waiters),
+    /// wait timeouts and idle GC. Handles at most [`EXPIRE_BUDGET`] of them; returns `true` if
+    /// more are due, in which case the caller should call again soon (next loop turn).
+    pub fn expire(&mut self, now: Millis, out: &mut impl Outbox) -> bool {
+        let mut budget = EXPIRE_BUDGET;
+        while budget > 0 {
+            let Some((id, due)) = self.timers.poll(now) else {
+                return false;
+            };
+            budget -= 1;
+            match due {
+                Due::LeaseExpiry(lease) => self.on_lease_expiry(now, id, lease, out),
+                Due::WaitTimeout(waiter) => self.on_wait_timeout(now, id, waiter, out),
+                Due::IdleGc => budget -= self.on_idle_gc(now, budget),
+            }
+        }
+        self.timers.next_deadline().is_some_and(|at| at <= now)
+    }
+
+    /// The earliest time at which [`Engine::expire`] may have work; `None` if no timer is armed.
+    /// May be earlier than any real deadline (the wheel's cascading points), never later.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.timers.next_deadline()
+    }
+
+    /// Forgets `client`: removes its subscriptions, waiters and two-phase state and, with
+    /// auto-release on, releases what it holds, granting freed capacity to other clients. No
+    /// response is sent to `client` itself.
+    pub fn disconnect(&mut self, now: Millis, client: ClientId, out: &mut impl Outbox) {
+        let Some(state) = self.clients.get_mut(client) else {
+            return;
+        };
+        self.signals.remove_client(client, &mut state.subscriptions);
+        self.drop_waiters_of(now, client);
+        self.drop_leases_of(now, client, out);
+        self.clients.remove(client);
+    }
+
+    /// Cancels every request that is waiting (server shutdown, spec §16): each waiter leaves its
+    /// queue and its request is answered `error`. Queued two-phase entries without a `w` in
+    /// progress stay queued.
+    pub fn cancel_waits(&mut self, now: Millis, out: &mut impl Outbox) {
+        let blocked: Vec<(ClientId, u32)> = self.clients.blocked().collect();
+        for (client, waiter) in blocked {
+            self.remove_waiter(now, waiter);
+            out.reply(client, Response::Error);
+        }
+    }
+
+    /// Whether `client` has a request waiting in the engine.
+    pub fn is_waiting(&self, client: ClientId) -> bool {
+        self.clients
+            .get(client)
+            .is_some_and(|state| state.blocked.is_some())
+    }
+
+    /// Whether the engine holds no state at all: no resources, holders, waiters, two-phase
+    /// states, clients, subscriptions or armed timers. What a leak check expects once every
+    /// client has gone and the clock has moved far ahead.
+    pub fn is_empty(&self) -> bool {
+        self.keys.len() == 0
+            && self.leases.is_empty()
+            && self.waiters.is_empty()
+            && self.by_fence.is_empty()
+            && self.two_phase.is_empty()
+            && self.clients.is_empty()
+            && self.signals.is_empty()
+            && self.timers.is_empty()
+    }
+
+    /// Counts for logs and tests: (resources, holders, waiters, subscriptions).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.keys.len(),
+            self.leases.len(),
+            self.waiters.len(),
+            self.signals.len(),
+        )
+    }
+
+    fn listen(
+        &mut self,
+        client: ClientId,
+        pattern: &[u8],
+        group: &[u8],
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        let max = self.config.max_subscriptions;
+        let response = match self.clients.get_mut(client) {
+            Some(state) => {
+                match self
+                    .signals
+                    .listen(client, &mut state.subscriptions, pattern, group, max)
+                {
+                    signal::ListenOutcome::Added | signal::ListenOutcome::AlreadySubscribed => {
+                        Response::Ok
+                    }
+                    signal::ListenOutcome::LimitReached | signal::ListenOutcome::InvalidPattern => {
+                        Response::Error
+                    }
+                }
+            }
+            None => Response::Error,
+        };
+        out.reply(client, response);
+        Outcome::Answered
+    }
+
+    fn unlisten(
+        &mut self,
+        client: ClientId,
+        pattern: &[u8],
+        group: &[u8],
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        let response = match self.clients.get_mut(client) {
+            Some(state) => {
+                match self
+                    .signals
+                    .unlisten(client, &mut state.subscriptions, pattern, group)
+                {
+                    signal::UnlistenOutcome::Removed | signal::UnlistenOutcome::NotSubscribed => {
+                        Response::Ok
+                    }
+                    signal::UnlistenOutcome::InvalidPattern => Response::Error,
+                }
+            }
+            None => Response::Error,
+        };
+        out.reply(client, response);
+        Outcome::Answered
+    }
+
+    fn signal(
+        &mut self,
+        client: ClientId,
+        channel: &[u8],
+        payload: &[u8],
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        let mut sink = PushSink {
+            out: &mut *out,
+            channel,
+            payload,
+            line_len: crate::protocol::response::push_len(channel, payload),
+        };
+        let count = self.signals.publish(channel, &mut sink);
+        out.reply(client, Response::Delivered { count });
+        Outcome::Answered
+    }
+}
+
+/// Adapts an [`Outbox`] to the signal index: offers one push line to each selected subscriber.
+struct PushSink<'o, 'p, O: Outbox> {
+    out: &'o mut O,
+    channel: &'p [u8],
+    payload: &'p [u8],
+    line_len: usize,
+}
+
+impl<O: Outbox> signal::DeliverySink for PushSink<'_, '_, O> {
+    fn has_room(&mut self, client: ClientId) -> bool {
+        self.out.has_room(client, self.line_len)
+    }
+
+    fn deliver(&mut self, client: ClientId) {
+        self.out.push(client, self.channel, self.payload);
+    }
+
+    fn evict(&mut self, client: ClientId) {
+        self.out.evict(client);
+    }
+}
