@@ -1,0 +1,39 @@
+//! dflockd: a lightweight distributed lock server.
+//!
+//! Clients speak a three-line text protocol over TCP (`cmd\nkey\narg\n`, one response line each)
+//! to take FIFO locks with leases, counting semaphores (also two-phase: enqueue now, wait later)
+//! and to publish and subscribe to signals. The server is wire-compatible with dflockd 1.x
+//! clients; the protocol contract is described in the README.
+//!
+//! # Layout
+//!
+//! - [`config`]: command-line flags and `DFLOCKD_*` environment variables.
+//! - [`protocol`]: framing, request parsing and response encoding; no I/O.
+//! - [`engine`]: the lock, semaphore and signal state machine, pure and driven by an explicit
+//!   clock; effects leave through an [`engine::Outbox`].
+//! - [`timer`]: the hierarchical timer wheel used by the engine and the event loop.
+//! - [`token`]: lease tokens that double as fencing tokens.
+//! - [`server`]: the single-threaded mio event loop that owns every connection and the engine.
+//! - [`clock`]: the only place that reads the OS clock.
+//!
+//! # How bytes flow
+//!
+//! ```text
+//! socket --read--> loop-wide buffer --frame::decode--> Frame --request::parse--> Request
+//!   --Engine::apply(now, client, request, outbox)--> replies, grants, pushes
+//!   --response::encode--> each target connection's output --one write per turn--> socket
+//! ```
+//!
+//! Timers feed the same path: `Engine::expire(now, outbox)` turns lease expiries and wait
+//! timeouts into replies, and a departing connection's `Engine::disconnect` turns released
+//! locks into grants for the next waiters.
+
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod config;
+pub mod engine;
+pub mod protocol;
+pub mod server;
+pub mod timer;
+pub mod token;

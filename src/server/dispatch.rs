@@ -1,0 +1,695 @@
+//! The request path without sockets: bytes a connection sent become frames, requests, engine
+//! calls and response bytes queued on the right connections.
+//!
+//! [`Dispatcher`] owns the engine and everything the request path shares between connections
+//! (buffer pool, ready queue, dirty list, close list, counters). Connections live in a table the
+//! caller owns ([`SessionTable`]): the event loop's connection slab, or a plain slab of
+//! [`Session`]s in tests and fuzz targets. The caller reads bytes from wherever they come from
+//! and hands them to [`Dispatcher::receive`]; it writes out what [`Session::output`] holds and
+//! reports it through [`Dispatcher::wrote`]. Nothing here blocks, reads the clock or touches a
+//! socket.
+
+use std::collections::VecDeque;
+
+use log::{debug, warn};
+use subtle::ConstantTimeEq;
+
+use super::bufpool::BufPool;
+use super::session::{AuthState, CloseReason, Phase, Session};
+use crate::clock::Millis;
+use crate::engine::{ClientId, Engine, Outbox, Outcome};
+use crate::protocol::frame::{Decoded, Frame};
+use crate::protocol::{Request, Response, request, response};
+
+/// Connections by id, as the dispatcher needs them.
+pub trait SessionTable {
+    /// The session of `id`, unless it has gone (a stale id: its slot is empty or reused).
+    fn session(&mut self, id: ClientId) -> Option<&mut Session>;
+    /// Number of open connections, for `stats`.
+    fn open_count(&self) -> usize;
+}
+
+impl<S: AsMut<Session>> SessionTable for slab::Slab<S> {
+    fn session(&mut self, id: ClientId) -> Option<&mut Session> {
+        self.get_mut(id.index as usize)
+            .map(AsMut::as_mut)
+            .filter(|session| session.id == id)
+    }
+
+    fn open_count(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Per-connection limits of the request path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Most bytes of unprocessed input a connection may buffer (`--max-input-buffer`).
+    pub max_input: usize,
+    /// Pending output at which request processing pauses (`--max-pending-output`).
+    pub soft_output: usize,
+    /// Pending output a signal push may not exceed (`--max-output-buffer`).
+    pub hard_output: usize,
+    /// Per-line read deadline (`--read-timeout`), in milliseconds.
+    pub read_timeout_ms: u64,
+}
+
+/// Plain event counters (one thread: no atomics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Requests parsed (valid or not).
+    pub requests: u64,
+    /// Requests answered `error` because they did not parse.
+    pub protocol_errors: u64,
+    /// Subscribers disconnected because their output was full.
+    pub slow_consumers: u64,
+    /// Effects addressed to a connection that had already gone.
+    pub stale_ids: u64,
+}
+
+/// The shared part of the request path. See the module documentation.
+#[derive(Debug)]
+pub struct Dispatcher {
+    /// The lock, semaphore and signal state.
+    pub engine: Engine,
+    /// The shared secret, if authentication is on.
+    auth_token: Option<Box<[u8]>>,
+    /// Shutdown has begun: every further request is answered `error_draining`.
+    draining: bool,
+    /// What routing engine effects into sessions needs; kept apart from `engine` so both can be
+    /// borrowed at once.
+    queues: Queues,
+}
+
+/// Buffers, queues and counters shared by all sessions.
+#[derive(Debug)]
+struct Queues {
+    limits: SessionLimits,
+    pool: BufPool,
+    /// Sessions that may be able to make progress (input to read or process).
+    ready: VecDeque<ClientId>,
+    /// Sessions with new output to write.
+    dirty: Vec<ClientId>,
+    /// Sessions that entered [`Phase::Closing`] and still need [`Dispatcher::disconnect`].
+    closing: Vec<ClientId>,
+    counters: Counters,
+}
+
+impl Dispatcher {
+    /// A dispatcher around `engine`. With `auth_token` set, every connection must authenticate
+    /// first (spec §14).
+    pub fn new(engine: Engine, limits: SessionLimits, auth_token: Option<&[u8]>) -> Dispatcher {
+        Dispatcher {
+            engine,
+            auth_token: auth_token.map(Box::from),
+            draining: false,
+            queues: Queues {
+                limits,
+                pool: BufPool::default(),
+                ready: VecDeque::new(),
+                dirty: Vec::new(),
+                closing: Vec::new(),
+                counters: Counters::default(),
+            },
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &SessionLimits {
+        &self.queues.limits
+    }
+
+    /// Event counters.
+    pub fn counters(&self) -> &Counters {
+        &self.queues.counters
+    }
+
+    /// Counts an event or effect that arrived for a connection that had already gone.
+    pub fn count_stale_id(&mut self) {
+        self.queues.counters.stale_ids += 1;
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Creates the session of a newly accepted connection and registers it with the engine.
+    pub fn open(
+        &mut self,
+        id: ClientId,
+        serial: u64,
+        peer: std::net::SocketAddr,
+        now: Millis,
+    ) -> Session {
+        self.engine.connect(id, serial);
+        let auth = if self.auth_token.is_some() {
+            AuthState::Required
+        } else {
+            AuthState::Open
+        };
+        Session::new(id, serial, peer, auth, now)
+    }
+
+    /// How many more input bytes `id` may buffer now; 0 means reading should stop (the bytes
+    /// stay in the kernel, which pushes back on the peer).
+    pub fn input_room<T: SessionTable>(&mut self, table: &mut T, id: ClientId) -> usize {
+        match table.session(id) {
+            Some(s) if s.paused => 0,
+            Some(s) => self.queues.limits.max_input.saturating_sub(s.input.len()),
+            None => 0,
+        }
+    }
+
+    /// Takes bytes the peer sent and processes every complete request they finish.
+    pub fn receive<T: SessionTable>(
+        &mut self,
+        table: &mut T,
+        id: ClientId,
+        now: Millis,
+        bytes: &[u8],
+    ) {
+        let Some(session) = table.session(id) else {
+            return;
+        };
+        if session.close_reason().is_some() {
+            return; // lingering before close: input is discarded
+        }
+        if session.input.is_empty() && session.accepts_requests() {
+            // Common case: parse straight out of the caller's buffer and keep only a remainder.
+            let used = self.process(table, id, now, bytes);
+            if let Some(session) = table.session(id) {
+                if used < bytes.len() && session.close_reason().is_none() {
+                    self.queues
+                        .pool
+                        .ensure(&mut session.input)
+                        .extend_from_slice(&bytes[used..]);
+                }
+            }
+        } else {
+            self.queues
+                .pool
+                .ensure(&mut session.input)
+                .extend_from_slice(bytes);
+            self.resume(table, id, now);
+            return;
+        }
+        self.check_input(table, id, now);
+    }
+
+    /// Processes requests already buffered for `id` (after its wait ended or its output drained).
+    pub fn resume<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
+        let Some(session) = table.session(id) else {
+            return;
+        };
+        if session.accepts_requests() && !session.input.is_empty() {
+            let mut input = std::mem::take(&mut session.input);
+            let used = self.process(table, id, now, &input);
+            input.drain(..used);
+            match table.session(id) {
+                Some(session) if session.close_reason().is_none() => session.input = input,
+                _ => input.clear(),
+            }
+        }
+        if let Some(session) = table.session(id) {
+            self.queues.pool.release_if_empty(&mut session.input);
+        }
+        self.check_input(table, id, now);
+    }
+
+    /// The peer will send nothing more (EOF or half-close).
+    pub fn peer_finished<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
+        if let Some(session) = table.session(id) {
+            session.eof = true;
+        }
+        self.check_input(table, id, now);
+    }
+
+    /// The read deadline of `id` passed: `error` (or `error_auth` before authentication), then
+    /// close (spec §2.5, §14).
+    pub fn read_timed_out<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
+        let Some(session) = table.session(id) else {
+            return;
+        };
+        debug!(
+            "conn {} {}: read deadline expired",
+            session.serial, session.peer
+        );
+        if session.auth == AuthState::Required {
+            self.fail_auth(table, id, now);
+        } else {
+            self.answer_and_close(table, id, now, Response::Error, CloseReason::ProtocolError);
+        }
+    }
+
+    /// Closes `id` for a reason found outside the request path (I/O failure, shutdown deadline).
+    pub fn close<T: SessionTable>(&mut self, table: &mut T, id: ClientId, reason: CloseReason) {
+        if let Some(session) = table.session(id) {
+            if session.close_reason().is_none() {
+                session.phase = Phase::Closing(reason);
+                self.queues.closing.push(id);
+            }
+        }
+    }
+
+    /// Begins a graceful shutdown (spec §16): every waiting request is answered `error`, and
+    /// every later request `error_draining` (followed by a close).
+    pub fn begin_drain<T: SessionTable>(&mut self, table: &mut T, now: Millis) {
+        self.draining = true;
+        let (engine, mut router) = split(&mut self.engine, &mut self.queues, table, now);
+        engine.cancel_waits(now, &mut router);
+    }
+
+    /// Runs due engine timers (lease expiry, wait timeouts, idle GC). Returns `true` if more are
+    /// due and the caller should call again without sleeping.
+    pub fn expire<T: SessionTable>(&mut self, table: &mut T, now: Millis) -> bool {
+        let (engine, mut router) = split(&mut self.engine, &mut self.queues, table, now);
+        engine.expire(now, &mut router)
+    }
+
+    /// The next session that entered [`Phase::Closing`], for the caller to close its socket
+    /// (after [`Dispatcher::disconnect`]).
+    pub fn next_closing(&mut self) -> Option<ClientId> {
+        self.queues.closing.pop()
+    }
+
+    /// Releases what a closing connection holds in the engine (spec §11); grants go to others.
+    pub fn disconnect<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
+        let (engine, mut router) = split(&mut self.engine, &mut self.queues, table, now);
+        engine.disconnect(now, id, &mut router);
+    }
+
+    /// The next session that may be able to make progress.
+    pub fn next_ready<T: SessionTable>(&mut self, table: &mut T) -> Option<ClientId> {
+        let id = self.queues.ready.pop_front()?;
+        if let Some(session) = table.session(id) {
+            session.queued = false;
+        }
+        Some(id)
+    }
+
+    /// Queues `id` as able to make progress (its socket became readable).
+    pub fn schedule<T: SessionTable>(&mut self, table: &mut T, id: ClientId) {
+        if let Some(session) = table.session(id) {
+            schedule(&mut self.queues.ready, session);
+        }
+    }
+
+    /// Number of sessions on the ready queue.
+    pub fn ready_len(&self) -> usize {
+        self.queues.ready.len()
+    }
+
+    /// Appends the ids of sessions with new output to `into`.
+    pub fn append_dirty<T: SessionTable>(&mut self, table: &mut T, into: &mut Vec<ClientId>) {
+        for id in self.queues.dirty.drain(..) {
+            if let Some(session) = table.session(id) {
+                session.dirty = false;
+                into.push(id);
+            }
+        }
+    }
+
+    /// Whether any session has output queued since the last [`Dispatcher::take_dirty`].
+    pub fn has_dirty(&self) -> bool {
+        !self.queues.dirty.is_empty()
+    }
+
+    /// `n` bytes of `id`'s output reached the socket. Unpauses the session once its output
+    /// drains below half the soft limit.
+    pub fn wrote<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis, n: usize) {
+        let Some(session) = table.session(id) else {
+            return;
+        };
+        session.output.drain(..n);
+        self.queues.pool.release_if_empty(&mut session.output);
+        if session.paused && session.output.len() < self.queues.limits.soft_output / 2 {
+            session.paused = false;
+            session.line_started = now;
+            schedule(&mut self.queues.ready, session);
+        }
+    }
+
+    /// Processes complete requests at the start of `input` while the session accepts them;
+    /// returns how many bytes were consumed.
+    fn process<T: SessionTable>(
+        &mut self,
+        table: &mut T,
+        id: ClientId,
+        now: Millis,
+        input: &[u8],
+    ) -> usize {
+        let mut used = 0;
+        loop {
+            let Some(session) = table.session(id) else {
+                return input.len();
+            };
+            if !session.accepts_requests() {
+                return used;
+            }
+            match session.decoder.decode(&input[used..]) {
+                Decoded::Frame { frame, consumed } => {
+                    used += consumed;
+                    session.lines = 0;
+                    session.line_started = now;
+                    self.handle(table, id, now, &frame);
+                }
+                Decoded::Partial { lines } => {
+                    if lines > session.lines {
+                        session.lines = lines;
+                        session.line_started = now;
+                    }
+                    return used;
+                }
+                Decoded::TooLong => {
+                    debug!("conn {} {}: line too long", session.serial, session.peer);
+                    self.queues.counters.protocol_errors += 1;
+                    if session.auth == AuthState::Required {
+                        self.fail_auth(table, id, now);
+                    } else {
+                        self.answer_and_close(
+                            table,
+                            id,
+                            now,
+                            Response::Error,
+                            CloseReason::ProtocolError,
+                        );
+                    }
+                    return input.len();
+                }
+            }
+        }
+    }
+
+    /// Executes one framed request.
+    fn handle<T: SessionTable>(
+        &mut self,
+        table: &mut T,
+        id: ClientId,
+        now: Millis,
+        frame: &Frame<'_>,
+    ) {
+        self.queues.counters.requests += 1;
+        let parsed = request::parse(frame);
+        let Some(session) = table.session(id) else {
+            return;
+        };
+        if self.draining {
+            self.answer_and_close(
+                table,
+                id,
+                now,
+                Response::ErrorDraining,
+                CloseReason::Draining,
+            );
+            return;
+        }
+        if session.auth == AuthState::Required {
+            self.authenticate(table, id, now, &parsed);
+            return;
+        }
+        let request = match parsed {
+            Ok(request) => request,
+            Err(error) => {
+                debug!(
+                    "conn {} {}: invalid request (code {})",
+                    session.serial,
+                    session.peer,
+                    error.code()
+                );
+                self.queues.counters.protocol_errors += 1;
+                self.answer(table, id, now, Response::Error);
+                return;
+            }
+        };
+        if log::log_enabled!(log::Level::Debug) {
+            debug!(
+                "conn {} {}: {}",
+                session.serial,
+                session.peer,
+                describe(&request)
+            );
+        }
+        match request {
+            Request::Stats => self.answer_stats(table, id, now),
+            Request::Ping => self.answer(table, id, now, Response::Ok),
+            // Not configured, or already authenticated: `auth` is not an operation (spec §7.9).
+            Request::Auth { .. } => self.answer(table, id, now, Response::Error),
+            _ => {
+                let (engine, mut router) = split(&mut self.engine, &mut self.queues, table, now);
+                if engine.apply(now, id, &request, &mut router) == Outcome::Waiting {
+                    if let Some(session) = table.session(id) {
+                        session.phase = Phase::Waiting;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first request of a connection when a token is configured (spec §14). The comparison
+    /// runs in constant time, and runs even when the request is not `auth`, so timing does not
+    /// tell a wrong token from a wrong command.
+    fn authenticate<T: SessionTable>(
+        &mut self,
+        table: &mut T,
+        id: ClientId,
+        now: Millis,
+        parsed: &Result<Request<'_>, crate::protocol::ProtoError>,
+    ) {
+        let offered: &[u8] = match parsed {
+            Ok(Request::Auth { token }) => token,
+            _ => b"",
+        };
+        let expected = self.auth_token.as_deref().unwrap_or_default();
+        let matches =
+            bool::from(offered.ct_eq(expected)) && matches!(parsed, Ok(Request::Auth { .. }));
+        if matches {
+            if let Some(session) = table.session(id) {
+                session.auth = AuthState::Open;
+            }
+            self.answer(table, id, now, Response::Ok);
+        } else {
+            self.fail_auth(table, id, now);
+        }
+    }
+
+    fn fail_auth<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
+        if let Some(session) = table.session(id) {
+            warn!(
+                "conn {} {}: authentication failed",
+                session.serial, session.peer
+            );
+        }
+        self.answer_and_close(table, id, now, Response::ErrorAuth, CloseReason::AuthFailed);
+    }
+
+    fn answer<T: SessionTable>(
+        &mut self,
+        table: &mut T,
+        id: ClientId,
+        now: Millis,
+        response: Response,
+    ) {
+        let (_, mut router) = split(&mut self.engine, &mut self.queues, table, now);
+        router.reply(id, response);
+    }
+
+    fn answer_and_close<T: SessionTable>(
+        &mut self,
+        table: &mut T,
+        id: ClientId,
+        now: Millis,
+        response: Response,
+        reason: CloseReason,
+    ) {
+        self.answer(table, id, now, response);
+        self.close(table, id, reason);
+    }
+
+    fn answer_stats<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
+        let connections = table.open_count() as u64;
+        let Some(session) = table.session(id) else {
+            return;
+        };
+        let engine = &self.engine;
+        response::encode_stats(self.queues.pool.ensure(&mut session.output), |out| {
+            engine.write_stats(now, connections, out)
+        });
+        after_output(
+            &mut self.queues.dirty,
+            session,
+            self.queues.limits.soft_output,
+        );
+    }
+
+    /// After processing: a peer that finished sending is closed once nothing more can be
+    /// answered, and a waiting request of a vanished peer is cancelled (spec §2.4). Also enforces
+    /// the input cap while a request waits.
+    fn check_input<T: SessionTable>(&mut self, table: &mut T, id: ClientId, _now: Millis) {
+        let Some(session) = table.session(id) else {
+            return;
+        };
+        let reason = match session.phase {
+            Phase::Waiting if session.eof => Some(CloseReason::PeerFinished),
+            Phase::Waiting if session.input.len() >= self.queues.limits.max_input => {
+                Some(CloseReason::InputOverflow)
+            }
+            Phase::Open if session.eof && !session.paused => Some(CloseReason::PeerFinished),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.close(table, id, reason);
+        }
+    }
+}
+
+/// Splits the dispatcher into the engine and a router over `table`, so the engine can be called
+/// with the router as its outbox.
+fn split<'t, T: SessionTable>(
+    engine: &'t mut Engine,
+    queues: &'t mut Queues,
+    table: &'t mut T,
+    now: Millis,
+) -> (&'t mut Engine, Router<'t, T>) {
+    (engine, Router { table, queues, now })
+}
+
+/// Puts `session` on the ready queue unless it is already there.
+fn schedule(ready: &mut VecDeque<ClientId>, session: &mut Session) {
+    if !session.queued {
+        session.queued = true;
+        ready.push_back(session.id);
+    }
+}
+
+/// Marks `session` as having output to write and applies the soft limit.
+fn after_output(dirty: &mut Vec<ClientId>, session: &mut Session, soft_output: usize) {
+    if !session.dirty {
+        session.dirty = true;
+        dirty.push(session.id);
+    }
+    if session.output.len() >= soft_output {
+        session.paused = true;
+    }
+}
+
+/// A one-line description of a request for the debug log (tokens and payloads abbreviated).
+fn describe(request: &Request<'_>) -> String {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match request {
+        Request::Acquire {
+            ns,
+            key,
+            timeout_s,
+            limit,
+            lease_s,
+        } => {
+            format!(
+                "acquire {ns:?} {} timeout={timeout_s}s limit={limit} lease={lease_s:?}",
+                text(key)
+            )
+        }
+        Request::Release { ns, key, .. } => format!("release {ns:?} {}", text(key)),
+        Request::Renew {
+            ns, key, lease_s, ..
+        } => format!("renew {ns:?} {} lease={lease_s:?}", text(key)),
+        Request::Enqueue {
+            ns,
+            key,
+            limit,
+            lease_s,
+        } => {
+            format!(
+                "enqueue {ns:?} {} limit={limit} lease={lease_s:?}",
+                text(key)
+            )
+        }
+        Request::Wait { ns, key, timeout_s } => {
+            format!("wait {ns:?} {} timeout={timeout_s}s", text(key))
+        }
+        Request::Stats => "stats".into(),
+        Request::Ping => "ping".into(),
+        Request::Auth { .. } => "auth".into(),
+        Request::Listen { pattern, group } => {
+            format!("listen {} group={}", text(pattern), text(group))
+        }
+        Request::Unlisten { pattern, group } => {
+            format!("unlisten {} group={}", text(pattern), text(group))
+        }
+        Request::Signal { channel, payload } => {
+            format!("signal {} ({} bytes)", text(channel), payload.len())
+        }
+    }
+}
+
+/// Routes engine effects into connection buffers.
+struct Router<'t, T> {
+    table: &'t mut T,
+    queues: &'t mut Queues,
+    now: Millis,
+}
+
+/// The session `client` names if it can still take output; counts effects for departed ids.
+fn open_session<'t, T: SessionTable>(
+    table: &'t mut T,
+    counters: &mut Counters,
+    client: ClientId,
+) -> Option<&'t mut Session> {
+    match table.session(client) {
+        Some(session) if session.close_reason().is_none() => Some(session),
+        Some(_) => None,
+        None => {
+            counters.stale_ids += 1;
+            None
+        }
+    }
+}
+
+impl<T: SessionTable> Outbox for Router<'_, T> {
+    fn reply(&mut self, client: ClientId, reply: Response) {
+        let q = &mut *self.queues;
+        let Some(session) = open_session(self.table, &mut q.counters, client) else {
+            return;
+        };
+        response::encode(&reply, q.pool.ensure(&mut session.output));
+        if session.phase == Phase::Waiting {
+            // The wait is over: the next request may be processed, and its first line is
+            // read from now on.
+            session.phase = Phase::Open;
+            session.line_started = self.now;
+            schedule(&mut q.ready, session);
+        }
+        after_output(&mut q.dirty, session, q.limits.soft_output);
+    }
+
+    fn has_room(&mut self, client: ClientId, line_len: usize) -> bool {
+        let q = &mut *self.queues;
+        open_session(self.table, &mut q.counters, client)
+            .is_some_and(|session| session.output.len() + line_len <= q.limits.hard_output)
+    }
+
+    fn push(&mut self, client: ClientId, channel: &[u8], payload: &[u8]) {
+        let q = &mut *self.queues;
+        let Some(session) = open_session(self.table, &mut q.counters, client) else {
+            return;
+        };
+        response::encode_push(channel, payload, q.pool.ensure(&mut session.output));
+        after_output(&mut q.dirty, session, q.limits.soft_output);
+    }
+
+    fn evict(&mut self, client: ClientId) {
+        let q = &mut *self.queues;
+        let Some(session) = open_session(self.table, &mut q.counters, client) else {
+            return;
+        };
+        warn!(
+            "conn {} {}: slow consumer ({} bytes of output pending), disconnecting",
+            session.serial,
+            session.peer,
+            session.output.len()
+        );
+        session.phase = Phase::Closing(CloseReason::SlowConsumer);
+        q.closing.push(client);
+        q.counters.slow_consumers += 1;
+    }
+}

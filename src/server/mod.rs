@@ -1,0 +1,694 @@
+//! The event loop: one thread, one `mio::Poll`, every connection in one slab.
+//!
+//! One turn of [`Server::run`]:
+//! 1. poll, with a timeout from the nearest engine or I/O deadline (zero while work is queued);
+//! 2. record readiness per connection and put readable ones on the ready queue;
+//! 3. run due engine timers (lease expiry, wait timeouts, idle GC) and I/O timers (read and
+//!    write deadlines, lingering closes, accept retries, the shutdown deadline);
+//! 4. serve the ready queue: at most one read per connection per turn, whose complete requests
+//!    are answered at once (so a flood from one client cannot starve the others);
+//! 5. accept at most `--accept-batch` new connections;
+//! 6. write every connection that got output this turn, once, and finish closes (whose released
+//!    locks may produce grants, which are written in the same pass).
+//!
+//! Sockets are registered once for both readable and writable and never re-registered; readiness
+//! is tracked in [`Conn`] flags (edge-triggered epoll reports each transition once).
+
+mod accept;
+mod bufpool;
+mod conn;
+mod conn_id;
+pub mod dispatch;
+pub mod session;
+mod shutdown;
+mod transport;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use log::{debug, info, warn};
+use mio::event::Event;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Waker};
+use slab::Slab;
+
+use self::accept::AcceptState;
+use self::conn::{AUTH_FAILURE_DELAY_MS, Closing, Conn, LINGER_MS};
+use self::conn_id::{Generations, LISTENER, SIGNALS, WAKER, id_of, token_of};
+use self::dispatch::{Dispatcher, SessionLimits};
+use self::session::CloseReason;
+pub use self::shutdown::ShutdownHandle;
+use self::transport::{ReadOutcome, Transport, WriteOutcome};
+use crate::clock::{Clock, Millis};
+use crate::config::Config;
+use crate::engine::{ClientId, Engine, EngineConfig};
+use crate::timer::TimerWheel;
+use crate::token::TokenIssuer;
+
+/// Size of the loop-wide read buffer: one read per connection per turn takes at most this much.
+const READ_CHUNK: usize = 64 * 1024;
+/// Readiness events fetched per poll.
+const EVENT_CAPACITY: usize = 1024;
+
+/// What an I/O timer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IoTimer {
+    /// A connection's nearest deadline (read, write, close).
+    Conn(ClientId),
+    /// Retry accepting after a resource error.
+    AcceptRetry,
+    /// `--shutdown-timeout` passed.
+    ShutdownDeadline,
+}
+
+/// Timeouts and caps the loop enforces.
+#[derive(Clone, Debug)]
+struct Settings {
+    read_timeout_ms: u64,
+    write_timeout_ms: u64,
+    shutdown_timeout_ms: u64,
+    max_connections: u64,
+    max_connections_per_ip: u64,
+    accept_batch: usize,
+}
+
+/// The server: owns the listener, every connection and the engine.
+pub struct Server {
+    poll: Poll,
+    events: Events,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    shutdown_requested: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    clock: Clock,
+    conns: Slab<Conn>,
+    dispatcher: Dispatcher,
+    io_timers: TimerWheel<IoTimer>,
+    generations: Generations,
+    /// Connection numbers, counted from 1 per accepted connection (spec §1).
+    accepted: u64,
+    /// Open connections per peer address, kept only when `--max-connections-per-ip` is set.
+    per_ip: HashMap<IpAddr, u64>,
+    accept: AcceptState,
+    settings: Settings,
+    /// Loop-wide read buffer; connections keep only unprocessed remainders.
+    scratch: Box<[u8]>,
+    /// Reused list of connections to write this turn.
+    to_flush: Vec<ClientId>,
+    /// Whether engine timers were left due by the last turn (spread over turns).
+    engine_backlog: bool,
+    draining: bool,
+}
+
+impl Server {
+    /// A server that will serve `listener` (already bound) with `config`.
+    pub fn new(config: &Config, listener: std::net::TcpListener) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let mut listener = TcpListener::from_std(listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let engine = Engine::new(engine_config(config), TokenIssuer::for_server());
+        let limits = SessionLimits {
+            max_input: config.max_input_buffer,
+            soft_output: config.max_pending_output,
+            hard_output: config.max_output_buffer,
+            read_timeout_ms: config.read_timeout_s.saturating_mul(1000),
+        };
+        let auth = config.auth_token.as_ref().map(|t| t.expose().as_bytes());
+        Ok(Server {
+            poll,
+            events: Events::with_capacity(EVENT_CAPACITY),
+            listener: Some(listener),
+            local_addr,
+            signals: None,
+            shutdown_requested: Arc::new(AtomicBool::new(false)),
+            waker,
+            clock: Clock::start(),
+            conns: Slab::new(),
+            dispatcher: Dispatcher::new(engine, limits, auth),
+            io_timers: TimerWheel::new(),
+            generations: Generations::default(),
+            accepted: 0,
+            per_ip: HashMap::new(),
+            accept: AcceptState::default(),
+            settings: Settings {
+                read_timeout_ms: config.read_timeout_s.saturating_mul(1000),
+                write_timeout_ms: config.write_timeout_s.saturating_mul(1000),
+                shutdown_timeout_ms: config.shutdown_timeout_s.saturating_mul(1000),
+                max_connections: config.max_connections,
+                max_connections_per_ip: config.max_connections_per_ip,
+                accept_batch: config.accept_batch.max(1),
+            },
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            to_flush: Vec::new(),
+            engine_backlog: false,
+            draining: false,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Begins a graceful shutdown on SIGINT or SIGTERM. Only the binary calls this; servers
+    /// embedded in tests are stopped through [`Server::shutdown_handle`].
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// A handle that starts a graceful shutdown from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle::new(self.shutdown_requested.clone(), self.waker.clone())
+    }
+
+    /// Runs until a graceful shutdown completes (spec §16).
+    pub fn run(mut self) -> io::Result<()> {
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = self.clock.now();
+            self.take_events();
+            if self.shutdown_requested.load(Ordering::Acquire) {
+                self.begin_shutdown(now);
+            }
+            self.run_timers(now);
+            self.serve_ready(now);
+            self.accept_connections(now);
+            self.write_and_close(now);
+            if self.draining && self.conns.is_empty() {
+                info!("shutdown complete");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Zero while work is queued; otherwise until the nearest deadline, or forever.
+    fn poll_timeout(&self) -> Option<std::time::Duration> {
+        let busy = self.dispatcher.ready_len() > 0
+            || self.dispatcher.has_dirty()
+            || self.engine_backlog
+            || self.accept.can_accept_now(self.listener.is_some());
+        if busy {
+            return Some(std::time::Duration::ZERO);
+        }
+        let next = match (
+            self.dispatcher.engine.next_deadline(),
+            self.io_timers.next_deadline(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|at| self.clock.until(at))
+    }
+
+    fn take_events(&mut self) {
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => self.accept.pending = true,
+                SIGNALS => self.on_signal(),
+                WAKER => {} // the shutdown flag is checked after every poll
+                token => match id_of(token) {
+                    Some(id) => self.on_conn_event(id, event),
+                    None => debug!("event for unknown token {token:?}"),
+                },
+            }
+        }
+        self.events = events;
+    }
+
+    fn on_signal(&mut self) {
+        if let Some(signals) = self.signals.as_mut() {
+            for signal in signals.pending() {
+                info!("received signal {signal}, shutting down");
+                self.shutdown_requested.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    fn on_conn_event(&mut self, id: ClientId, event: &Event) {
+        let Some(conn) = self.conns.session_conn(id) else {
+            // An event for a connection that closed earlier in this batch or whose slot was
+            // reused: the generation does not match.
+            self.dispatcher.count_stale_id();
+            return;
+        };
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            conn.read_ready = true;
+            conn.read_closed_hint |= event.is_read_closed() || event.is_error();
+            self.dispatcher.schedule(&mut self.conns, id);
+        }
+        if event.is_writable() || event.is_write_closed() {
+            let conn = &mut self.conns[id.index as usize];
+            conn.write_ready = true;
+            if !conn.session.output().is_empty() {
+                self.to_flush.push(id);
+            }
+        }
+    }
+
+    fn run_timers(&mut self, now: Millis) {
+        self.engine_backlog = self.dispatcher.expire(&mut self.conns, now);
+        while let Some((_, timer)) = self.io_timers.poll(now) {
+            match timer {
+                IoTimer::Conn(id) => self.on_conn_timer(id, now),
+                IoTimer::AcceptRetry => self.accept.retry_due(),
+                IoTimer::ShutdownDeadline => self.force_close_all(now),
+            }
+        }
+    }
+
+    fn on_conn_timer(&mut self, id: ClientId, now: Millis) {
+        let (read_timeout, write_timeout) = (
+            self.settings.read_timeout_ms,
+            self.settings.write_timeout_ms,
+        );
+        let Some(conn) = self.conns.session_conn(id) else {
+            return;
+        };
+        conn.timer = None;
+        let write_expired = conn
+            .write_stalled_since
+            .is_some_and(|since| write_timeout > 0 && since.plus_ms(write_timeout) <= now)
+            && !conn.session.output().is_empty();
+        if write_expired {
+            debug!(
+                "conn {} {}: write deadline expired",
+                conn.session.serial, conn.session.peer
+            );
+            self.dispatcher
+                .close(&mut self.conns, id, CloseReason::WriteFailed);
+        } else if conn.closing.is_some() {
+            self.advance_close(id, now);
+        } else if conn
+            .session
+            .read_deadline(read_timeout)
+            .is_some_and(|at| at <= now)
+        {
+            self.dispatcher.read_timed_out(&mut self.conns, id, now);
+        }
+        self.refresh_timer(id);
+    }
+
+    /// Serves the connections queued at the start of this phase; ones re-queued while serving
+    /// wait for the next turn, which bounds the work per turn.
+    fn serve_ready(&mut self, now: Millis) {
+        for _ in 0..self.dispatcher.ready_len() {
+            let Some(id) = self.dispatcher.next_ready(&mut self.conns) else {
+                break;
+            };
+            self.serve(id, now);
+            self.refresh_timer(id);
+        }
+    }
+
+    /// One read (if the socket may have data and there is room for it) and the processing of
+    /// whatever requests are complete.
+    fn serve(&mut self, id: ClientId, now: Millis) {
+        let room = self.dispatcher.input_room(&mut self.conns, id);
+        let Some(conn) = self.conns.session_conn(id) else {
+            return;
+        };
+        if conn.closing.is_some() || conn.session.close_reason().is_some() {
+            self.discard_input(id, now);
+            return;
+        }
+        if !conn.read_ready || room == 0 {
+            self.dispatcher.resume(&mut self.conns, id, now);
+            return;
+        }
+        let want = room.min(self.scratch.len());
+        let trust_short = !conn.read_closed_hint;
+        match conn.transport.read(&mut self.scratch[..want], trust_short) {
+            ReadOutcome::Data { len, drained } => {
+                conn.read_ready = !drained;
+                self.dispatcher
+                    .receive(&mut self.conns, id, now, &self.scratch[..len]);
+                if !drained {
+                    // More may be waiting: come back next turn, after everyone else.
+                    self.dispatcher.schedule(&mut self.conns, id);
+                }
+            }
+            ReadOutcome::WouldBlock => {
+                conn.read_ready = false;
+                self.dispatcher.resume(&mut self.conns, id, now);
+            }
+            ReadOutcome::Eof => {
+                conn.read_ready = false;
+                self.dispatcher.resume(&mut self.conns, id, now);
+                self.dispatcher.peer_finished(&mut self.conns, id, now);
+            }
+            ReadOutcome::Failed(e) => {
+                debug!(
+                    "conn {} {}: read failed: {e}",
+                    conn.session.serial, conn.session.peer
+                );
+                conn.read_ready = false;
+                self.dispatcher
+                    .close(&mut self.conns, id, CloseReason::PeerGone);
+            }
+        }
+    }
+
+    /// Reads and drops input of a closing connection; EOF ends a lingering close.
+    fn discard_input(&mut self, id: ClientId, now: Millis) {
+        let Some(conn) = self.conns.session_conn(id) else {
+            return;
+        };
+        if !conn.read_ready {
+            return;
+        }
+        match conn.transport.read(&mut self.scratch, false) {
+            ReadOutcome::Data { .. } => self.dispatcher.schedule(&mut self.conns, id),
+            ReadOutcome::WouldBlock => conn.read_ready = false,
+            ReadOutcome::Eof | ReadOutcome::Failed(_) => {
+                conn.read_ready = false;
+                conn.session.mark_peer_finished();
+                if matches!(conn.closing, Some(Closing::Lingering { .. })) {
+                    self.remove(id);
+                } else {
+                    self.advance_close(id, now);
+                }
+            }
+        }
+    }
+
+    fn accept_connections(&mut self, now: Millis) {
+        let mut budget = self.settings.accept_batch;
+        while budget > 0 && self.accept.can_accept_now(self.listener.is_some()) {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    budget -= 1;
+                    self.accept.succeeded();
+                    self.admit(stream, peer, now);
+                }
+                Err(e) => {
+                    if let Some(retry_in) = self.accept.failed(&e, now) {
+                        self.io_timers
+                            .insert(now.plus_ms(retry_in), IoTimer::AcceptRetry);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes a new connection into the loop, or closes it at once (no bytes) if a cap is hit.
+    fn admit(&mut self, mut stream: mio::net::TcpStream, peer: SocketAddr, now: Millis) {
+        let caps = &self.settings;
+        if caps.max_connections > 0 && self.conns.len() as u64 >= caps.max_connections {
+            debug!("{peer}: refused, --max-connections reached");
+            return;
+        }
+        if caps.max_connections_per_ip > 0 {
+            let open = self.per_ip.entry(peer.ip()).or_insert(0);
+            if *open >= caps.max_connections_per_ip {
+                debug!("{peer}: refused, --max-connections-per-ip reached");
+                return;
+            }
+            *open += 1;
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("{peer}: set_nodelay failed: {e}");
+        }
+        let entry = self.conns.vacant_entry();
+        let id = ClientId {
+            index: entry.key() as u32,
+            generation: self.generations.next_generation(),
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            token_of(id),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("{peer}: cannot register connection: {e}");
+            self.forget_ip(peer.ip());
+            return;
+        }
+        self.accepted += 1;
+        let session = self.dispatcher.open(id, self.accepted, peer, now);
+        debug!("conn {} {peer}: accepted", self.accepted);
+        entry.insert(Conn::new(session, Transport::Plain(stream)));
+        self.refresh_timer(id);
+    }
+
+    /// Writes every connection that got output this turn (one write call each, unless the
+    /// socket takes only part), then closes connections that asked for it. Closing releases
+    /// locks, which may grant them to others, so the two repeat until nothing is left.
+    fn write_and_close(&mut self, now: Millis) {
+        loop {
+            let mut batch = std::mem::take(&mut self.to_flush);
+            self.dispatcher.append_dirty(&mut self.conns, &mut batch);
+            for &id in &batch {
+                self.flush(id, now);
+            }
+            batch.clear();
+            // Closes started below may queue more ids in `to_flush`; keep them.
+            batch.append(&mut self.to_flush);
+            self.to_flush = batch;
+            let mut closed_any = false;
+            while let Some(id) = self.dispatcher.next_closing() {
+                closed_any = true;
+                self.start_close(id, now);
+            }
+            if !closed_any && !self.dispatcher.has_dirty() && self.to_flush.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn flush(&mut self, id: ClientId, now: Millis) {
+        let Some(conn) = self.conns.session_conn(id) else {
+            return;
+        };
+        let mut written = 0;
+        while conn.write_ready && written < conn.session.output().len() {
+            match conn.transport.write(&conn.session.output()[written..]) {
+                WriteOutcome::Wrote(n) => written += n,
+                WriteOutcome::WouldBlock => conn.write_ready = false,
+                WriteOutcome::Failed(e) => {
+                    debug!(
+                        "conn {} {}: write failed: {e}",
+                        conn.session.serial, conn.session.peer
+                    );
+                    self.dispatcher
+                        .close(&mut self.conns, id, CloseReason::WriteFailed);
+                    return;
+                }
+            }
+        }
+        let pending = conn.session.output().len() > written;
+        match (pending, written > 0) {
+            (false, _) => conn.write_stalled_since = None,
+            // Progress restarts the write deadline: it bounds a stall, not a slow drain.
+            (true, true) => conn.write_stalled_since = Some(now),
+            (true, false) => {
+                conn.write_stalled_since.get_or_insert(now);
+            }
+        }
+        if written > 0 {
+            self.dispatcher.wrote(&mut self.conns, id, now, written);
+        }
+        if self
+            .conns
+            .session_conn(id)
+            .is_some_and(|c| c.closing.is_some())
+        {
+            self.advance_close(id, now);
+        }
+        self.refresh_timer(id);
+    }
+
+    /// A session entered its closing phase: release its engine state, then close the socket now
+    /// or after delivering pending output.
+    fn start_close(&mut self, id: ClientId, now: Millis) {
+        self.dispatcher.disconnect(&mut self.conns, id, now);
+        let Some(conn) = self.conns.session_conn(id) else {
+            return;
+        };
+        let reason = conn.session.close_reason().unwrap_or(CloseReason::PeerGone);
+        debug!(
+            "conn {} {}: closing ({reason:?})",
+            conn.session.serial, conn.session.peer
+        );
+        if !reason.flushes() {
+            self.remove(id);
+            return;
+        }
+        let not_before = if reason == CloseReason::AuthFailed {
+            now.plus_ms(AUTH_FAILURE_DELAY_MS)
+        } else {
+            now
+        };
+        conn.closing = Some(Closing::Flushing { not_before });
+        if !conn.session.output().is_empty() {
+            self.to_flush.push(id);
+        }
+        self.advance_close(id, now);
+        self.refresh_timer(id);
+    }
+
+    /// Moves a graceful close along: FIN once output is out (and the auth delay passed), then
+    /// linger until the peer's EOF or the linger deadline.
+    fn advance_close(&mut self, id: ClientId, now: Millis) {
+        let Some(conn) = self.conns.session_conn(id) else {
+            return;
+        };
+        match conn.closing {
+            Some(Closing::Flushing { not_before }) => {
+                if !conn.session.output().is_empty() || now < not_before {
+                    return;
+                }
+                conn.transport.shutdown_write();
+                if conn.session.peer_finished() {
+                    self.remove(id);
+                } else {
+                    conn.closing = Some(Closing::Lingering {
+                        until: now.plus_ms(LINGER_MS),
+                    });
+                    self.dispatcher.schedule(&mut self.conns, id);
+                }
+            }
+            Some(Closing::Lingering { until }) if now >= until => self.remove(id),
+            _ => {}
+        }
+    }
+
+    /// Drops a connection: deregisters and closes the socket, cancels its timer.
+    fn remove(&mut self, id: ClientId) {
+        let Some(mut conn) = self.conns.try_remove_conn(id) else {
+            return;
+        };
+        if let Some((timer, _)) = conn.timer.take() {
+            self.io_timers.cancel(timer);
+        }
+        if let Err(e) = self.poll.registry().deregister(conn.transport.socket()) {
+            debug!("conn {}: deregister failed: {e}", conn.session.serial);
+        }
+        self.forget_ip(conn.session.peer.ip());
+        debug!("conn {} {}: closed", conn.session.serial, conn.session.peer);
+    }
+
+    fn forget_ip(&mut self, ip: IpAddr) {
+        if self.settings.max_connections_per_ip == 0 {
+            return;
+        }
+        if let Some(open) = self.per_ip.get_mut(&ip) {
+            *open -= 1;
+            if *open == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Keeps the connection's one I/O timer at or before its nearest deadline. A deadline that
+    /// moved later leaves the timer where it is; it fires early and is re-armed.
+    fn refresh_timer(&mut self, id: ClientId) {
+        let (read_timeout, write_timeout) = (
+            self.settings.read_timeout_ms,
+            self.settings.write_timeout_ms,
+        );
+        let Some(conn) = self.conns.session_conn(id) else {
+            return;
+        };
+        let wanted = conn.next_deadline(read_timeout, write_timeout);
+        match (conn.timer, wanted) {
+            (Some((_, at)), Some(deadline)) if at <= deadline => {}
+            (current, wanted) => {
+                if let Some((timer, _)) = current {
+                    self.io_timers.cancel(timer);
+                }
+                conn.timer = wanted
+                    .map(|deadline| (self.io_timers.insert(deadline, IoTimer::Conn(id)), deadline));
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Millis) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        info!(
+            "draining: listener closed, {} connection(s) open",
+            self.conns.len()
+        );
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.dispatcher.begin_drain(&mut self.conns, now);
+        if self.settings.shutdown_timeout_ms > 0 {
+            self.io_timers.insert(
+                now.plus_ms(self.settings.shutdown_timeout_ms),
+                IoTimer::ShutdownDeadline,
+            );
+        }
+    }
+
+    fn force_close_all(&mut self, now: Millis) {
+        info!(
+            "shutdown timeout: closing {} connection(s)",
+            self.conns.len()
+        );
+        let ids: Vec<ClientId> = self.conns.iter().map(|(_, c)| c.session.id).collect();
+        for id in ids {
+            // Also ends graceful closes that are still flushing or lingering.
+            self.dispatcher
+                .close(&mut self.conns, id, CloseReason::ShutdownDeadline);
+            self.dispatcher.disconnect(&mut self.conns, id, now);
+            self.remove(id);
+        }
+    }
+}
+
+/// Engine settings from the server configuration.
+pub fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        default_lease_s: config.default_lease_s,
+        max_locks: config.max_locks,
+        max_waiters: config.max_waiters,
+        max_subscriptions: config.max_subscriptions,
+        gc_interval_ms: config.gc_interval_s.saturating_mul(1000).max(1),
+        gc_max_idle_ms: config.gc_max_idle_s.saturating_mul(1000),
+        auto_release_on_disconnect: config.auto_release_on_disconnect,
+    }
+}
+
+/// Connection lookup by id, with the generation check.
+trait ConnTable {
+    fn session_conn(&mut self, id: ClientId) -> Option<&mut Conn>;
+    fn try_remove_conn(&mut self, id: ClientId) -> Option<Conn>;
+}
+
+impl ConnTable for Slab<Conn> {
+    fn session_conn(&mut self, id: ClientId) -> Option<&mut Conn> {
+        self.get_mut(id.index as usize)
+            .filter(|conn| conn.session.id == id)
+    }
+
+    fn try_remove_conn(&mut self, id: ClientId) -> Option<Conn> {
+        self.session_conn(id)?;
+        self.try_remove(id.index as usize)
+    }
+}

@@ -1,0 +1,189 @@
+//! The protocol state of one connection, without its socket: unprocessed input, pending output,
+//! whether a request is waiting in the engine, authentication and closing state.
+//!
+//! Keeping this free of sockets lets the request path (see [`super::dispatch`]) run unchanged in
+//! the event loop, in unit tests and in the `session` fuzz target.
+
+use std::net::SocketAddr;
+
+use crate::clock::Millis;
+use crate::engine::ClientId;
+use crate::protocol::frame::FrameDecoder;
+
+/// Why a connection is being closed, which decides how (spec §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed or reset the connection, or vanished while a request waited.
+    PeerGone,
+    /// The peer finished sending and every complete request has been answered.
+    PeerFinished,
+    /// `error` was sent for an over-long line or an expired read deadline.
+    ProtocolError,
+    /// `error_auth` was sent; the close follows about 100 ms later.
+    AuthFailed,
+    /// `error_draining` was sent during shutdown.
+    Draining,
+    /// A signal push found the output buffer full.
+    SlowConsumer,
+    /// A write failed or made no progress within the write deadline.
+    WriteFailed,
+    /// More input arrived behind a waiting request than the input buffer may hold.
+    InputOverflow,
+    /// The shutdown deadline passed.
+    ShutdownDeadline,
+}
+
+impl CloseReason {
+    /// Whether pending output (the final error line, replies to pipelined requests) is still
+    /// delivered before the socket closes. The others close at once, silently.
+    pub fn flushes(self) -> bool {
+        matches!(
+            self,
+            CloseReason::PeerFinished
+                | CloseReason::ProtocolError
+                | CloseReason::AuthFailed
+                | CloseReason::Draining
+        )
+    }
+}
+
+/// Where a connection's request processing stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading and answering requests.
+    Open,
+    /// The current request waits in the engine (`l`, `sl`, `w`, `sw`); later requests wait
+    /// behind it.
+    Waiting,
+    /// Closing; no more requests are processed and no more responses or pushes are queued.
+    Closing(CloseReason),
+}
+
+/// Whether the connection has proved it knows the shared secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthState {
+    /// No token configured, or the connection authenticated.
+    Open,
+    /// A token is configured and the first request must be `auth`.
+    Required,
+}
+
+/// Socket-free state of one connection.
+#[derive(Debug)]
+pub struct Session {
+    /// The engine's name for this connection.
+    pub id: ClientId,
+    /// The connection number, counted from 1 per accepted connection (for logs and `stats`).
+    pub serial: u64,
+    /// The peer's address (for logs and the per-IP cap).
+    pub peer: SocketAddr,
+    /// Input read but not yet processed, starting at the first byte of the current request.
+    /// Unallocated while empty.
+    pub(super) input: Vec<u8>,
+    /// Scan position of the current request in `input`.
+    pub(super) decoder: FrameDecoder,
+    /// Complete lines of the current, partial request; the read deadline restarts each time a
+    /// line completes (spec §2.5).
+    pub(super) lines: u8,
+    /// When the line currently being read started; the read deadline counts from here.
+    pub(super) line_started: Millis,
+    /// Output queued but not yet written. Unallocated while empty.
+    pub(super) output: Vec<u8>,
+    /// Request processing state.
+    pub(super) phase: Phase,
+    /// Authentication state.
+    pub(super) auth: AuthState,
+    /// Output passed the soft limit: requests are not processed (and input stays in the kernel)
+    /// until it drains below half of it.
+    pub(super) paused: bool,
+    /// The peer has finished sending (EOF or half-close).
+    pub(super) eof: bool,
+    /// On the dispatcher's ready queue.
+    pub(super) queued: bool,
+    /// On the dispatcher's dirty list (has new output to write).
+    pub(super) dirty: bool,
+}
+
+impl Session {
+    /// A session for a connection accepted at `now`.
+    pub fn new(
+        id: ClientId,
+        serial: u64,
+        peer: SocketAddr,
+        auth: AuthState,
+        now: Millis,
+    ) -> Session {
+        Session {
+            id,
+            serial,
+            peer,
+            input: Vec::new(),
+            decoder: FrameDecoder::default(),
+            lines: 0,
+            line_started: now,
+            output: Vec::new(),
+            phase: Phase::Open,
+            auth,
+            paused: false,
+            eof: false,
+            queued: false,
+            dirty: false,
+        }
+    }
+
+    /// Request processing state.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Bytes waiting to be written to the peer.
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// Bytes read but not yet processed.
+    pub fn buffered_input(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Whether the peer has finished sending.
+    pub fn peer_finished(&self) -> bool {
+        self.eof
+    }
+
+    /// Records that the peer will send nothing more.
+    pub(super) fn mark_peer_finished(&mut self) {
+        self.eof = true;
+    }
+
+    /// Whether output passed the soft limit and request processing is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Why the session is closing, if it is.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        match self.phase {
+            Phase::Closing(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Whether requests could be processed now (given input).
+    pub(super) fn accepts_requests(&self) -> bool {
+        self.phase == Phase::Open && !self.paused
+    }
+
+    /// When the read deadline of the line being read passes, if one is running: only while the
+    /// connection is waiting for the peer's next bytes (not while a request waits in the engine
+    /// or output backpressure has paused it).
+    pub fn read_deadline(&self, read_timeout_ms: u64) -> Option<Millis> {
+        (self.accepts_requests() && !self.eof).then(|| self.line_started.plus_ms(read_timeout_ms))
+    }
+}
+
+impl AsMut<Session> for Session {
+    fn as_mut(&mut self) -> &mut Session {
+        self
+    }
+}

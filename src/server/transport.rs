@@ -1,0 +1,108 @@
+//! Byte transport of one connection: reads and writes that report what happened as an action for
+//! the event loop, so `io::ErrorKind::WouldBlock` never leaks into protocol code.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+use mio::net::TcpStream;
+
+/// What a read did.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// `len` bytes were read. `drained` means the socket's receive queue is known to be empty
+    /// now, so no further read is needed until the next readiness event.
+    Data {
+        /// Bytes read into the buffer.
+        len: usize,
+        /// Whether the receive queue was emptied.
+        drained: bool,
+    },
+    /// Nothing to read until the next readiness event.
+    WouldBlock,
+    /// The peer will send nothing more.
+    Eof,
+    /// The connection failed (reset, ...).
+    Failed(io::Error),
+}
+
+/// What a write did.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    /// `n` bytes were accepted (possibly fewer than offered).
+    Wrote(usize),
+    /// The socket buffer is full until the next writable event.
+    WouldBlock,
+    /// The connection failed.
+    Failed(io::Error),
+}
+
+/// A connection's byte stream.
+#[derive(Debug)]
+pub enum Transport {
+    /// Plain TCP.
+    Plain(TcpStream),
+}
+
+impl Transport {
+    /// The socket, for registration with the poller.
+    pub fn socket(&mut self) -> &mut TcpStream {
+        match self {
+            Transport::Plain(stream) => stream,
+        }
+    }
+
+    /// Reads once into `buf` (which must not be empty: a zero-length read is indistinguishable
+    /// from EOF). `trust_short_reads` allows reporting the receive queue as drained after a short
+    /// read: sound for plain TCP under edge-triggered epoll, where new data raises a new event,
+    /// but not when the event already announced a closed read side (the FIN would be missed).
+    pub fn read(&mut self, buf: &mut [u8], trust_short_reads: bool) -> ReadOutcome {
+        debug_assert!(!buf.is_empty(), "zero-length read");
+        match self {
+            Transport::Plain(stream) => loop {
+                match stream.read(buf) {
+                    Ok(0) => return ReadOutcome::Eof,
+                    Ok(len) => {
+                        return ReadOutcome::Data {
+                            len,
+                            drained: trust_short_reads && len < buf.len(),
+                        };
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return ReadOutcome::WouldBlock;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return ReadOutcome::Failed(e),
+                }
+            },
+        }
+    }
+
+    /// Writes as much of `buf` as the socket takes in one call.
+    pub fn write(&mut self, buf: &[u8]) -> WriteOutcome {
+        match self {
+            Transport::Plain(stream) => loop {
+                match stream.write(buf) {
+                    Ok(0) if !buf.is_empty() => {
+                        return WriteOutcome::Failed(io::ErrorKind::WriteZero.into());
+                    }
+                    Ok(n) => return WriteOutcome::Wrote(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return WriteOutcome::WouldBlock;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return WriteOutcome::Failed(e),
+                }
+            },
+        }
+    }
+
+    /// Sends FIN after everything written so far; reading stays possible (for a lingering close).
+    pub fn shutdown_write(&mut self) {
+        match self {
+            Transport::Plain(stream) => {
+                // Fails only if the peer already reset the connection, which the next read reports.
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+        }
+    }
+}
