@@ -1,0 +1,1090 @@
+//! `dflockd-bench`: the project's closed-loop benchmark client for lock servers.
+//!
+//! It opens persistent TCP connections to one or more servers, runs a fixed number of
+//! acquire+release rounds per worker thread on a private key, and reports throughput and the
+//! latency distribution of one acquire+release pair. It owns load generation, timing and
+//! reporting only: it must not depend on server internals, and it speaks the wire protocol only
+//! through the `client` module so that module can later be replaced by the crate's client
+//! library without touching the rest of the tool.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::builder::RangedU64ValueParser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
+use client::{ClientError, Connection};
+use stats::Summary;
+
+/// Largest whole number of seconds the protocol accepts for a timeout or lease.
+const MAX_SECONDS: u64 = 9_223_372_036;
+/// Longest key the protocol accepts, in bytes.
+const MAX_KEY_LEN: usize = 256;
+/// Slack added to the acquire timeout before a silent server is reported as unresponsive.
+const IO_GRACE: Duration = Duration::from_secs(10);
+/// How many worker failures are printed before the rest are only counted.
+const MAX_REPORTED_FAILURES: usize = 5;
+
+/// Command line of `dflockd-bench`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "dflockd-bench",
+    version,
+    about = "Benchmark a dflockd server with concurrent acquire+release rounds",
+    long_about = "Benchmark a dflockd server with concurrent acquire+release rounds.\n\n\
+        Each worker is a thread that runs ROUNDS rounds of `l` (acquire) followed by `r` \
+        (release) on its own key `<PREFIX>-<worker>`, so workers never contend for a lock. \
+        A worker's key is routed to a server by the client sharding rule: CRC-32/IEEE of the \
+        key's bytes modulo the number of servers, in the order given by --servers.\n\n\
+        All connections are opened (with TCP_NODELAY) and warm-up rounds are run before the \
+        clock starts. One op is one acquire+release pair; its latency is measured from just \
+        before the worker asks for its connection until the release response has been read. \
+        The report gives total ops, wall time, throughput (ops/s) and mean, min, max, p50, \
+        p99 (linear interpolation between closest ranks) and sample standard deviation of one \
+        op in milliseconds.\n\n\
+        Any unexpected response, connection failure or acquire timeout stops the run; the \
+        errors are printed to stderr and the exit status is 1 (2 for invalid arguments)."
+)]
+struct Args {
+    /// Number of worker threads; each uses its own key `<PREFIX>-<worker>`.
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    workers: usize,
+
+    /// Measured acquire+release rounds per worker.
+    #[arg(long, value_name = "R", default_value_t = 1000,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    rounds: usize,
+
+    /// Unmeasured acquire+release rounds per worker, run before the clock starts.
+    #[arg(long, value_name = "R", default_value_t = 0,
+          value_parser = RangedU64ValueParser::<usize>::new())]
+    warmup: usize,
+
+    /// Comma-separated server addresses (host:port); keys are sharded over them in this order.
+    #[arg(
+        long,
+        value_name = "HOST:PORT,...",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:6388"
+    )]
+    servers: Vec<String>,
+
+    /// Key prefix; worker i locks `<PREFIX>-<i>`.
+    #[arg(long = "key", value_name = "PREFIX", default_value = "bench")]
+    key: String,
+
+    /// Lease TTL requested with every acquire, in seconds (1-9223372036).
+    #[arg(long, value_name = "S", default_value_t = 33,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
+    lease: u64,
+
+    /// Acquire timeout sent with every acquire, in seconds (0 = try once, up to 9223372036).
+    /// A `timeout` response is reported as an error.
+    #[arg(long, value_name = "S", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
+    timeout: u64,
+
+    /// Connections opened per server, 1 to WORKERS [default: WORKERS]. Workers routed to a
+    /// server share its connections round-robin; a shared connection carries one
+    /// acquire+release at a time, so sharing serialises those workers (their waiting time is
+    /// part of the measured latency). A server never gets more connections than workers
+    /// routed to it.
+    #[arg(long, value_name = "C", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    connections: Option<usize>,
+
+    /// Print the result as one JSON object on one line instead of the text report.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Validated run settings derived from [`Args`].
+#[derive(Debug)]
+struct Settings {
+    servers: Vec<String>,
+    prefix: String,
+    rounds: usize,
+    warmup: usize,
+    lease_s: u64,
+    timeout_s: u64,
+    /// Upper bound on connections per server.
+    connections: usize,
+    /// One entry per worker, in worker order.
+    jobs: Vec<Job>,
+    /// Connections actually opened to each server, in server order.
+    conns_per_server: Vec<usize>,
+    json: bool,
+}
+
+/// What one worker does: which key it locks and which connection it uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Job {
+    key: String,
+    server: usize,
+    /// Index into the server's connection list.
+    conn: usize,
+}
+
+impl Settings {
+    /// Checks the arguments the parser cannot check alone and plans the worker routes.
+    fn from_args(args: Args) -> Result<Self, String> {
+        let servers: Vec<String> = args.servers.iter().map(|s| s.trim().to_owned()).collect();
+        if servers.iter().any(String::is_empty) {
+            return Err("--servers contains an empty address".to_owned());
+        }
+        let connections = args.connections.unwrap_or(args.workers);
+        if connections > args.workers {
+            return Err(format!(
+                "--connections {connections} exceeds --workers {}",
+                args.workers
+            ));
+        }
+        validate_prefix(&args.key, args.workers)?;
+        let keys: Vec<String> = (0..args.workers)
+            .map(|i| worker_key(&args.key, i))
+            .collect();
+        let (jobs, conns_per_server) = plan_routes(keys, servers.len(), connections);
+        Ok(Self {
+            servers,
+            prefix: args.key,
+            rounds: args.rounds,
+            warmup: args.warmup,
+            lease_s: args.lease,
+            timeout_s: args.timeout,
+            connections,
+            jobs,
+            conns_per_server,
+            json: args.json,
+        })
+    }
+
+    /// Number of workers routed to each server, in server order.
+    fn workers_per_server(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.servers.len()];
+        for job in &self.jobs {
+            counts[job.server] += 1;
+        }
+        counts
+    }
+}
+
+/// The key worker `index` locks.
+fn worker_key(prefix: &str, index: usize) -> String {
+    format!("{prefix}-{index}")
+}
+
+/// Rejects prefixes that would make a key the server refuses (forbidden bytes or too long).
+fn validate_prefix(prefix: &str, workers: usize) -> Result<(), String> {
+    if prefix
+        .bytes()
+        .any(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        return Err("--key must not contain space, tab, CR or LF".to_owned());
+    }
+    let longest = worker_key(prefix, workers - 1).len();
+    if longest > MAX_KEY_LEN {
+        return Err(format!(
+            "--key is too long: key of the last worker is {longest} bytes (limit {MAX_KEY_LEN})"
+        ));
+    }
+    Ok(())
+}
+
+/// Routes each key to its shard and, within a shard, to connection `n mod C'` where `n` counts
+/// the workers already routed there and `C'` is `min(cap, workers routed there)`.
+///
+/// Returns the jobs in key order and the number of connections to open per server.
+fn plan_routes(keys: Vec<String>, servers: usize, cap: usize) -> (Vec<Job>, Vec<usize>) {
+    let shards: Vec<usize> = keys
+        .iter()
+        .map(|k| client::shard_index(k.as_bytes(), servers))
+        .collect();
+    let mut routed = vec![0; servers];
+    for &s in &shards {
+        routed[s] += 1;
+    }
+    let conns: Vec<usize> = routed.iter().map(|&n: &usize| n.min(cap)).collect();
+    let mut seen = vec![0; servers];
+    let jobs = keys
+        .into_iter()
+        .zip(shards)
+        .map(|(key, server)| {
+            let conn = seen[server] % conns[server];
+            seen[server] += 1;
+            Job { key, server, conn }
+        })
+        .collect();
+    (jobs, conns)
+}
+
+/// Opens every planned connection, server by server.
+fn open_connections(settings: &Settings) -> Result<Vec<Vec<Mutex<Connection>>>, String> {
+    let read_timeout = Duration::from_secs(settings.timeout_s).saturating_add(IO_GRACE);
+    settings
+        .servers
+        .iter()
+        .zip(&settings.conns_per_server)
+        .map(|(addr, &count)| {
+            (0..count)
+                .map(|_| {
+                    Connection::connect(addr, read_timeout, IO_GRACE)
+                        .map(Mutex::new)
+                        .map_err(|e| format!("cannot connect to {addr}: {e}"))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Why a worker ended without its full set of latencies.
+#[derive(Debug)]
+enum WorkerError {
+    /// Another worker failed first, so this one stopped early.
+    Stopped,
+    /// This worker's own request failed.
+    Failed(ClientError),
+}
+
+/// The measured part of one worker's run.
+struct Timed {
+    start: Instant,
+    end: Instant,
+    latencies_ns: Vec<u64>,
+}
+
+/// Acquire and release parameters shared by every op.
+#[derive(Clone, Copy)]
+struct OpParams {
+    timeout_s: u64,
+    lease_s: u64,
+}
+
+/// One op: acquire `key` on `conn`, then release it with the granted token.
+fn acquire_release(conn: &Mutex<Connection>, key: &str, op: OpParams) -> Result<(), ClientError> {
+    // Poisoning needs a panicking worker, and a worker panic already aborts the run on join.
+    let mut conn = conn
+        .lock()
+        .expect("connection mutex is poisoned only after a worker panic");
+    let grant = conn.acquire(key, op.timeout_s, op.lease_s)?;
+    conn.release(key, &grant.token)
+}
+
+/// Runs `rounds` ops, passing each op's latency in nanoseconds to `record`. On failure it
+/// raises `stop` so the other workers end early.
+fn run_rounds(
+    conn: &Mutex<Connection>,
+    key: &str,
+    op: OpParams,
+    rounds: usize,
+    stop: &AtomicBool,
+    mut record: impl FnMut(u64),
+) -> Result<(), WorkerError> {
+    for _ in 0..rounds {
+        if stop.load(Ordering::Relaxed) {
+            return Err(WorkerError::Stopped);
+        }
+        let t0 = Instant::now();
+        if let Err(e) = acquire_release(conn, key, op) {
+            stop.store(true, Ordering::Relaxed);
+            return Err(WorkerError::Failed(e));
+        }
+        // Saturates only after 584 years.
+        record(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    }
+    Ok(())
+}
+
+/// One worker thread: warm up, wait for every worker to be ready, then run the measured rounds.
+fn run_worker(
+    settings: &Settings,
+    job: &Job,
+    conn: &Mutex<Connection>,
+    ready: &Barrier,
+    stop: &AtomicBool,
+) -> Result<Timed, WorkerError> {
+    let op = OpParams {
+        timeout_s: settings.timeout_s,
+        lease_s: settings.lease_s,
+    };
+    let warm = run_rounds(conn, &job.key, op, settings.warmup, stop, |_| {});
+    // Every worker must reach the barrier, even after a failed warm-up, or the others hang.
+    ready.wait();
+    warm?;
+    let mut latencies_ns = Vec::with_capacity(settings.rounds);
+    let start = Instant::now();
+    run_rounds(conn, &job.key, op, settings.rounds, stop, |ns| {
+        latencies_ns.push(ns)
+    })?;
+    Ok(Timed {
+        start,
+        end: Instant::now(),
+        latencies_ns,
+    })
+}
+
+/// Result of a successful run.
+struct Outcome {
+    /// From the first worker's start to the last worker's end.
+    wall: Duration,
+    /// Every op's latency in nanoseconds.
+    latencies_ns: Vec<u64>,
+}
+
+/// Runs every worker to completion and merges their measurements, or returns the failures.
+fn run(settings: &Settings, conns: &[Vec<Mutex<Connection>>]) -> Result<Outcome, Vec<String>> {
+    let ready = Barrier::new(settings.jobs.len());
+    let stop = AtomicBool::new(false);
+    let results: Vec<Result<Timed, WorkerError>> = thread::scope(|scope| {
+        let handles: Vec<_> = settings
+            .jobs
+            .iter()
+            .map(|job| {
+                let conn = &conns[job.server][job.conn];
+                let (ready, stop) = (&ready, &stop);
+                scope.spawn(move || run_worker(settings, job, conn, ready, stop))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker threads do not panic"))
+            .collect()
+    });
+    merge(settings, results)
+}
+
+/// Combines worker results into one outcome, or lists the failures with their context.
+fn merge(
+    settings: &Settings,
+    results: Vec<Result<Timed, WorkerError>>,
+) -> Result<Outcome, Vec<String>> {
+    let mut failures = Vec::new();
+    let mut timed = Vec::with_capacity(results.len());
+    for (index, (job, result)) in settings.jobs.iter().zip(results).enumerate() {
+        match result {
+            Ok(t) => timed.push(t),
+            Err(WorkerError::Stopped) => {}
+            Err(WorkerError::Failed(e)) => failures.push(format!(
+                "worker {index} (key {}, server {}): {e}",
+                job.key, settings.servers[job.server]
+            )),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(failures);
+    }
+    let start = timed.iter().map(|t| t.start).min();
+    let end = timed.iter().map(|t| t.end).max();
+    let wall = match (start, end) {
+        (Some(s), Some(e)) => e.duration_since(s),
+        _ => Duration::ZERO,
+    };
+    let latencies_ns = timed.into_iter().flat_map(|t| t.latencies_ns).collect();
+    Ok(Outcome { wall, latencies_ns })
+}
+
+/// Throughput in ops per second; zero when no time elapsed.
+fn ops_per_second(ops: usize, wall: Duration) -> f64 {
+    let secs = wall.as_secs_f64();
+    if secs > 0.0 { ops as f64 / secs } else { 0.0 }
+}
+
+/// The human-readable report.
+fn render_text(settings: &Settings, wall: Duration, s: &Summary) -> String {
+    format!(
+        "  total ops : {}\n  wall time : {:.3}s\n  throughput: {:.1} ops/s\n{}\n  \
+         mean      : {:.3} ms\n  min       : {:.3} ms\n  max       : {:.3} ms\n  \
+         p50       : {:.3} ms\n  p99       : {:.3} ms\n  stdev     : {:.3} ms\n",
+        s.count,
+        wall.as_secs_f64(),
+        ops_per_second(s.count, wall),
+        sharding_line(settings),
+        s.mean_ms,
+        s.min_ms,
+        s.max_ms,
+        s.p50_ms,
+        s.p99_ms,
+        s.stdev_ms,
+    )
+}
+
+/// One line describing how workers and connections are spread over the servers.
+fn sharding_line(settings: &Settings) -> String {
+    let per_server: Vec<String> = settings
+        .servers
+        .iter()
+        .zip(settings.workers_per_server())
+        .zip(&settings.conns_per_server)
+        .map(|((addr, w), c)| format!("{addr} ({w} workers, {c} conns)"))
+        .collect();
+    format!("  servers   : {}\n", per_server.join(", "))
+}
+
+/// The header printed before a text-mode run starts.
+fn render_header(settings: &Settings) -> String {
+    format!(
+        "dflockd-bench: {} workers x {} rounds (warmup {}), key prefix {:?}, lease {}s, \
+         timeout {}s, up to {} connections/server\n",
+        settings.jobs.len(),
+        settings.rounds,
+        settings.warmup,
+        settings.prefix,
+        settings.lease_s,
+        settings.timeout_s,
+        settings.connections,
+    )
+}
+
+/// The machine-readable report: one JSON object on one line.
+fn render_json(settings: &Settings, wall: Duration, s: &Summary) -> String {
+    let servers: Vec<String> = settings.servers.iter().map(|a| json_string(a)).collect();
+    let join = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    format!(
+        "{{\"servers\":[{}],\"key\":{},\"workers\":{},\"rounds\":{},\"warmup\":{},\
+         \"lease_s\":{},\"timeout_s\":{},\"connections\":{},\"workers_per_server\":[{}],\
+         \"conns_per_server\":[{}],\"total_ops\":{},\"wall_s\":{:.6},\"ops_per_s\":{:.1},\
+         \"mean_ms\":{:.3},\"min_ms\":{:.3},\"max_ms\":{:.3},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\
+         \"stdev_ms\":{:.3}}}",
+        servers.join(","),
+        json_string(&settings.prefix),
+        settings.jobs.len(),
+        settings.rounds,
+        settings.warmup,
+        settings.lease_s,
+        settings.timeout_s,
+        settings.connections,
+        join(&settings.workers_per_server()),
+        join(&settings.conns_per_server),
+        s.count,
+        wall.as_secs_f64(),
+        ops_per_second(s.count, wall),
+        s.mean_ms,
+        s.min_ms,
+        s.max_ms,
+        s.p50_ms,
+        s.p99_ms,
+        s.stdev_ms,
+    )
+}
+
+/// Quotes `s` as a JSON string.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Prints the failures, at most [`MAX_REPORTED_FAILURES`] of them in full.
+fn report_failures(failures: &[String]) {
+    for f in failures.iter().take(MAX_REPORTED_FAILURES) {
+        eprintln!("dflockd-bench: {f}");
+    }
+    if failures.len() > MAX_REPORTED_FAILURES {
+        eprintln!(
+            "dflockd-bench: ... and {} more failed workers",
+            failures.len() - MAX_REPORTED_FAILURES
+        );
+    }
+}
+
+fn main() -> ExitCode {
+    let settings = match Settings::from_args(Args::parse()) {
+        Ok(s) => s,
+        Err(msg) => Args::command()
+            .error(ErrorKind::ValueValidation, msg)
+            .exit(),
+    };
+    if !settings.json {
+        print!("{}", render_header(&settings));
+    }
+    let conns = match open_connections(&settings) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("dflockd-bench: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut outcome = match run(&settings, &conns) {
+        Ok(o) => o,
+        Err(failures) => {
+            report_failures(&failures);
+            return ExitCode::FAILURE;
+        }
+    };
+    let summary = stats::summarize(&mut outcome.latencies_ns)
+        .expect("rounds >= 1 and workers >= 1, so every successful run has samples");
+    if settings.json {
+        println!("{}", render_json(&settings, outcome.wall, &summary));
+    } else {
+        print!("{}", render_text(&settings, outcome.wall, &summary));
+    }
+    ExitCode::SUCCESS
+}
+
+// ---------------------------------------------------------------------------------------------
+// Protocol client. Everything that knows the wire format lives here.
+// ---------------------------------------------------------------------------------------------
+
+mod client {
+    //! Minimal blocking client for the lock commands the benchmark uses (`l` and `r`) and the
+    //! client-side sharding rule. It owns request encoding, strict response parsing and the
+    //! socket; it must not know about workers, timing or reporting.
+
+    use std::fmt;
+    use std::io::{self, BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    /// Longest response line accepted; a longer one means the peer is not a lock server.
+    const MAX_RESPONSE_LINE: usize = 65_536;
+
+    /// Reflected CRC-32/IEEE lookup table (polynomial 0xEDB88320), built at compile time.
+    const CRC_TABLE: [u32; 256] = crc_table();
+
+    const fn crc_table() -> [u32; 256] {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut bit = 0;
+            while bit < 8 {
+                c = if c & 1 == 1 {
+                    (c >> 1) ^ 0xEDB8_8320
+                } else {
+                    c >> 1
+                };
+                bit += 1;
+            }
+            table[i] = c;
+            i += 1;
+        }
+        table
+    }
+
+    /// CRC-32/IEEE (zlib `crc32`) of `bytes`.
+    pub fn crc32(bytes: &[u8]) -> u32 {
+        !bytes.iter().fold(!0u32, |crc, &b| {
+            CRC_TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8)
+        })
+    }
+
+    /// Index of the server that owns `key` among `servers` servers (must be at least 1).
+    pub fn shard_index(key: &[u8], servers: usize) -> usize {
+        // u32 -> usize is lossless on every target with 32-bit or wider pointers.
+        crc32(key) as usize % servers
+    }
+
+    /// Everything that can go wrong talking to a server.
+    #[derive(Debug)]
+    pub enum ClientError {
+        /// The socket failed.
+        Io(io::Error),
+        /// The server sent nothing within the read timeout.
+        NoResponse,
+        /// The server closed the connection before a full response line.
+        Closed,
+        /// The server answered `timeout` to an acquire.
+        AcquireTimedOut,
+        /// The server answered something the request does not allow.
+        Unexpected {
+            /// Which request was answered.
+            request: &'static str,
+            /// The response line, lossily decoded.
+            response: String,
+        },
+        /// The response line exceeded [`MAX_RESPONSE_LINE`] bytes.
+        LineTooLong,
+    }
+
+    impl fmt::Display for ClientError {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Self::Io(e) => write!(f, "{e}"),
+                Self::NoResponse => f.write_str("no response within the read timeout"),
+                Self::Closed => f.write_str("server closed the connection"),
+                Self::AcquireTimedOut => f.write_str("acquire timed out (response `timeout`)"),
+                Self::Unexpected { request, response } => {
+                    write!(f, "unexpected response to {request}: {response:?}")
+                }
+                Self::LineTooLong => {
+                    write!(f, "response line longer than {MAX_RESPONSE_LINE} bytes")
+                }
+            }
+        }
+    }
+
+    impl From<io::Error> for ClientError {
+        fn from(e: io::Error) -> Self {
+            match e.kind() {
+                // A socket read timeout surfaces as one of these, depending on the platform.
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Self::NoResponse,
+                io::ErrorKind::UnexpectedEof => Self::Closed,
+                _ => Self::Io(e),
+            }
+        }
+    }
+
+    /// A granted lock.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct Grant {
+        /// Bearer token that releases the lock.
+        pub token: String,
+        /// Effective lease TTL in seconds.
+        pub lease_s: u64,
+    }
+
+    /// One persistent connection; requests on it are strictly sequential.
+    pub struct Connection {
+        stream: BufReader<TcpStream>,
+        request: Vec<u8>,
+        response: Vec<u8>,
+    }
+
+    impl Connection {
+        /// Connects to `addr` with TCP_NODELAY and the given socket read and write timeouts.
+        pub fn connect(
+            addr: &str,
+            read_timeout: Duration,
+            write_timeout: Duration,
+        ) -> Result<Self, ClientError> {
+            let stream = TcpStream::connect(addr).map_err(ClientError::Io)?;
+            stream.set_nodelay(true)?;
+            stream.set_read_timeout(Some(read_timeout))?;
+            stream.set_write_timeout(Some(write_timeout))?;
+            Ok(Self {
+                stream: BufReader::new(stream),
+                request: Vec::with_capacity(128),
+                response: Vec::with_capacity(128),
+            })
+        }
+
+        /// Sends `l` for `key` and waits for the grant.
+        pub fn acquire(
+            &mut self,
+            key: &str,
+            timeout_s: u64,
+            lease_s: u64,
+        ) -> Result<Grant, ClientError> {
+            self.request.clear();
+            write!(self.request, "l\n{key}\n{timeout_s} {lease_s}\n")
+                .expect("writing to a Vec cannot fail");
+            parse_acquire(self.round_trip("acquire")?)
+        }
+
+        /// Sends `r` for `key` with `token` and checks the `ok`.
+        pub fn release(&mut self, key: &str, token: &str) -> Result<(), ClientError> {
+            self.request.clear();
+            write!(self.request, "r\n{key}\n{token}\n").expect("writing to a Vec cannot fail");
+            parse_release(self.round_trip("release")?)
+        }
+
+        /// Writes the pending `request` in one call and reads one response line (without LF).
+        fn round_trip(&mut self, request: &'static str) -> Result<&str, ClientError> {
+            self.stream.get_mut().write_all(&self.request)?;
+            self.response.clear();
+            let limit = (MAX_RESPONSE_LINE + 1) as u64;
+            (&mut self.stream)
+                .take(limit)
+                .read_until(b'\n', &mut self.response)?;
+            match self.response.pop() {
+                Some(b'\n') => {}
+                _ if self.response.len() >= MAX_RESPONSE_LINE => {
+                    return Err(ClientError::LineTooLong);
+                }
+                _ => return Err(ClientError::Closed),
+            }
+            std::str::from_utf8(&self.response).map_err(|_| ClientError::Unexpected {
+                request,
+                response: String::from_utf8_lossy(&self.response).into_owned(),
+            })
+        }
+    }
+
+    /// Parses the response to `l`: exactly `ok <token> <lease>` with a non-empty token and an
+    /// integer lease of at least 1; `timeout` is reported as such.
+    pub fn parse_acquire(line: &str) -> Result<Grant, ClientError> {
+        if line == "timeout" {
+            return Err(ClientError::AcquireTimedOut);
+        }
+        let mut fields = line.split(' ');
+        match (fields.next(), fields.next(), fields.next(), fields.next()) {
+            (Some("ok"), Some(token), Some(lease), None) if !token.is_empty() => {
+                match parse_positive(lease) {
+                    Some(lease_s) => Ok(Grant {
+                        token: token.to_owned(),
+                        lease_s,
+                    }),
+                    None => Err(unexpected("acquire", line)),
+                }
+            }
+            _ => Err(unexpected("acquire", line)),
+        }
+    }
+
+    /// Parses the response to `r`: exactly `ok`.
+    pub fn parse_release(line: &str) -> Result<(), ClientError> {
+        if line == "ok" {
+            Ok(())
+        } else {
+            Err(unexpected("release", line))
+        }
+    }
+
+    /// A decimal integer of at least 1, digits only.
+    fn parse_positive(s: &str) -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok().filter(|&v| v >= 1)
+    }
+
+    fn unexpected(request: &'static str, line: &str) -> ClientError {
+        ClientError::Unexpected {
+            request,
+            response: line.to_owned(),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn crc32_matches_spec_vectors() {
+            assert_eq!(crc32(b"my-key"), 3_605_215_937);
+            assert_eq!(crc32(b"foo"), 2_356_372_769);
+            assert_eq!(crc32(b"bar"), 1_996_459_178);
+            assert_eq!(crc32(b""), 0);
+            assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        }
+
+        #[test]
+        fn shard_index_matches_spec_examples() {
+            assert_eq!(shard_index(b"my-key", 3), 2);
+            assert_eq!(shard_index(b"my-key", 2), 1);
+            assert_eq!(shard_index(b"foo", 3), 2);
+            assert_eq!(shard_index(b"bar", 3), 2);
+            assert_eq!(shard_index(b"bar", 2), 0);
+            assert_eq!(shard_index(b"anything", 1), 0);
+        }
+
+        #[test]
+        fn acquire_accepts_exact_grant() {
+            let grant = parse_acquire("ok 0123abcd 33").expect("valid grant");
+            assert_eq!(
+                grant,
+                Grant {
+                    token: "0123abcd".to_owned(),
+                    lease_s: 33
+                }
+            );
+        }
+
+        #[test]
+        fn acquire_reports_timeout() {
+            assert!(matches!(
+                parse_acquire("timeout"),
+                Err(ClientError::AcquireTimedOut)
+            ));
+        }
+
+        #[test]
+        fn acquire_rejects_malformed_grants() {
+            for line in [
+                "ok",
+                "ok tok",
+                "ok tok 33 extra",
+                "ok  33",
+                "ok tok  33",
+                "ok tok 0",
+                "ok tok -1",
+                "ok tok +5",
+                "ok tok 3x",
+                "ok tok 33\r",
+                "ok tok 99999999999999999999",
+                "OK tok 33",
+                "acquired tok 33",
+                "error",
+                "error_max_locks",
+                "",
+            ] {
+                assert!(
+                    matches!(
+                        parse_acquire(line),
+                        Err(ClientError::Unexpected {
+                            request: "acquire",
+                            ..
+                        })
+                    ),
+                    "accepted {line:?}"
+                );
+            }
+        }
+
+        #[test]
+        fn release_accepts_only_ok() {
+            assert!(parse_release("ok").is_ok());
+            for line in ["error", "ok 33", "ok ", "", "timeout"] {
+                assert!(parse_release(line).is_err(), "accepted {line:?}");
+            }
+        }
+
+        #[test]
+        fn read_timeout_maps_to_no_response() {
+            let e = ClientError::from(io::Error::from(io::ErrorKind::WouldBlock));
+            assert!(matches!(e, ClientError::NoResponse));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics.
+// ---------------------------------------------------------------------------------------------
+
+mod stats {
+    //! Latency summary over a sample of nanosecond durations. It owns the arithmetic only; it
+    //! must not measure time or format output.
+
+    /// Summary of one run's op latencies, in milliseconds.
+    #[derive(Debug, PartialEq)]
+    pub struct Summary {
+        /// Number of samples.
+        pub count: usize,
+        /// Arithmetic mean.
+        pub mean_ms: f64,
+        /// Smallest sample.
+        pub min_ms: f64,
+        /// Largest sample.
+        pub max_ms: f64,
+        /// Median (linear interpolation between closest ranks).
+        pub p50_ms: f64,
+        /// 99th percentile (linear interpolation between closest ranks).
+        pub p99_ms: f64,
+        /// Sample standard deviation (n - 1 denominator); 0 for a single sample.
+        pub stdev_ms: f64,
+    }
+
+    const NS_PER_MS: f64 = 1e6;
+
+    /// Sorts `samples_ns` in place and summarises it; `None` when it is empty.
+    pub fn summarize(samples_ns: &mut [u64]) -> Option<Summary> {
+        let (&min, &max) = (samples_ns.iter().min()?, samples_ns.iter().max()?);
+        samples_ns.sort_unstable();
+        let n = samples_ns.len();
+        // Summing in u128 keeps the mean exact however long the run.
+        let total: u128 = samples_ns.iter().map(|&v| u128::from(v)).sum();
+        let mean = total as f64 / n as f64;
+        let stdev = if n > 1 {
+            let squares: f64 = samples_ns.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
+            (squares / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        Some(Summary {
+            count: n,
+            mean_ms: mean / NS_PER_MS,
+            min_ms: min as f64 / NS_PER_MS,
+            max_ms: max as f64 / NS_PER_MS,
+            p50_ms: percentile(samples_ns, 50.0) / NS_PER_MS,
+            p99_ms: percentile(samples_ns, 99.0) / NS_PER_MS,
+            stdev_ms: stdev / NS_PER_MS,
+        })
+    }
+
+    /// The `pct`-th percentile (0-100) of a sorted, non-empty sample, interpolating linearly
+    /// between the two closest ranks (rank = pct/100 * (n - 1)).
+    pub fn percentile(sorted: &[u64], pct: f64) -> f64 {
+        let rank = pct / 100.0 * (sorted.len() - 1) as f64;
+        let lo = rank.floor() as usize;
+        let hi = (lo + 1).min(sorted.len() - 1);
+        let frac = rank - lo as f64;
+        sorted[lo] as f64 + (sorted[hi] as f64 - sorted[lo] as f64) * frac
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn close(a: f64, b: f64) -> bool {
+            (a - b).abs() < 1e-9
+        }
+
+        #[test]
+        fn percentiles_interpolate_between_ranks() {
+            let sample: Vec<u64> = (1..=100).collect();
+            assert!(close(percentile(&sample, 50.0), 50.5));
+            assert!(close(percentile(&sample, 99.0), 99.01));
+            assert!(close(percentile(&sample, 0.0), 1.0));
+            assert!(close(percentile(&sample, 100.0), 100.0));
+            assert!(close(percentile(&[10, 20, 30, 40], 50.0), 25.0));
+            assert!(close(percentile(&[7], 99.0), 7.0));
+        }
+
+        #[test]
+        fn summary_of_known_sample() {
+            // Unsorted on purpose: summarize must sort. Values in ms: 1, 2, 3, 4, 10.
+            let mut sample = vec![4_000_000, 1_000_000, 10_000_000, 2_000_000, 3_000_000];
+            let s = summarize(&mut sample).expect("non-empty");
+            assert_eq!(s.count, 5);
+            assert!(close(s.mean_ms, 4.0));
+            assert!(close(s.min_ms, 1.0));
+            assert!(close(s.max_ms, 10.0));
+            assert!(close(s.p50_ms, 3.0));
+            // rank 3.96 between 4 and 10.
+            assert!(close(s.p99_ms, 9.76));
+            // Squared deviations 9+4+1+0+36 = 50, / 4 = 12.5.
+            assert!(close(s.stdev_ms, 12.5f64.sqrt()));
+        }
+
+        #[test]
+        fn single_sample_has_zero_stdev() {
+            let s = summarize(&mut [1_500_000]).expect("non-empty");
+            assert!(close(s.stdev_ms, 0.0));
+            assert!(close(s.p99_ms, 1.5));
+        }
+
+        #[test]
+        fn empty_sample_has_no_summary() {
+            assert!(summarize(&mut []).is_none());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &[&str]) -> Result<Settings, String> {
+        let mut argv = vec!["dflockd-bench"];
+        argv.extend_from_slice(extra);
+        Settings::from_args(Args::try_parse_from(argv).map_err(|e| e.to_string())?)
+    }
+
+    #[test]
+    fn defaults_match_reference_tool() {
+        let s = settings(&[]).expect("defaults are valid");
+        assert_eq!(s.servers, ["127.0.0.1:6388"]);
+        assert_eq!(s.prefix, "bench");
+        assert_eq!(
+            (s.rounds, s.warmup, s.lease_s, s.timeout_s),
+            (1000, 0, 33, 10)
+        );
+        assert_eq!(s.jobs.len(), 10);
+        assert_eq!(s.connections, 10);
+        assert_eq!(s.conns_per_server, [10]);
+        let conns: Vec<usize> = s.jobs.iter().map(|j| j.conn).collect();
+        assert_eq!(conns, (0..10).collect::<Vec<_>>());
+        assert_eq!(s.jobs[3].key, "bench-3");
+    }
+
+    #[test]
+    fn workers_share_connections_round_robin() {
+        let s = settings(&["--workers", "5", "--connections", "2"]).expect("valid");
+        let conns: Vec<usize> = s.jobs.iter().map(|j| j.conn).collect();
+        assert_eq!(conns, [0, 1, 0, 1, 0]);
+        assert_eq!(s.conns_per_server, [2]);
+    }
+
+    #[test]
+    fn keys_are_routed_by_crc_and_connections_capped_per_server() {
+        let keys: Vec<String> = ["my-key", "bar", "foo", "x"].map(String::from).into();
+        let (jobs, conns) = plan_routes(keys, 2, 4);
+        // "my-key" -> 1, "bar" -> 0, "foo" -> 2356372769 % 2 = 1, "x" -> crc % 2.
+        let expected_x = client::shard_index(b"x", 2);
+        let servers: Vec<usize> = jobs.iter().map(|j| j.server).collect();
+        assert_eq!(servers, [1, 0, 1, expected_x]);
+        let on_server_1 = servers.iter().filter(|&&s| s == 1).count();
+        assert_eq!(conns, [4 - on_server_1, on_server_1]);
+        // Workers on one server get distinct connections while the cap allows it.
+        assert_eq!((jobs[0].conn, jobs[2].conn), (0, 1));
+    }
+
+    #[test]
+    fn invalid_arguments_are_rejected() {
+        for argv in [
+            &["--workers", "0"][..],
+            &["--rounds", "0"],
+            &["--workers", "2", "--connections", "3"],
+            &["--connections", "0"],
+            &["--lease", "0"],
+            &["--lease", "9223372037"],
+            &["--timeout", "9223372037"],
+            &["--servers", "a:1,,b:2"],
+            &["--key", "has space"],
+            &["--key", &"k".repeat(255)],
+        ] {
+            assert!(settings(argv).is_err(), "accepted {argv:?}");
+        }
+        assert!(settings(&["--key", &"k".repeat(254)]).is_ok());
+        assert!(settings(&["--timeout", "0", "--lease", "9223372036"]).is_ok());
+    }
+
+    #[test]
+    fn json_report_is_one_escaped_line() {
+        let s = settings(&["--workers", "2", "--key", "a\"b", "--servers", "h:1"]).expect("valid");
+        let summary = Summary {
+            count: 4,
+            mean_ms: 1.0,
+            min_ms: 0.5,
+            max_ms: 2.0,
+            p50_ms: 1.0,
+            p99_ms: 1.99,
+            stdev_ms: 0.25,
+        };
+        let json = render_json(&s, Duration::from_millis(2), &summary);
+        assert_eq!(
+            json,
+            "{\"servers\":[\"h:1\"],\"key\":\"a\\\"b\",\"workers\":2,\"rounds\":1000,\
+             \"warmup\":0,\"lease_s\":33,\"timeout_s\":10,\"connections\":2,\
+             \"workers_per_server\":[2],\"conns_per_server\":[2],\"total_ops\":4,\
+             \"wall_s\":0.002000,\"ops_per_s\":2000.0,\"mean_ms\":1.000,\"min_ms\":0.500,\
+             \"max_ms\":2.000,\"p50_ms\":1.000,\"p99_ms\":1.990,\"stdev_ms\":0.250}"
+        );
+    }
+
+    #[test]
+    fn json_string_escapes_controls() {
+        assert_eq!(json_string("a\\b\n\u{1}é"), "\"a\\\\b\\u000a\\u0001é\"");
+    }
+
+    #[test]
+    fn failed_worker_fails_the_run() {
+        let s = settings(&["--workers", "3"]).expect("valid");
+        let ok = || {
+            let now = Instant::now();
+            Ok(Timed {
+                start: now,
+                end: now,
+                latencies_ns: vec![1],
+            })
+        };
+        let failures = merge(
+            &s,
+            vec![
+                ok(),
+                Err(WorkerError::Failed(ClientError::Closed)),
+                Err(WorkerError::Stopped),
+            ],
+        )
+        .err()
+        .expect("a failure must fail the run");
+        assert_eq!(
+            failures,
+            ["worker 1 (key bench-1, server 127.0.0.1:6388): server closed the connection"]
+        );
+        let merged = merge(&s, vec![ok(), ok(), ok()]).expect("all succeeded");
+        assert_eq!(merged.latencies_ns, [1, 1, 1]);
+    }
+}
