@@ -70,6 +70,8 @@ fn init_logging(debug: bool) {
         .set_time_format_rfc3339()
         .set_target_level(LevelFilter::Off)
         .set_thread_level(LevelFilter::Off)
+        // rustls narrates every handshake at debug level; keep --debug about our own requests.
+        .add_filter_ignore_str("rustls")
         .build();
     // Fails only if a logger is already installed, which cannot happen at start-up.
     let _ = simplelog::WriteLogger::init(level, config, std::io::stderr());

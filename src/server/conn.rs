@@ -44,6 +44,9 @@ pub struct Conn {
     pub write_stalled_since: Option<Millis>,
     /// Graceful close in progress.
     pub closing: Option<Closing>,
+    /// When an unfinished TLS handshake gets the connection dropped (`--tls-handshake-timeout`);
+    /// cleared once the handshake completes.
+    pub handshake_deadline: Option<Millis>,
     /// The one I/O timer this connection has armed, and when it fires. Deadlines only ever move
     /// later in the common case (a new line, a write that made progress), so the timer is left in
     /// place and re-armed when it fires early, which keeps the wheel out of the per-request path.
@@ -67,20 +70,33 @@ impl Conn {
             write_ready: true,
             write_stalled_since: None,
             closing: None,
+            handshake_deadline: None,
             timer: None,
+        }
+    }
+
+    /// Output not yet on the wire: the session's, or records the transport queued itself.
+    pub fn has_pending_output(&self) -> bool {
+        !self.session.output().is_empty() || self.transport.has_pending_output()
+    }
+
+    /// Stops the handshake deadline once the TLS handshake is done.
+    pub fn note_handshake_progress(&mut self) {
+        if self.handshake_deadline.is_some() && !self.transport.is_handshaking() {
+            self.handshake_deadline = None;
         }
     }
 
     /// The earliest deadline this connection has running, if any.
     pub fn next_deadline(&self, read_timeout_ms: u64, write_timeout_ms: u64) -> Option<Millis> {
         let write = match self.write_stalled_since {
-            Some(since) if write_timeout_ms > 0 && !self.session.output().is_empty() => {
+            Some(since) if write_timeout_ms > 0 && self.has_pending_output() => {
                 Some(since.plus_ms(write_timeout_ms))
             }
             _ => None,
         };
         let other = match self.closing {
-            Some(Closing::Flushing { not_before }) if self.session.output().is_empty() => {
+            Some(Closing::Flushing { not_before }) if !self.has_pending_output() => {
                 Some(not_before)
             }
             Some(Closing::Flushing { .. }) => None,
@@ -90,9 +106,9 @@ impl Conn {
             }
             None => None,
         };
-        match (write, other) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [write, other, self.handshake_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

@@ -21,6 +21,7 @@ mod conn_id;
 pub mod dispatch;
 pub mod session;
 mod shutdown;
+mod tls;
 mod transport;
 
 use std::collections::HashMap;
@@ -41,6 +42,7 @@ use self::conn_id::{Generations, LISTENER, SIGNALS, WAKER, id_of, token_of};
 use self::dispatch::{Dispatcher, SessionLimits};
 use self::session::CloseReason;
 pub use self::shutdown::ShutdownHandle;
+use self::tls::TlsConn;
 use self::transport::{ReadOutcome, Transport, WriteOutcome};
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
@@ -73,6 +75,7 @@ struct Settings {
     max_connections: u64,
     max_connections_per_ip: u64,
     accept_batch: usize,
+    tls_handshake_timeout_ms: u64,
 }
 
 /// The server: owns the listener, every connection and the engine.
@@ -81,6 +84,8 @@ pub struct Server {
     events: Events,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
+    /// Set when every connection must speak TLS.
+    tls: Option<Arc<rustls::ServerConfig>>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     shutdown_requested: Arc<AtomicBool>,
     waker: Arc<Waker>,
@@ -105,8 +110,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server that will serve `listener` (already bound) with `config`.
+    /// A server that will serve `listener` (already bound) with `config`. Fails if the TLS
+    /// certificate or key cannot be loaded.
     pub fn new(config: &Config, listener: std::net::TcpListener) -> io::Result<Server> {
+        let tls = match &config.tls {
+            Some(files) => {
+                Some(tls::load_server_config(&files.cert, &files.key).map_err(io::Error::other)?)
+            }
+            None => None,
+        };
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let mut listener = TcpListener::from_std(listener);
@@ -127,6 +139,7 @@ impl Server {
             events: Events::with_capacity(EVENT_CAPACITY),
             listener: Some(listener),
             local_addr,
+            tls,
             signals: None,
             shutdown_requested: Arc::new(AtomicBool::new(false)),
             waker,
@@ -145,6 +158,7 @@ impl Server {
                 max_connections: config.max_connections,
                 max_connections_per_ip: config.max_connections_per_ip,
                 accept_batch: config.accept_batch.max(1),
+                tls_handshake_timeout_ms: config.tls_handshake_timeout_s.saturating_mul(1000),
             },
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             to_flush: Vec::new(),
@@ -260,7 +274,7 @@ impl Server {
         if event.is_writable() || event.is_write_closed() {
             let conn = &mut self.conns[id.index as usize];
             conn.write_ready = true;
-            if !conn.session.output().is_empty() {
+            if conn.has_pending_output() {
                 self.to_flush.push(id);
             }
         }
@@ -289,7 +303,7 @@ impl Server {
         let write_expired = conn
             .write_stalled_since
             .is_some_and(|since| write_timeout > 0 && since.plus_ms(write_timeout) <= now)
-            && !conn.session.output().is_empty();
+            && conn.has_pending_output();
         if write_expired {
             debug!(
                 "conn {} {}: write deadline expired",
@@ -338,9 +352,16 @@ impl Server {
         }
         let want = room.min(self.scratch.len());
         let trust_short = !conn.read_closed_hint;
-        match conn.transport.read(&mut self.scratch[..want], trust_short) {
+        let outcome = conn.transport.read(&mut self.scratch[..want], trust_short);
+        if conn.transport.has_pending_output() {
+            // TLS records produced while reading (a handshake flight, an alert) that the socket
+            // did not take yet.
+            self.to_flush.push(id);
+        }
+        match outcome {
             ReadOutcome::Data { len, drained } => {
                 conn.read_ready = !drained;
+                conn.note_handshake_progress();
                 self.dispatcher
                     .receive(&mut self.conns, id, now, &self.scratch[..len]);
                 if !drained {
@@ -350,6 +371,7 @@ impl Server {
             }
             ReadOutcome::WouldBlock => {
                 conn.read_ready = false;
+                conn.note_handshake_progress();
                 self.dispatcher.resume(&mut self.conns, id, now);
             }
             ReadOutcome::Eof => {
@@ -446,10 +468,26 @@ impl Server {
             self.forget_ip(peer.ip());
             return;
         }
+        let (transport, handshake_deadline) = match &self.tls {
+            None => (Transport::Plain(stream), None),
+            Some(config) => match TlsConn::new(stream, config.clone()) {
+                Ok(tls) => (
+                    Transport::Tls(Box::new(tls)),
+                    Some(now.plus_ms(self.settings.tls_handshake_timeout_ms)),
+                ),
+                Err(e) => {
+                    warn!("{peer}: cannot start TLS: {e}");
+                    self.forget_ip(peer.ip());
+                    return;
+                }
+            },
+        };
         self.accepted += 1;
         let session = self.dispatcher.open(id, self.accepted, peer, now);
         debug!("conn {} {peer}: accepted", self.accepted);
-        entry.insert(Conn::new(session, Transport::Plain(stream)));
+        let mut conn = Conn::new(session, transport);
+        conn.handshake_deadline = handshake_deadline;
+        entry.insert(conn);
         self.refresh_timer(id);
     }
 
@@ -483,22 +521,34 @@ impl Server {
             return;
         };
         let mut written = 0;
+        let mut failure = None;
         while conn.write_ready && written < conn.session.output().len() {
             match conn.transport.write(&conn.session.output()[written..]) {
                 WriteOutcome::Wrote(n) => written += n,
                 WriteOutcome::WouldBlock => conn.write_ready = false,
                 WriteOutcome::Failed(e) => {
-                    debug!(
-                        "conn {} {}: write failed: {e}",
-                        conn.session.serial, conn.session.peer
-                    );
-                    self.dispatcher
-                        .close(&mut self.conns, id, CloseReason::WriteFailed);
-                    return;
+                    failure = Some(e);
+                    break;
                 }
             }
         }
-        let pending = conn.session.output().len() > written;
+        if failure.is_none() && conn.write_ready && conn.transport.has_pending_output() {
+            match conn.transport.flush_pending() {
+                WriteOutcome::Wrote(_) => {}
+                WriteOutcome::WouldBlock => conn.write_ready = false,
+                WriteOutcome::Failed(e) => failure = Some(e),
+            }
+        }
+        if let Some(e) = failure {
+            debug!(
+                "conn {} {}: write failed: {e}",
+                conn.session.serial, conn.session.peer
+            );
+            self.dispatcher
+                .close(&mut self.conns, id, CloseReason::WriteFailed);
+            return;
+        }
+        let pending = conn.session.output().len() > written || conn.transport.has_pending_output();
         match (pending, written > 0) {
             (false, _) => conn.write_stalled_since = None,
             // Progress restarts the write deadline: it bounds a stall, not a slow drain.
@@ -557,7 +607,7 @@ impl Server {
         };
         match conn.closing {
             Some(Closing::Flushing { not_before }) => {
-                if !conn.session.output().is_empty() || now < not_before {
+                if conn.has_pending_output() || now < not_before {
                     return;
                 }
                 conn.transport.shutdown_write();
@@ -583,6 +633,7 @@ impl Server {
         if let Some((timer, _)) = conn.timer.take() {
             self.io_timers.cancel(timer);
         }
+        conn.transport.close_notify();
         if let Err(e) = self.poll.registry().deregister(conn.transport.socket()) {
             debug!("conn {}: deregister failed: {e}", conn.session.serial);
         }

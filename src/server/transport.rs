@@ -6,6 +6,8 @@ use std::net::Shutdown;
 
 use mio::net::TcpStream;
 
+use super::tls::TlsConn;
+
 /// What a read did.
 #[derive(Debug)]
 pub enum ReadOutcome {
@@ -41,6 +43,8 @@ pub enum WriteOutcome {
 pub enum Transport {
     /// Plain TCP.
     Plain(TcpStream),
+    /// TLS over TCP (boxed: the rustls state is large, plain connections stay small).
+    Tls(Box<TlsConn>),
 }
 
 impl Transport {
@@ -48,6 +52,39 @@ impl Transport {
     pub fn socket(&mut self) -> &mut TcpStream {
         match self {
             Transport::Plain(stream) => stream,
+            Transport::Tls(tls) => tls.socket(),
+        }
+    }
+
+    /// Whether a TLS handshake is still in progress.
+    pub fn is_handshaking(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(tls) => tls.is_handshaking(),
+        }
+    }
+
+    /// Whether bytes the transport produced itself (TLS records) still wait for the socket.
+    pub fn has_pending_output(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(tls) => tls.wants_write(),
+        }
+    }
+
+    /// Sends what the transport has queued itself (TLS handshake flights, alerts).
+    pub fn flush_pending(&mut self) -> WriteOutcome {
+        match self {
+            Transport::Plain(_) => WriteOutcome::Wrote(0),
+            Transport::Tls(tls) => tls.flush(),
+        }
+    }
+
+    /// Best effort, never blocking: tells a TLS peer the stream ends (`close_notify`) before the
+    /// socket is dropped. Nothing to do for plain TCP.
+    pub fn close_notify(&mut self) {
+        if let Transport::Tls(tls) = self {
+            tls.close_notify();
         }
     }
 
@@ -58,6 +95,9 @@ impl Transport {
     pub fn read(&mut self, buf: &mut [u8], trust_short_reads: bool) -> ReadOutcome {
         debug_assert!(!buf.is_empty(), "zero-length read");
         match self {
+            // rustls reads about 4 KiB of ciphertext per call and buffers: a short read proves
+            // nothing about the socket.
+            Transport::Tls(tls) => tls.read(buf),
             Transport::Plain(stream) => loop {
                 match stream.read(buf) {
                     Ok(0) => return ReadOutcome::Eof,
@@ -80,6 +120,7 @@ impl Transport {
     /// Writes as much of `buf` as the socket takes in one call.
     pub fn write(&mut self, buf: &[u8]) -> WriteOutcome {
         match self {
+            Transport::Tls(tls) => tls.write(buf),
             Transport::Plain(stream) => loop {
                 match stream.write(buf) {
                     Ok(0) if !buf.is_empty() => {
@@ -96,13 +137,11 @@ impl Transport {
         }
     }
 
-    /// Sends FIN after everything written so far; reading stays possible (for a lingering close).
+    /// Ends the stream after everything written so far (`close_notify` first for TLS), then
+    /// sends FIN; reading stays possible (for a lingering close).
     pub fn shutdown_write(&mut self) {
-        match self {
-            Transport::Plain(stream) => {
-                // Fails only if the peer already reset the connection, which the next read reports.
-                let _ = stream.shutdown(Shutdown::Write);
-            }
-        }
+        self.close_notify();
+        // Fails only if the peer already reset the connection, which the next read reports.
+        let _ = self.socket().shutdown(Shutdown::Write);
     }
 }
