@@ -76,6 +76,8 @@ struct Settings {
     max_connections_per_ip: u64,
     accept_batch: usize,
     tls_handshake_timeout_ms: u64,
+    /// Never sleep in poll (`--busy-poll`).
+    busy_poll: bool,
 }
 
 /// The server: owns the listener, every connection and the engine.
@@ -159,6 +161,7 @@ impl Server {
                 max_connections_per_ip: config.max_connections_per_ip,
                 accept_batch: config.accept_batch.max(1),
                 tls_handshake_timeout_ms: config.tls_handshake_timeout_s.saturating_mul(1000),
+                busy_poll: config.busy_poll,
             },
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             to_flush: Vec::new(),
@@ -215,9 +218,11 @@ impl Server {
         }
     }
 
-    /// Zero while work is queued; otherwise until the nearest deadline, or forever.
+    /// Zero while work is queued (always, with `--busy-poll`); otherwise until the nearest
+    /// deadline, or forever.
     fn poll_timeout(&self) -> Option<std::time::Duration> {
-        let busy = self.dispatcher.ready_len() > 0
+        let busy = self.settings.busy_poll
+            || self.dispatcher.ready_len() > 0
             || self.dispatcher.has_dirty()
             || self.engine_backlog
             || self.accept.can_accept_now(self.listener.is_some());
