@@ -355,10 +355,12 @@ impl Engine {
         let entry = self.leases.vacant_entry();
         let lease = entry.key() as u32;
         let timer = self.timers.insert(expires, Due::LeaseExpiry(lease));
+        let owner_serial = self.clients.get(owner).map_or(0, |state| state.serial);
         entry.insert(Lease {
             token,
             resource,
             owner: Some(owner),
+            owner_serial,
             expires,
             lease_s,
             timer,

@@ -19,6 +19,8 @@ mod list;
 mod locking;
 pub mod signal;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 
@@ -28,6 +30,7 @@ use self::clients::Clients;
 use self::keyspace::Keyspace;
 use self::list::Link;
 use self::signal::SignalIndex;
+pub use self::stats::ServerFigures;
 use crate::clock::Millis;
 use crate::protocol::{Request, Response};
 use crate::timer::{TimerId, TimerWheel};
@@ -112,6 +115,9 @@ struct Lease {
     /// The client that acquired it, until that client leaves (with auto-release off it then
     /// stays held, by nobody, until it expires or someone releases it by token).
     owner: Option<ClientId>,
+    /// Connection number of the client that acquired it, for `stats`; kept after that client
+    /// leaves, since the lease is still its grant.
+    owner_serial: u64,
     expires: Millis,
     /// The lease length it was granted with; a two-phase `w` resets the lease to now + this.
     lease_s: u64,

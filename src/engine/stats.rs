@@ -11,6 +11,17 @@ use serde::Serialize;
 use super::Engine;
 use crate::clock::Millis;
 
+/// Figures only the server knows, reported in the same `stats` object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerFigures {
+    /// Open connections, the caller's included.
+    pub connections: u64,
+    /// Subscribers disconnected so far because their output was full (not in dflockd 1.x; its
+    /// clients ignore fields they do not know).
+    pub slow_consumers_disconnected: u64,
+}
+
+/// The spec's fields, in the reference server's order, then this server's own counters.
 #[derive(Serialize)]
 struct Snapshot<'a> {
     connections: u64,
@@ -19,6 +30,7 @@ struct Snapshot<'a> {
     idle_locks: Vec<IdleEntry<'a>>,
     idle_semaphores: Vec<IdleEntry<'a>>,
     signal_channels: Vec<ChannelEntry<'a>>,
+    slow_consumers_disconnected: u64,
 }
 
 #[derive(Serialize)]
@@ -57,16 +69,16 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
 }
 
 impl Engine {
-    /// Appends the `stats` JSON object (without `ok ` or the newline) to `out`. `connections`
-    /// is the server's count of open connections.
-    pub fn write_stats(&self, now: Millis, connections: u64, out: &mut Vec<u8>) {
+    /// Appends the `stats` JSON object (without `ok ` or the newline) to `out`.
+    pub fn write_stats(&self, now: Millis, server: ServerFigures, out: &mut Vec<u8>) {
         let mut snapshot = Snapshot {
-            connections,
+            connections: server.connections,
             locks: Vec::new(),
             semaphores: Vec::new(),
             idle_locks: Vec::new(),
             idle_semaphores: Vec::new(),
             signal_channels: Vec::new(),
+            slow_consumers_disconnected: server.slow_consumers_disconnected,
         };
         for (_, resource) in self.keys.resources.iter() {
             let key = text(&resource.key);
@@ -88,10 +100,7 @@ impl Engine {
                     .map(|lease| &self.leases[lease as usize]);
                 snapshot.locks.push(LockEntry {
                     key,
-                    owner_conn_id: holder
-                        .and_then(|lease| lease.owner)
-                        .and_then(|owner| self.clients.get(owner))
-                        .map_or(0, |state| state.serial),
+                    owner_conn_id: holder.map_or(0, |lease| lease.owner_serial),
                     lease_expires_in_s: holder.map_or(0.0, |lease| lease.expires.secs_since(now)),
                     waiters,
                 });

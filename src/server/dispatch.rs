@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use super::bufpool::BufPool;
 use super::session::{AuthState, CloseReason, Phase, Session};
 use crate::clock::Millis;
-use crate::engine::{ClientId, Engine, Outbox, Outcome};
+use crate::engine::{ClientId, Engine, Outbox, Outcome, ServerFigures};
 use crate::protocol::frame::{Decoded, Frame};
 use crate::protocol::{Request, Response, request, response};
 
@@ -507,13 +507,16 @@ impl Dispatcher {
     }
 
     fn answer_stats<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
-        let connections = table.open_count() as u64;
+        let figures = ServerFigures {
+            connections: table.open_count() as u64,
+            slow_consumers_disconnected: self.queues.counters.slow_consumers,
+        };
         let Some(session) = table.session(id) else {
             return;
         };
         let engine = &self.engine;
         response::encode_stats(self.queues.pool.ensure(&mut session.output), |out| {
-            engine.write_stats(now, connections, out)
+            engine.write_stats(now, figures, out)
         });
         after_output(
             &mut self.queues.dirty,
