@@ -331,6 +331,9 @@ impl Setting {
             .long(self.flag)
             .value_name(self.value_name)
             .action(ArgAction::Set)
+            // `--max-locks -1` must reach validation (and fail there, naming the flag) rather
+            // than be taken for an unknown flag `-1`.
+            .allow_negative_numbers(true)
             .help(self.help_line());
         let Some(negated) = self.negated else {
             return command.arg(arg);

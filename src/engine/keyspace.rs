@@ -4,9 +4,14 @@
 //! (spec §8.6, §8.7). Resources with no holders and no waiters sit on an *idle list* ordered by
 //! last activity, so a GC pass touches only the entries it removes (or the first one it keeps),
 //! never the whole keyspace.
+//!
+//! Each key is stored once, in its resource; the index is a hash table of resource slots (4 bytes
+//! per entry) whose hashes are computed from the resources themselves. Keys come from clients,
+//! so they are hashed with std's randomly keyed SipHash, which resists hash flooding.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
+use hashbrown::HashTable;
 use slab::Slab;
 
 use super::list::{Link, List};
@@ -64,25 +69,16 @@ pub enum KeyError {
 pub struct Keyspace {
     /// Resource entries; indices are stable while the resource lives.
     pub resources: Slab<Resource>,
-    locks: HashMap<Box<[u8]>, u32>,
-    semaphores: HashMap<Box<[u8]>, u32>,
+    /// Slots of `resources`, found by the hash of (namespace, key).
+    index: HashTable<u32>,
+    hasher: RandomState,
     /// Idle resources, oldest activity first.
     idle: List,
 }
 
 impl Keyspace {
-    fn map(&self, ns: Namespace) -> &HashMap<Box<[u8]>, u32> {
-        match ns {
-            Namespace::Lock => &self.locks,
-            Namespace::Semaphore => &self.semaphores,
-        }
-    }
-
-    fn map_mut(&mut self, ns: Namespace) -> &mut HashMap<Box<[u8]>, u32> {
-        match ns {
-            Namespace::Lock => &mut self.locks,
-            Namespace::Semaphore => &mut self.semaphores,
-        }
+    fn hash(&self, ns: Namespace, key: &[u8]) -> u64 {
+        self.hasher.hash_one((ns, key))
     }
 
     /// Number of resources (both namespaces); what `--max-locks` counts.
@@ -92,7 +88,13 @@ impl Keyspace {
 
     /// The resource for `key`, if it exists.
     pub fn find(&self, ns: Namespace, key: &[u8]) -> Option<u32> {
-        self.map(ns).get(key).copied()
+        let resources = &self.resources;
+        self.index
+            .find(self.hash(ns, key), |&slot| {
+                let r = &resources[slot as usize];
+                r.ns == ns && *r.key == *key
+            })
+            .copied()
     }
 
     /// The resource for `key`, created with `limit` if missing. An existing semaphore must have
@@ -127,7 +129,12 @@ impl Keyspace {
             idle_link: Link::DETACHED,
             on_idle_list: false,
         });
-        self.map_mut(ns).insert(key.into(), index);
+        let (hasher, resources) = (&self.hasher, &self.resources);
+        self.index
+            .insert_unique(hasher.hash_one((ns, key)), index, |&slot| {
+                let r = &resources[slot as usize];
+                hasher.hash_one((r.ns, &*r.key))
+            });
         Ok(index)
     }
 
@@ -175,30 +182,30 @@ impl Keyspace {
             }
             self.idle.remove(&mut self.resources, index, idle_link);
             let resource = self.resources.remove(index as usize);
-            self.map_mut(resource.ns).remove(&resource.key);
+            let hash = self.hash(resource.ns, &resource.key);
+            if let Ok(entry) = self.index.find_entry(hash, |&slot| slot == index) {
+                entry.remove();
+            }
             removed += 1;
         }
         removed
     }
 
-    /// Panics if the maps, the slab and the idle list disagree. For tests and fuzz targets.
+    /// Panics if the index, the slab and the idle list disagree. For tests and fuzz targets.
     pub fn check_invariants(&mut self) {
         assert_eq!(
-            self.locks.len() + self.semaphores.len(),
+            self.index.len(),
             self.resources.len(),
-            "key maps and resource slab differ in size"
+            "key index and resource slab differ in size"
         );
-        for (ns, map) in [
-            (Namespace::Lock, &self.locks),
-            (Namespace::Semaphore, &self.semaphores),
-        ] {
-            for (key, &index) in map {
-                let resource = &self.resources[index as usize];
-                assert_eq!(resource.ns, ns, "resource in the wrong namespace map");
-                assert_eq!(&resource.key, key, "key map points at another resource");
-                if ns == Namespace::Lock {
-                    assert_eq!(resource.limit, 1, "lock with limit other than 1");
-                }
+        for (slot, resource) in self.resources.iter() {
+            assert_eq!(
+                self.find(resource.ns, &resource.key),
+                Some(slot as u32),
+                "resource not found under its own key"
+            );
+            if resource.ns == Namespace::Lock {
+                assert_eq!(resource.limit, 1, "lock with limit other than 1");
             }
         }
         let mut idle = Vec::new();

@@ -5,8 +5,10 @@
 //! a request arrives split across reads or when output cannot be written at once, and gives it
 //! back as soon as the buffer is empty again.
 
-/// Capacity of a freshly allocated buffer: room for many responses or a few requests.
-const FRESH_CAPACITY: usize = 4 * 1024;
+/// Capacity of a freshly allocated buffer: a few responses. Small on purpose: when thousands of
+/// connections send a request in the same turn, each holds a buffer until the turn's writes, and
+/// a buffer that needs more grows on demand.
+const FRESH_CAPACITY: usize = 256;
 /// Buffers that grew beyond this (a large signal payload, a slow subscriber's backlog) are freed
 /// rather than kept, so a burst does not pin memory for the rest of the server's life.
 const KEEP_CAPACITY: usize = 64 * 1024;

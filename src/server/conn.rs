@@ -87,8 +87,12 @@ impl Conn {
         }
     }
 
-    /// The earliest deadline this connection has running, if any.
+    /// The earliest deadline this connection has running, if any. None while a close is queued
+    /// but not started: the loop starts it later in the same turn.
     pub fn next_deadline(&self, read_timeout_ms: u64, write_timeout_ms: u64) -> Option<Millis> {
+        if self.closing.is_none() && self.session.close_reason().is_some() {
+            return None;
+        }
         let write = match self.write_stalled_since {
             Some(since) if write_timeout_ms > 0 && self.has_pending_output() => {
                 Some(since.plus_ms(write_timeout_ms))

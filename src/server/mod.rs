@@ -287,7 +287,12 @@ impl Server {
 
     fn run_timers(&mut self, now: Millis) {
         self.engine_backlog = self.dispatcher.expire(&mut self.conns, now);
-        while let Some((_, timer)) = self.io_timers.poll(now) {
+        // Bounded like engine timers, so that no burst of deadlines (or a timer re-armed in the
+        // past) can keep the loop from serving anyone else.
+        for _ in 0..crate::engine::EXPIRE_BUDGET {
+            let Some((_, timer)) = self.io_timers.poll(now) else {
+                break;
+            };
             match timer {
                 IoTimer::Conn(id) => self.on_conn_timer(id, now),
                 IoTimer::AcceptRetry => self.accept.retry_due(),
@@ -309,13 +314,29 @@ impl Server {
             .write_stalled_since
             .is_some_and(|since| write_timeout > 0 && since.plus_ms(write_timeout) <= now)
             && conn.has_pending_output();
-        if write_expired {
+        let handshake_expired =
+            conn.handshake_deadline.is_some_and(|at| at <= now) && conn.transport.is_handshaking();
+        if write_expired || handshake_expired {
+            let what = if write_expired {
+                "write"
+            } else {
+                "TLS handshake"
+            };
             debug!(
-                "conn {} {}: write deadline expired",
+                "conn {} {}: {what} deadline expired",
                 conn.session.serial, conn.session.peer
             );
-            self.dispatcher
-                .close(&mut self.conns, id, CloseReason::WriteFailed);
+            if conn.closing.is_some() {
+                // A graceful close that cannot deliver its last words: give up on them.
+                self.remove(id);
+                return;
+            }
+            let reason = if write_expired {
+                CloseReason::WriteFailed
+            } else {
+                CloseReason::PeerGone
+            };
+            self.dispatcher.close(&mut self.conns, id, reason);
         } else if conn.closing.is_some() {
             self.advance_close(id, now);
         } else if conn
