@@ -1,0 +1,12 @@
+//! Integration tests over real TCP against the real `dflockd` binary.
+
+mod config;
+mod disconnect;
+mod lifecycle;
+mod limits;
+mod locks;
+mod pipelining;
+mod protocol;
+mod stats;
+mod support;
+mod timeouts;
