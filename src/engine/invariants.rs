@@ -58,11 +58,12 @@ impl Engine {
             self.leases.len(),
             "fence index out of step"
         );
-        for (&fence, &lease) in &self.by_fence {
-            assert_eq!(
-                self.leases[lease as usize].token.fence, fence,
-                "fence index points elsewhere"
-            );
+        for (slot, lease) in self.leases.iter() {
+            let leases = &self.leases;
+            let found = self
+                .by_fence
+                .find(lease.token.fence, |s| leases[s as usize].token.fence);
+            assert_eq!(found, Some(slot as u32), "lease not found by its fence");
         }
         self.check_clients();
         self.check_two_phase();
@@ -73,7 +74,7 @@ impl Engine {
         let owned = self
             .leases
             .iter()
-            .filter(|(_, l)| l.owner.is_some())
+            .filter(|(_, l)| l.owner.client().is_some())
             .count();
         let listed: usize = self.clients.iter().map(|c| c.leases.len() as usize).sum();
         assert_eq!(owned, listed, "owned leases and client lease lists differ");
@@ -84,7 +85,7 @@ impl Engine {
             "waiter outside its client's list"
         );
         for (index, lease) in self.leases.iter() {
-            if let Some(owner) = lease.owner {
+            if let Some(owner) = lease.owner.client() {
                 assert!(
                     self.clients.contains(owner),
                     "lease {index} owned by a departed client"
@@ -126,9 +127,11 @@ impl Engine {
                     let w = &self.waiters[waiter as usize];
                     assert!(w.two_phase && w.client == client && w.resource == resource);
                 }
-                TwoPhase::Granted(lease) => {
+                TwoPhase::Granted { lease, .. } => {
                     let l = &self.leases[lease as usize];
-                    assert!(l.two_phase && l.owner == Some(client) && l.resource == resource);
+                    assert!(
+                        l.two_phase && l.owner.client() == Some(client) && l.resource == resource
+                    );
                 }
             }
         }

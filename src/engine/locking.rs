@@ -7,7 +7,7 @@
 
 use super::keyspace::KeyError;
 use super::list::{Link, List};
-use super::{ClientId, Due, Engine, Lease, Outbox, Outcome, TwoPhase, Waiter};
+use super::{ClientId, Due, Engine, Lease, Outbox, Outcome, Owner, TwoPhase, Waiter};
 use crate::clock::Millis;
 use crate::protocol::{Namespace, Response};
 use crate::timer::TimerId;
@@ -158,7 +158,7 @@ impl Engine {
         let response = if self.can_grant_now(resource) {
             let lease = self.new_lease(now, resource, client, lease_s, true);
             self.two_phase
-                .insert((client, resource), TwoPhase::Granted(lease));
+                .insert((client, resource), TwoPhase::Granted { lease, lease_s });
             Response::Acquired {
                 token: self.leases[lease as usize].token,
                 lease_s,
@@ -199,11 +199,10 @@ impl Engine {
             state = self.two_phase.get(&(client, resource)).copied();
         }
         let response = match state {
-            Some(TwoPhase::Granted(lease)) => {
+            Some(TwoPhase::Granted { lease, lease_s }) => {
                 self.two_phase.remove(&(client, resource));
                 self.leases[lease as usize].two_phase = false;
                 if self.leases[lease as usize].expires > now {
-                    let lease_s = self.leases[lease as usize].lease_s;
                     self.extend_lease(now, lease, lease_s);
                     Response::Granted {
                         token: self.leases[lease as usize].token,
@@ -336,7 +335,10 @@ impl Engine {
     fn find_lease(&self, ns: Namespace, key: &[u8], token: &[u8]) -> Option<u32> {
         let resource = self.keys.find(ns, key)?;
         let token = LeaseToken::parse(token)?;
-        let lease = *self.by_fence.get(&token.fence)?;
+        let leases = &self.leases;
+        let lease = self
+            .by_fence
+            .find(token.fence, |slot| leases[slot as usize].token.fence)?;
         let l = &self.leases[lease as usize];
         (l.resource == resource && l.token == token).then_some(lease)
     }
@@ -355,20 +357,19 @@ impl Engine {
         let entry = self.leases.vacant_entry();
         let lease = entry.key() as u32;
         let timer = self.timers.insert(expires, Due::LeaseExpiry(lease));
-        let owner_serial = self.clients.get(owner).map_or(0, |state| state.serial);
         entry.insert(Lease {
             token,
             resource,
-            owner: Some(owner),
-            owner_serial,
+            owner: Owner::Client(owner),
             expires,
-            lease_s,
             timer,
             two_phase,
             holder_link: Link::DETACHED,
             owner_link: Link::DETACHED,
         });
-        self.by_fence.insert(token.fence, lease);
+        let leases = &self.leases;
+        self.by_fence
+            .insert(token.fence, lease, |slot| leases[slot as usize].token.fence);
         self.keys.resources[resource as usize].holders.push_back(
             &mut self.leases,
             lease,
@@ -400,16 +401,16 @@ impl Engine {
         self.keys.resources[resource as usize]
             .holders
             .remove(&mut self.leases, lease, holder_link);
-        if let Some(owner) = self.leases[lease as usize].owner {
+        if let Some(owner) = self.leases[lease as usize].owner.client() {
             if let Some(state) = self.clients.get_mut(owner) {
                 state.leases.remove(&mut self.leases, lease, owner_link);
             }
         }
         let l = self.leases.remove(lease as usize);
         self.timers.cancel(l.timer);
-        self.by_fence.remove(&l.token.fence);
+        self.by_fence.remove(l.token.fence, lease);
         if l.two_phase {
-            if let Some(owner) = l.owner {
+            if let Some(owner) = l.owner.client() {
                 self.two_phase.remove(&(owner, resource));
             }
         }
@@ -423,8 +424,9 @@ impl Engine {
         if let Some(state) = self.clients.get_mut(owner) {
             state.leases.remove(&mut self.leases, lease, owner_link);
         }
+        let serial = self.clients.get(owner).map_or(0, |state| state.serial);
         let l = &mut self.leases[lease as usize];
-        l.owner = None;
+        l.owner = Owner::Departed { serial };
         let resource = l.resource;
         if std::mem::take(&mut l.two_phase) {
             self.two_phase.remove(&(owner, resource));
@@ -443,8 +445,9 @@ impl Engine {
             let lease = self.new_lease(now, resource, w.client, w.lease_s, collected);
             if w.two_phase {
                 if collected {
+                    let lease_s = w.lease_s;
                     self.two_phase
-                        .insert((w.client, resource), TwoPhase::Granted(lease));
+                        .insert((w.client, resource), TwoPhase::Granted { lease, lease_s });
                 } else {
                     self.two_phase.remove(&(w.client, resource));
                 }

@@ -12,6 +12,7 @@
 //! wait for and subscribe to (and, with auto-release, everything they hold).
 
 mod clients;
+mod fences;
 mod idle;
 mod invariants;
 mod keyspace;
@@ -27,6 +28,7 @@ use std::collections::HashMap;
 use slab::Slab;
 
 use self::clients::Clients;
+use self::fences::FenceIndex;
 use self::keyspace::Keyspace;
 use self::list::Link;
 use self::signal::SignalIndex;
@@ -112,21 +114,38 @@ pub enum Outcome {
 struct Lease {
     token: LeaseToken,
     resource: u32,
-    /// The client that acquired it, until that client leaves (with auto-release off it then
-    /// stays held, by nobody, until it expires or someone releases it by token).
-    owner: Option<ClientId>,
-    /// Connection number of the client that acquired it, for `stats`; kept after that client
-    /// leaves, since the lease is still its grant.
-    owner_serial: u64,
+    owner: Owner,
     expires: Millis,
-    /// The lease length it was granted with; a two-phase `w` resets the lease to now + this.
-    lease_s: u64,
     timer: TimerId,
     /// Whether the owner's two-phase state for the resource refers to this lease (granted by
     /// `e`/`se`, not yet collected by `w`/`sw`).
     two_phase: bool,
     holder_link: Link,
     owner_link: Link,
+}
+
+/// Who holds a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    /// The connected client that acquired it.
+    Client(ClientId),
+    /// Its client left with auto-release off: the lease stays held until it expires or someone
+    /// releases it by token. The connection number is kept for `stats`, since it is still that
+    /// connection's grant.
+    Departed {
+        /// The departed connection's number.
+        serial: u64,
+    },
+}
+
+impl Owner {
+    /// The owning client, while it is connected.
+    fn client(self) -> Option<ClientId> {
+        match self {
+            Owner::Client(client) => Some(client),
+            Owner::Departed { .. } => None,
+        }
+    }
 }
 
 /// A queued request for a resource.
@@ -151,8 +170,13 @@ struct Waiter {
 enum TwoPhase {
     /// Still in the queue, as this waiter.
     Queued(u32),
-    /// Granted, as this lease; `w` collects it.
-    Granted(u32),
+    /// Granted, as this lease; `w` collects it and resets its lease to `lease_s` from then.
+    Granted {
+        /// The lease slot.
+        lease: u32,
+        /// The lease length the `e`/`se` asked for.
+        lease_s: u64,
+    },
 }
 
 /// What a timer in the engine's wheel is for.
@@ -175,7 +199,7 @@ pub struct Engine {
     keys: Keyspace,
     leases: Slab<Lease>,
     /// Lease by token fence (unique per grant), for `r`/`n` by token in O(1).
-    by_fence: HashMap<u64, u32>,
+    by_fence: FenceIndex,
     waiters: Slab<Waiter>,
     two_phase: HashMap<(ClientId, u32), TwoPhase>,
     clients: Clients,
@@ -195,7 +219,7 @@ impl Engine {
             tokens,
             keys: Keyspace::default(),
             leases: Slab::new(),
-            by_fence: HashMap::new(),
+            by_fence: FenceIndex::default(),
             waiters: Slab::new(),
             two_phase: HashMap::new(),
             clients: Clients::default(),

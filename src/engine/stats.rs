@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-use super::Engine;
+use super::{Engine, Owner};
 use crate::clock::Millis;
 
 /// Figures only the server knows, reported in the same `stats` object.
@@ -100,7 +100,10 @@ impl Engine {
                     .map(|lease| &self.leases[lease as usize]);
                 snapshot.locks.push(LockEntry {
                     key,
-                    owner_conn_id: holder.map_or(0, |lease| lease.owner_serial),
+                    owner_conn_id: holder.map_or(0, |lease| match lease.owner {
+                        Owner::Client(client) => self.clients.get(client).map_or(0, |c| c.serial),
+                        Owner::Departed { serial } => serial,
+                    }),
                     lease_expires_in_s: holder.map_or(0.0, |lease| lease.expires.secs_since(now)),
                     waiters,
                 });
