@@ -824,8 +824,8 @@ impl Resolver<'_> {
                 cert: cert.value,
                 key: key.value,
             })),
-            (Some(cert), None) => Err(missing_partner(&TLS_CERT, &cert.origin, &TLS_KEY)),
-            (None, Some(key)) => Err(missing_partner(&TLS_KEY, &key.origin, &TLS_CERT)),
+            (Some(cert), None) => Err(missing_partner(&cert.origin, &TLS_KEY)),
+            (None, Some(key)) => Err(missing_partner(&key.origin, &TLS_CERT)),
         }
     }
 
@@ -909,10 +909,10 @@ fn parse_raw<T>(
 }
 
 /// The error for one TLS file configured without the other.
-fn missing_partner(given: &Setting, origin: &Origin, missing: &Setting) -> ConfigError {
+fn missing_partner(origin: &Origin, missing: &Setting) -> ConfigError {
     ConfigError::Conflict(format!(
-        "TLS needs both a certificate and a key: {origin} sets --{} but neither --{} nor {} is set",
-        given.flag, missing.flag, missing.env
+        "TLS needs both a certificate and a key: {origin} is set, but neither --{} nor {} is",
+        missing.flag, missing.env
     ))
 }
 

@@ -1,9 +1,10 @@
 //! The `dflockd` binary: parse the configuration, bind, run the event loop.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use dflockd::config::{Config, ConfigError, Loaded};
-use dflockd::server::Server;
+use dflockd::server::{Server, load_tls};
 use log::{LevelFilter, error, info, warn};
 
 fn main() -> ExitCode {
@@ -15,11 +16,23 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The certificate and key are part of the configuration: a problem with them is reported
+    // like any other configuration error, before anything is bound.
+    let tls = match &config.tls {
+        Some(files) => match load_tls(&files.cert, &files.key) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!("configuration error: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
     init_logging(config.debug);
     for warning in &warnings {
         warn!("{warning}");
     }
-    match run(&config) {
+    match run(&config, tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             error!("{message}");
@@ -28,14 +41,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: &Config) -> Result<(), String> {
+fn run(config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), String> {
     if let Some(core) = config.cpu {
         pin_to_core(core)?;
     }
     let address = config.bind_address();
     let listener = std::net::TcpListener::bind(&address)
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-    let mut server = Server::new(config, listener).map_err(|e| format!("cannot start: {e}"))?;
+    let mut server =
+        Server::new(config, listener, tls).map_err(|e| format!("cannot start: {e}"))?;
     server
         .handle_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;

@@ -43,6 +43,7 @@ use self::dispatch::{Dispatcher, SessionLimits};
 use self::session::CloseReason;
 pub use self::shutdown::ShutdownHandle;
 use self::tls::TlsConn;
+pub use self::tls::load_server_config as load_tls;
 use self::transport::{ReadOutcome, Transport, WriteOutcome};
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
@@ -112,15 +113,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server that will serve `listener` (already bound) with `config`. Fails if the TLS
-    /// certificate or key cannot be loaded.
-    pub fn new(config: &Config, listener: std::net::TcpListener) -> io::Result<Server> {
-        let tls = match &config.tls {
-            Some(files) => {
-                Some(tls::load_server_config(&files.cert, &files.key).map_err(io::Error::other)?)
-            }
-            None => None,
-        };
+    /// A server that will serve `listener` (already bound) with `config`; with `tls` (see
+    /// [`load_tls`]) every connection must speak TLS.
+    pub fn new(
+        config: &Config,
+        listener: std::net::TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let mut listener = TcpListener::from_std(listener);
