@@ -1,5 +1,6 @@
 //! Integration tests over real TCP against the real `dflockd` binary.
 
+mod auth;
 mod config;
 mod disconnect;
 mod lifecycle;
@@ -7,6 +8,8 @@ mod limits;
 mod locks;
 mod pipelining;
 mod protocol;
+mod signals;
 mod stats;
 mod support;
 mod timeouts;
+mod tls;
