@@ -15,6 +15,9 @@
 //! - [`token`]: lease tokens that double as fencing tokens.
 //! - [`server`]: the single-threaded mio event loop that owns every connection and the engine.
 //! - [`clock`]: the only place that reads the OS clock.
+//! - [`client`]: a blocking client (locks and semaphores with background renewal, signals,
+//!   `stats`, TLS, auth, sharding over several servers); used by `dflockctl` and
+//!   `dflockd-bench`.
 //!
 //! # How bytes flow
 //!
@@ -30,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod engine;

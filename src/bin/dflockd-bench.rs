@@ -1,12 +1,12 @@
 //! `dflockd-bench`: the project's closed-loop benchmark client for lock servers.
 //!
-//! It opens persistent TCP connections to one or more servers, runs a fixed number of
-//! acquire+release rounds per worker thread on a private key, and reports throughput and the
-//! latency distribution of one acquire+release pair. It owns load generation, timing and
-//! reporting only: it must not depend on server internals, and it speaks the wire protocol only
-//! through the `client` module so that module can later be replaced by the crate's client
-//! library without touching the rest of the tool.
+//! It opens persistent connections (TCP, or TLS with `--tls-ca`) to one or more servers, runs a
+//! fixed number of acquire+release rounds per worker thread on a private key, and reports
+//! throughput and the latency distribution of one acquire+release pair. It owns load
+//! generation, timing and reporting only: it must not depend on server internals, and it speaks
+//! the wire protocol only through the crate's client library (`dflockd::client`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Barrier, Mutex};
@@ -17,13 +17,10 @@ use clap::builder::RangedU64ValueParser;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
-use client::{ClientError, Connection};
+use dflockd::client::{Client, Connection, Error as ClientError, Kind, shard_index};
+use dflockd::protocol::{MAX_LINE as MAX_KEY_LEN, MAX_SECONDS};
 use stats::Summary;
 
-/// Largest whole number of seconds the protocol accepts for a timeout or lease.
-const MAX_SECONDS: u64 = 9_223_372_036;
-/// Longest key the protocol accepts, in bytes.
-const MAX_KEY_LEN: usize = 256;
 /// Slack added to the acquire timeout before a silent server is reported as unresponsive.
 const IO_GRACE: Duration = Duration::from_secs(10);
 /// How many worker failures are printed before the rest are only counted.
@@ -100,6 +97,14 @@ struct Args {
     /// Print the result as one JSON object on one line instead of the text report.
     #[arg(long)]
     json: bool,
+
+    /// Connect with TLS, trusting the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+
+    /// Authenticate every connection with this token (servers started with --auth-token).
+    #[arg(long, value_name = "TOKEN")]
+    auth_token: Option<String>,
 }
 
 /// Validated run settings derived from [`Args`].
@@ -118,6 +123,8 @@ struct Settings {
     /// Connections actually opened to each server, in server order.
     conns_per_server: Vec<usize>,
     json: bool,
+    tls_ca: Option<PathBuf>,
+    auth_token: Option<String>,
 }
 
 /// What one worker does: which key it locks and which connection it uses.
@@ -159,6 +166,8 @@ impl Settings {
             jobs,
             conns_per_server,
             json: args.json,
+            tls_ca: args.tls_ca,
+            auth_token: args.auth_token,
         })
     }
 
@@ -201,7 +210,7 @@ fn validate_prefix(prefix: &str, workers: usize) -> Result<(), String> {
 fn plan_routes(keys: Vec<String>, servers: usize, cap: usize) -> (Vec<Job>, Vec<usize>) {
     let shards: Vec<usize> = keys
         .iter()
-        .map(|k| client::shard_index(k.as_bytes(), servers))
+        .map(|k| shard_index(k.as_bytes(), servers))
         .collect();
     let mut routed = vec![0; servers];
     for &s in &shards {
@@ -221,19 +230,33 @@ fn plan_routes(keys: Vec<String>, servers: usize, cap: usize) -> (Vec<Job>, Vec<
     (jobs, conns)
 }
 
+/// The client for the configured servers, TLS and auth token; a silent server is reported
+/// after the acquire timeout plus [`IO_GRACE`].
+fn client(settings: &Settings) -> Result<Client, String> {
+    let mut builder = Client::builder(settings.servers.iter().cloned())
+        .connect_timeout(IO_GRACE)
+        .io_timeout(IO_GRACE);
+    if let Some(ca) = &settings.tls_ca {
+        builder = builder.tls_ca_file(ca);
+    }
+    if let Some(token) = &settings.auth_token {
+        builder = builder.auth_token(token);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
 /// Opens every planned connection, server by server.
 fn open_connections(settings: &Settings) -> Result<Vec<Vec<Mutex<Connection>>>, String> {
-    let read_timeout = Duration::from_secs(settings.timeout_s).saturating_add(IO_GRACE);
-    settings
-        .servers
-        .iter()
+    let client = client(settings)?;
+    (0..settings.servers.len())
         .zip(&settings.conns_per_server)
-        .map(|(addr, &count)| {
+        .map(|(index, &count)| {
             (0..count)
                 .map(|_| {
-                    Connection::connect(addr, read_timeout, IO_GRACE)
+                    client
+                        .connect(index)
                         .map(Mutex::new)
-                        .map_err(|e| format!("cannot connect to {addr}: {e}"))
+                        .map_err(|e| format!("cannot connect to {}: {e}", settings.servers[index]))
                 })
                 .collect()
         })
@@ -269,8 +292,9 @@ fn acquire_release(conn: &Mutex<Connection>, key: &str, op: OpParams) -> Result<
     let mut conn = conn
         .lock()
         .expect("connection mutex is poisoned only after a worker panic");
-    let grant = conn.acquire(key, op.timeout_s, op.lease_s)?;
-    conn.release(key, &grant.token)
+    let timeout = Duration::from_secs(op.timeout_s);
+    let grant = conn.acquire(Kind::Lock, key, timeout, Some(op.lease_s))?;
+    conn.release(Kind::Lock, key, &grant.token)
 }
 
 /// Runs `rounds` ops, passing each op's latency in nanoseconds to `record`. On failure it
@@ -534,322 +558,6 @@ fn main() -> ExitCode {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Protocol client. Everything that knows the wire format lives here.
-// ---------------------------------------------------------------------------------------------
-
-mod client {
-    //! Minimal blocking client for the lock commands the benchmark uses (`l` and `r`) and the
-    //! client-side sharding rule. It owns request encoding, strict response parsing and the
-    //! socket; it must not know about workers, timing or reporting.
-
-    use std::fmt;
-    use std::io::{self, BufRead, BufReader, Read, Write};
-    use std::net::TcpStream;
-    use std::time::Duration;
-
-    /// Longest response line accepted; a longer one means the peer is not a lock server.
-    const MAX_RESPONSE_LINE: usize = 65_536;
-
-    /// Reflected CRC-32/IEEE lookup table (polynomial 0xEDB88320), built at compile time.
-    const CRC_TABLE: [u32; 256] = crc_table();
-
-    const fn crc_table() -> [u32; 256] {
-        let mut table = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut bit = 0;
-            while bit < 8 {
-                c = if c & 1 == 1 {
-                    (c >> 1) ^ 0xEDB8_8320
-                } else {
-                    c >> 1
-                };
-                bit += 1;
-            }
-            table[i] = c;
-            i += 1;
-        }
-        table
-    }
-
-    /// CRC-32/IEEE (zlib `crc32`) of `bytes`.
-    pub fn crc32(bytes: &[u8]) -> u32 {
-        !bytes.iter().fold(!0u32, |crc, &b| {
-            CRC_TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8)
-        })
-    }
-
-    /// Index of the server that owns `key` among `servers` servers (must be at least 1).
-    pub fn shard_index(key: &[u8], servers: usize) -> usize {
-        // u32 -> usize is lossless on every target with 32-bit or wider pointers.
-        crc32(key) as usize % servers
-    }
-
-    /// Everything that can go wrong talking to a server.
-    #[derive(Debug)]
-    pub enum ClientError {
-        /// The socket failed.
-        Io(io::Error),
-        /// The server sent nothing within the read timeout.
-        NoResponse,
-        /// The server closed the connection before a full response line.
-        Closed,
-        /// The server answered `timeout` to an acquire.
-        AcquireTimedOut,
-        /// The server answered something the request does not allow.
-        Unexpected {
-            /// Which request was answered.
-            request: &'static str,
-            /// The response line, lossily decoded.
-            response: String,
-        },
-        /// The response line exceeded [`MAX_RESPONSE_LINE`] bytes.
-        LineTooLong,
-    }
-
-    impl fmt::Display for ClientError {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            match self {
-                Self::Io(e) => write!(f, "{e}"),
-                Self::NoResponse => f.write_str("no response within the read timeout"),
-                Self::Closed => f.write_str("server closed the connection"),
-                Self::AcquireTimedOut => f.write_str("acquire timed out (response `timeout`)"),
-                Self::Unexpected { request, response } => {
-                    write!(f, "unexpected response to {request}: {response:?}")
-                }
-                Self::LineTooLong => {
-                    write!(f, "response line longer than {MAX_RESPONSE_LINE} bytes")
-                }
-            }
-        }
-    }
-
-    impl From<io::Error> for ClientError {
-        fn from(e: io::Error) -> Self {
-            match e.kind() {
-                // A socket read timeout surfaces as one of these, depending on the platform.
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Self::NoResponse,
-                io::ErrorKind::UnexpectedEof => Self::Closed,
-                _ => Self::Io(e),
-            }
-        }
-    }
-
-    /// A granted lock.
-    #[derive(Debug, PartialEq, Eq)]
-    pub struct Grant {
-        /// Bearer token that releases the lock.
-        pub token: String,
-        /// Effective lease TTL in seconds.
-        pub lease_s: u64,
-    }
-
-    /// One persistent connection; requests on it are strictly sequential.
-    pub struct Connection {
-        stream: BufReader<TcpStream>,
-        request: Vec<u8>,
-        response: Vec<u8>,
-    }
-
-    impl Connection {
-        /// Connects to `addr` with TCP_NODELAY and the given socket read and write timeouts.
-        pub fn connect(
-            addr: &str,
-            read_timeout: Duration,
-            write_timeout: Duration,
-        ) -> Result<Self, ClientError> {
-            let stream = TcpStream::connect(addr).map_err(ClientError::Io)?;
-            stream.set_nodelay(true)?;
-            stream.set_read_timeout(Some(read_timeout))?;
-            stream.set_write_timeout(Some(write_timeout))?;
-            Ok(Self {
-                stream: BufReader::new(stream),
-                request: Vec::with_capacity(128),
-                response: Vec::with_capacity(128),
-            })
-        }
-
-        /// Sends `l` for `key` and waits for the grant.
-        pub fn acquire(
-            &mut self,
-            key: &str,
-            timeout_s: u64,
-            lease_s: u64,
-        ) -> Result<Grant, ClientError> {
-            self.request.clear();
-            write!(self.request, "l\n{key}\n{timeout_s} {lease_s}\n")
-                .expect("writing to a Vec cannot fail");
-            parse_acquire(self.round_trip("acquire")?)
-        }
-
-        /// Sends `r` for `key` with `token` and checks the `ok`.
-        pub fn release(&mut self, key: &str, token: &str) -> Result<(), ClientError> {
-            self.request.clear();
-            write!(self.request, "r\n{key}\n{token}\n").expect("writing to a Vec cannot fail");
-            parse_release(self.round_trip("release")?)
-        }
-
-        /// Writes the pending `request` in one call and reads one response line (without LF).
-        fn round_trip(&mut self, request: &'static str) -> Result<&str, ClientError> {
-            self.stream.get_mut().write_all(&self.request)?;
-            self.response.clear();
-            let limit = (MAX_RESPONSE_LINE + 1) as u64;
-            (&mut self.stream)
-                .take(limit)
-                .read_until(b'\n', &mut self.response)?;
-            match self.response.pop() {
-                Some(b'\n') => {}
-                _ if self.response.len() >= MAX_RESPONSE_LINE => {
-                    return Err(ClientError::LineTooLong);
-                }
-                _ => return Err(ClientError::Closed),
-            }
-            std::str::from_utf8(&self.response).map_err(|_| ClientError::Unexpected {
-                request,
-                response: String::from_utf8_lossy(&self.response).into_owned(),
-            })
-        }
-    }
-
-    /// Parses the response to `l`: exactly `ok <token> <lease>` with a non-empty token and an
-    /// integer lease of at least 1; `timeout` is reported as such.
-    pub fn parse_acquire(line: &str) -> Result<Grant, ClientError> {
-        if line == "timeout" {
-            return Err(ClientError::AcquireTimedOut);
-        }
-        let mut fields = line.split(' ');
-        match (fields.next(), fields.next(), fields.next(), fields.next()) {
-            (Some("ok"), Some(token), Some(lease), None) if !token.is_empty() => {
-                match parse_positive(lease) {
-                    Some(lease_s) => Ok(Grant {
-                        token: token.to_owned(),
-                        lease_s,
-                    }),
-                    None => Err(unexpected("acquire", line)),
-                }
-            }
-            _ => Err(unexpected("acquire", line)),
-        }
-    }
-
-    /// Parses the response to `r`: exactly `ok`.
-    pub fn parse_release(line: &str) -> Result<(), ClientError> {
-        if line == "ok" {
-            Ok(())
-        } else {
-            Err(unexpected("release", line))
-        }
-    }
-
-    /// A decimal integer of at least 1, digits only.
-    fn parse_positive(s: &str) -> Option<u64> {
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok().filter(|&v| v >= 1)
-    }
-
-    fn unexpected(request: &'static str, line: &str) -> ClientError {
-        ClientError::Unexpected {
-            request,
-            response: line.to_owned(),
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn crc32_matches_spec_vectors() {
-            assert_eq!(crc32(b"my-key"), 3_605_215_937);
-            assert_eq!(crc32(b"foo"), 2_356_372_769);
-            assert_eq!(crc32(b"bar"), 1_996_459_178);
-            assert_eq!(crc32(b""), 0);
-            assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        }
-
-        #[test]
-        fn shard_index_matches_spec_examples() {
-            assert_eq!(shard_index(b"my-key", 3), 2);
-            assert_eq!(shard_index(b"my-key", 2), 1);
-            assert_eq!(shard_index(b"foo", 3), 2);
-            assert_eq!(shard_index(b"bar", 3), 2);
-            assert_eq!(shard_index(b"bar", 2), 0);
-            assert_eq!(shard_index(b"anything", 1), 0);
-        }
-
-        #[test]
-        fn acquire_accepts_exact_grant() {
-            let grant = parse_acquire("ok 0123abcd 33").expect("valid grant");
-            assert_eq!(
-                grant,
-                Grant {
-                    token: "0123abcd".to_owned(),
-                    lease_s: 33
-                }
-            );
-        }
-
-        #[test]
-        fn acquire_reports_timeout() {
-            assert!(matches!(
-                parse_acquire("timeout"),
-                Err(ClientError::AcquireTimedOut)
-            ));
-        }
-
-        #[test]
-        fn acquire_rejects_malformed_grants() {
-            for line in [
-                "ok",
-                "ok tok",
-                "ok tok 33 extra",
-                "ok  33",
-                "ok tok  33",
-                "ok tok 0",
-                "ok tok -1",
-                "ok tok +5",
-                "ok tok 3x",
-                "ok tok 33\r",
-                "ok tok 99999999999999999999",
-                "OK tok 33",
-                "acquired tok 33",
-                "error",
-                "error_max_locks",
-                "",
-            ] {
-                assert!(
-                    matches!(
-                        parse_acquire(line),
-                        Err(ClientError::Unexpected {
-                            request: "acquire",
-                            ..
-                        })
-                    ),
-                    "accepted {line:?}"
-                );
-            }
-        }
-
-        #[test]
-        fn release_accepts_only_ok() {
-            assert!(parse_release("ok").is_ok());
-            for line in ["error", "ok 33", "ok ", "", "timeout"] {
-                assert!(parse_release(line).is_err(), "accepted {line:?}");
-            }
-        }
-
-        #[test]
-        fn read_timeout_maps_to_no_response() {
-            let e = ClientError::from(io::Error::from(io::ErrorKind::WouldBlock));
-            assert!(matches!(e, ClientError::NoResponse));
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Statistics.
 // ---------------------------------------------------------------------------------------------
 
@@ -1002,7 +710,7 @@ mod tests {
         let keys: Vec<String> = ["my-key", "bar", "foo", "x"].map(String::from).into();
         let (jobs, conns) = plan_routes(keys, 2, 4);
         // "my-key" -> 1, "bar" -> 0, "foo" -> 2356372769 % 2 = 1, "x" -> crc % 2.
-        let expected_x = client::shard_index(b"x", 2);
+        let expected_x = shard_index(b"x", 2);
         let servers: Vec<usize> = jobs.iter().map(|j| j.server).collect();
         assert_eq!(servers, [1, 0, 1, expected_x]);
         let on_server_1 = servers.iter().filter(|&&s| s == 1).count();
@@ -1082,7 +790,7 @@ mod tests {
         .expect("a failure must fail the run");
         assert_eq!(
             failures,
-            ["worker 1 (key bench-1, server 127.0.0.1:6388): server closed the connection"]
+            ["worker 1 (key bench-1, server 127.0.0.1:6388): the connection is closed"]
         );
         let merged = merge(&s, vec![ok(), ok(), ok()]).expect("all succeeded");
         assert_eq!(merged.latencies_ns, [1, 1, 1]);
