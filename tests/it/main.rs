@@ -1,7 +1,9 @@
 //! Integration tests over real TCP against the real `dflockd` binary.
 
 mod auth;
+mod client;
 mod config;
+mod dflockctl;
 mod disconnect;
 mod lifecycle;
 mod limits;

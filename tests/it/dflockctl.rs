@@ -1,0 +1,291 @@
+//! The `dflockctl` binary against the real server: `run` serialising concurrent invocations,
+//! passing on the command's exit status, releasing however the command ends, stopping it when
+//! the lock is lost, and failing with its documented statuses; `stats`, `emit`, `listen` and
+//! `ping`; authentication settings from flags, files and the environment.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use dflockd::client::Client;
+
+use crate::support::{TempDir, TestServer, stats_entry, wait_until};
+
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+/// `dflockctl` aimed at `servers`, with none of the test process's `DFLOCKD_*` variables.
+fn dflockctl(servers: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dflockctl"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("DFLOCKD_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("DFLOCKD_SERVERS", servers).stdin(Stdio::null());
+    command
+}
+
+fn output(command: &mut Command) -> Output {
+    command.output().expect("run dflockctl")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Waits for `child` to exit (panics after `timeout`), returning its exit code.
+fn wait_code(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status.code();
+        }
+        assert!(start.elapsed() < timeout, "dflockctl did not exit in time");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_free(server: &TestServer, key: &str) -> bool {
+    Client::new([server.addr.to_string()])
+        .expect("valid")
+        .lock(key)
+        .try_acquire()
+        .expect("try_acquire")
+        .is_some()
+}
+
+fn lines(path: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn run_serialises_concurrent_invocations() {
+    let server = TestServer::start(&[]);
+    let dir = TempDir::new();
+    let log = dir.path("log");
+    let script = format!("echo start >> {log}; sleep 1.5; echo end >> {log}");
+    let children: Vec<Child> = (0..2)
+        .map(|_| {
+            dflockctl(&server.addr.to_string())
+                .args(["run", "--lease", "1", "shared", "--", "sh", "-c", &script])
+                .spawn()
+                .expect("spawn dflockctl")
+        })
+        .collect();
+    for mut child in children {
+        assert_eq!(wait_code(&mut child, Duration::from_secs(10)), Some(0));
+    }
+    assert_eq!(lines(&log), ["start", "end", "start", "end"]);
+    assert!(is_free(&server, "shared"));
+}
+
+#[test]
+fn run_with_a_limit_admits_that_many_commands_at_once() {
+    let server = TestServer::start(&[]);
+    let dir = TempDir::new();
+    let log = dir.path("log");
+    let script = format!("echo start >> {log}; sleep 1; echo end >> {log}");
+    let children: Vec<Child> = (0..2)
+        .map(|_| {
+            dflockctl(&server.addr.to_string())
+                .args(["run", "--limit", "2", "pool", "sh", "-c", &script])
+                .spawn()
+                .expect("spawn dflockctl")
+        })
+        .collect();
+    for mut child in children {
+        assert_eq!(wait_code(&mut child, Duration::from_secs(10)), Some(0));
+    }
+    assert_eq!(lines(&log), ["start", "start", "end", "end"]);
+}
+
+#[test]
+fn run_passes_on_the_exit_status_and_releases() {
+    let server = TestServer::start(&[]);
+    let addr = server.addr.to_string();
+    let status = output(dflockctl(&addr).args(["run", "k", "--", "sh", "-c", "exit 7"]));
+    assert_eq!(status.status.code(), Some(7), "{}", stderr(&status));
+    assert!(is_free(&server, "k"));
+
+    let killed = output(dflockctl(&addr).args(["run", "k", "--", "sh", "-c", "kill -9 $$"]));
+    assert_eq!(killed.status.code(), Some(128 + 9));
+    assert!(
+        is_free(&server, "k"),
+        "released after the command was killed"
+    );
+
+    let missing = output(dflockctl(&addr).args(["run", "k", "--", "/nonexistent/command"]));
+    assert_eq!(missing.status.code(), Some(127));
+    assert!(is_free(&server, "k"));
+}
+
+#[test]
+fn run_times_out_with_its_own_status() {
+    let server = TestServer::start(&[]);
+    let client = Client::new([server.addr.to_string()]).expect("valid");
+    let _held = client.lock("k").acquire(Duration::ZERO).expect("acquire");
+    let dir = TempDir::new();
+    let marker = dir.path("ran");
+    let start = Instant::now();
+    let out = output(dflockctl(&server.addr.to_string()).args([
+        "run",
+        "--timeout",
+        "1",
+        "k",
+        "--",
+        "touch",
+        &marker,
+    ]));
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not acquired within 1s"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "the command must not run"
+    );
+}
+
+#[test]
+fn run_fails_cleanly_when_the_server_is_down() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let dir = TempDir::new();
+    let marker = dir.path("ran");
+    let out = output(dflockctl(&format!("127.0.0.1:{port}")).args(["run", "k", "touch", &marker]));
+    assert_eq!(out.status.code(), Some(69));
+    assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "the command must not run"
+    );
+}
+
+#[test]
+fn run_stops_the_command_when_the_lock_is_lost() {
+    let server = TestServer::start(&[]);
+    let dir = TempDir::new();
+    let marker = dir.path("terminated");
+    // The command notes SIGTERM and exits; without it, it would run for a minute.
+    let script = format!("trap 'echo term > {marker}; kill $!; exit 0' TERM; sleep 60 & wait");
+    let mut child = dflockctl(&server.addr.to_string())
+        .args([
+            "run", "--lease", "2", "--grace", "5", "k", "sh", "-c", &script,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dflockctl");
+    wait_until("the lock is held", PROMPTLY, || {
+        stats_entry(&server.stats(), "locks", "k").is_some()
+    });
+    // Let the shell install its trap before the server goes away.
+    thread::sleep(Duration::from_millis(300));
+    drop(server);
+    assert_eq!(wait_code(&mut child, Duration::from_secs(10)), Some(76));
+    assert_eq!(lines(&marker), ["term"]);
+    let mut message = String::new();
+    let stderr = child.stderr.take().expect("piped");
+    for line in BufReader::new(stderr).lines() {
+        message.push_str(&line.expect("stderr line"));
+    }
+    assert!(message.contains("lost the lock on k"), "{message}");
+}
+
+#[test]
+fn stats_emit_listen_and_ping() {
+    let server = TestServer::start(&[]);
+    let addr = server.addr.to_string();
+
+    let ping = output(dflockctl(&addr).arg("ping"));
+    assert_eq!(ping.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&ping.stdout).starts_with(&format!("{addr}: ok")));
+
+    let mut listener = dflockctl(&addr)
+        .args(["listen", "a.>", "--group", "g"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn listen");
+    wait_until("the listener subscribes", PROMPTLY, || {
+        server.stats()["signal_channels"]
+            .as_array()
+            .is_some_and(|channels| channels.iter().any(|c| c["pattern"] == "a.>"))
+    });
+
+    let table = output(dflockctl(&addr).arg("stats"));
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(table.contains("signal subscriptions"), "{table}");
+    assert!(table.contains("a.>"), "{table}");
+    let json = output(dflockctl(&addr).args(["stats", "--json"]));
+    let parsed: serde_json::Value =
+        serde_json::from_slice(&json.stdout).expect("stats --json prints the JSON payload");
+    assert_eq!(parsed["signal_channels"][0]["group"], "g");
+
+    let emitted = output(dflockctl(&addr).args(["emit", "a.b", "hello world"]));
+    assert_eq!(String::from_utf8_lossy(&emitted.stdout), "1\n");
+    let mut received = String::new();
+    BufReader::new(listener.stdout.take().expect("piped"))
+        .read_line(&mut received)
+        .expect("read a signal");
+    assert_eq!(received, "a.b hello world\n");
+    listener.kill().expect("kill listen");
+    let _ = listener.wait();
+
+    drop(server);
+    let down = output(dflockctl(&addr).arg("ping"));
+    assert_eq!(down.status.code(), Some(69));
+}
+
+#[test]
+fn auth_tokens_come_from_flags_files_and_the_environment() {
+    let server = TestServer::start(&["--auth-token", "s3cret"]);
+    let addr = server.addr.to_string();
+    let dir = TempDir::new();
+    let file = dir.file("token", b"s3cret\n");
+
+    let from_flag = output(dflockctl(&addr).args(["ping", "--auth-token", "s3cret"]));
+    assert_eq!(from_flag.status.code(), Some(0));
+    let from_file = output(dflockctl(&addr).args(["--auth-token-file", &file, "ping"]));
+    assert_eq!(from_file.status.code(), Some(0), "{}", stderr(&from_file));
+    let from_env = output(
+        dflockctl(&addr)
+            .env("DFLOCKD_AUTH_TOKEN", "s3cret")
+            .arg("ping"),
+    );
+    assert_eq!(from_env.status.code(), Some(0));
+    // An explicit file wins over the environment's token, as for the server.
+    let file_over_env = output(dflockctl(&addr).env("DFLOCKD_AUTH_TOKEN", "wrong").args([
+        "--auth-token-file",
+        &file,
+        "ping",
+    ]));
+    assert_eq!(file_over_env.status.code(), Some(0));
+
+    let wrong = output(dflockctl(&addr).args(["run", "--auth-token", "guess", "k", "true"]));
+    assert_eq!(wrong.status.code(), Some(69));
+    assert!(
+        stderr(&wrong).contains("authentication"),
+        "{}",
+        stderr(&wrong)
+    );
+    let missing_file = output(dflockctl(&addr).args(["--auth-token-file", "/nonexistent", "ping"]));
+    assert_eq!(missing_file.status.code(), Some(2));
+}
+
+#[test]
+fn help_documents_the_exit_statuses() {
+    let help = output(dflockctl("127.0.0.1:1").arg("--help"));
+    let text = String::from_utf8_lossy(&help.stdout);
+    for needle in ["Exit status", "69", "75", "76", "127"] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
