@@ -32,8 +32,11 @@
 //!
 //! # Polling, order and `next_deadline`
 //!
-//! [`TimerWheel::poll`] removes one due timer per call, so the caller can bound its work per turn;
-//! only emptying a slot is done in one go, and each timer is moved by that at most once per level.
+//! [`TimerWheel::poll`] removes one due timer per call, so the caller can bound its work per turn.
+//! Emptying a slot is spread over calls too: the slot's list is detached whole (O(1)) and then
+//! re-filed at most `CASCADE_STEP` timers per call; while that is unfinished, `poll` may return
+//! `None` with timers still due, and `next_deadline` reports the wheel's time so the caller comes
+//! back at once. Each timer is moved at most once per level.
 //! Timers come out in non-decreasing order of their *effective deadline*: the deadline itself, or,
 //! for a deadline that was already past when it was set, the wheel's time at that moment (such a
 //! timer is due at once and fires at the next poll, after timers that were already due). The
@@ -74,6 +77,10 @@ const SLOTS: usize = 1 << SLOT_BITS;
 const NIL: u32 = u32::MAX;
 /// Value of `Entry::level` for a timer in the ready list rather than in a slot.
 const READY: u8 = LEVELS as u8;
+/// Most timers one [`TimerWheel::poll`] call re-files out of a cascading slot. A slot can hold
+/// millions of timers (a million leases granted in the same second); moving them all in one call
+/// would stall the event loop, so the rest wait for the next call.
+const CASCADE_STEP: usize = 4096;
 
 /// Handle to a timer in a [`TimerWheel`].
 ///
@@ -198,6 +205,12 @@ pub struct TimerWheel<T> {
     levels: Box<[Level; LEVELS]>,
     /// Timers already due, in the order `poll` returns them.
     ready: List,
+    /// Timers of a slot being emptied, still to be filed again (see `CASCADE_STEP`). Their
+    /// `level` and `slot` still name the slot they came from, `cascade_from`, which is the wheel
+    /// time's own slot on that level, so no other timer can be filed there meanwhile.
+    cascade: List,
+    /// The slot `cascade` was taken from, while `cascade` is non-empty.
+    cascade_from: (u8, u8),
     /// No ready timer is due before this; `u64::MAX` when `ready` is empty. A lower bound kept in
     /// O(1): cancelling or rescheduling a ready timer never raises it.
     ready_floor: u64,
@@ -238,6 +251,8 @@ impl<T: Copy> TimerWheel<T> {
             entries: Slab::with_capacity(capacity),
             levels: Box::new([Level::EMPTY; LEVELS]),
             ready: List::EMPTY,
+            cascade: List::EMPTY,
+            cascade_from: (0, 0),
             ready_floor: u64::MAX,
             elapsed: 0,
             now: 0,
@@ -349,10 +364,15 @@ impl<T: Copy> TimerWheel<T> {
         if !self.ready.is_empty() {
             return Some(Millis(self.ready_floor));
         }
+        if !self.cascade.is_empty() {
+            return Some(Millis(self.elapsed));
+        }
         self.next_slot().map(|(_, _, start)| Millis(start))
     }
 
-    /// Removes and returns one timer whose deadline is at or before `now`; `None` if none is due.
+    /// Removes and returns one timer whose deadline is at or before `now`; `None` if none is due,
+    /// or if this call has re-filed `CASCADE_STEP` timers of a cascading slot without finding
+    /// one (then `next_deadline()` is at or before `now`: call again, typically next loop turn).
     ///
     /// Call it in a loop until it returns `None` (or until the turn's work budget is spent). Timers
     /// come out in the order described in the module documentation. A `now` earlier than one seen
@@ -360,9 +380,20 @@ impl<T: Copy> TimerWheel<T> {
     /// crossed, never per empty slot.
     pub fn poll(&mut self, now: Millis) -> Option<(TimerId, T)> {
         self.now = self.now.max(now.0);
+        let mut refiled = 0;
         loop {
             if !self.ready.is_empty() {
                 return Some(self.fire(self.ready.head));
+            }
+            if !self.cascade.is_empty() {
+                if refiled == CASCADE_STEP {
+                    return None;
+                }
+                let index = self.cascade.head;
+                self.cascade.unlink(&mut self.entries, index);
+                self.file(index);
+                refiled += 1;
+                continue;
             }
             match self.next_slot() {
                 Some((level, slot, start)) if start <= self.now => {
@@ -426,6 +457,21 @@ impl<T: Copy> TimerWheel<T> {
                     );
                 });
             }
+        }
+        if !self.cascade.is_empty() {
+            let (level, slot) = self.cascade_from;
+            let start = self.elapsed;
+            assert_eq!(
+                slot_start(self.elapsed, level as usize, slot as usize),
+                start,
+                "cascading slot is not the wheel time's own slot"
+            );
+            reachable += self.check_list(&self.cascade, level, slot, |deadline| {
+                assert!(
+                    deadline >= start,
+                    "cascading deadline {deadline} before {start}"
+                );
+            });
         }
         reachable += self.check_list(&self.ready, READY, 0, |deadline| {
             assert!(
@@ -522,6 +568,8 @@ impl<T: Copy> TimerWheel<T> {
             if self.ready.is_empty() {
                 self.ready_floor = u64::MAX;
             }
+        } else if !self.cascade.is_empty() && (level, slot as u8) == self.cascade_from {
+            self.cascade.unlink(&mut self.entries, index);
         } else {
             let lvl = &mut self.levels[level as usize];
             lvl.slots[slot].unlink(&mut self.entries, index);
@@ -563,9 +611,9 @@ impl<T: Copy> TimerWheel<T> {
         Some((level, slot, slot_start(self.elapsed, level, slot)))
     }
 
-    /// Advances the wheel's time to the start of a slot and empties it: timers due then become
-    /// ready, the others are filed again relative to the new time (a lower level, unless lazily
-    /// extended beyond the slot).
+    /// Advances the wheel's time to the start of a slot and detaches its list for re-filing:
+    /// timers due then become ready, the others are filed again relative to the new time (a lower
+    /// level, unless lazily extended beyond the slot). The re-filing happens in `poll`, in steps.
     fn process_slot(&mut self, level: usize, slot: usize, start: u64) {
         debug_assert!(
             start > self.elapsed && start <= self.now,
@@ -573,24 +621,12 @@ impl<T: Copy> TimerWheel<T> {
             self.elapsed,
             self.now
         );
+        debug_assert!(self.cascade.is_empty(), "a slot emptied during a cascade");
         self.elapsed = start;
         let lvl = &mut self.levels[level];
-        let list = std::mem::replace(&mut lvl.slots[slot], List::EMPTY);
+        self.cascade = std::mem::replace(&mut lvl.slots[slot], List::EMPTY);
+        self.cascade_from = (level as u8, slot as u8);
         lvl.occupied &= !(1 << slot);
-        let mut cursor = list.head;
-        while cursor != NIL {
-            let entry = &mut self.entries[cursor as usize];
-            debug_assert!(
-                entry.deadline >= start,
-                "entry {cursor} due at {} sat in a slot starting at {start}",
-                entry.deadline
-            );
-            let next = entry.next;
-            entry.prev = NIL;
-            entry.next = NIL;
-            self.file(cursor);
-            cursor = next;
-        }
     }
 }
 
@@ -858,7 +894,8 @@ mod tests {
         let mut wheel = TimerWheel::new();
         let [x, y, z, w] = [1, 2, 3, 4].map(|payload| wheel.insert(Millis(100), payload));
         assert_eq!(wheel.poll(Millis(100)), Some((x, 1)));
-        assert_eq!(position(&wheel, y), (READY, 0));
+        // y, z and w are due but still in the slot being emptied, which is re-filed one timer at
+        // a time as `poll` goes.
         assert_eq!(wheel.cancel(y), Some(2));
         assert!(wheel.reschedule(z, Millis(200)));
         assert!(wheel.reschedule(w, Millis(90)));
@@ -869,6 +906,33 @@ mod tests {
         // 200 sits in the level-1 slot [192, 256).
         assert_eq!(wheel.next_deadline(), Some(Millis(192)));
         assert_eq!(drain(&mut wheel, 200), [3]);
+    }
+
+    #[test]
+    fn a_huge_slot_is_emptied_in_bounded_steps() {
+        let mut wheel = TimerWheel::new();
+        let count = 3 * CASCADE_STEP + 5;
+        for i in 0..count {
+            // Spread over one level-2 slot [4096, 8192), none due at its start: all cascade
+            // together.
+            wheel.insert(Millis(4097 + (i as u64 % 4095)), i);
+        }
+        let mut fired = Vec::new();
+        let mut calls_without_progress = 0;
+        let now = Millis(9000);
+        loop {
+            match wheel.poll(now) {
+                Some((_, payload)) => fired.push(payload),
+                None if wheel.next_deadline().is_some_and(|at| at <= now) => {
+                    calls_without_progress += 1;
+                    wheel.check_invariants();
+                }
+                None => break,
+            }
+        }
+        assert_eq!(fired.len(), count);
+        assert!(calls_without_progress >= 2, "the cascade was not split");
+        assert!(wheel.is_empty());
     }
 
     #[test]

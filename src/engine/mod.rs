@@ -298,8 +298,10 @@ impl Engine {
     pub fn expire(&mut self, now: Millis, out: &mut impl Outbox) -> bool {
         let mut budget = EXPIRE_BUDGET;
         while budget > 0 {
+            // `None` means nothing is due, or the wheel paused a large cascade: the check
+            // below tells the two apart.
             let Some((id, due)) = self.timers.poll(now) else {
-                return false;
+                break;
             };
             budget -= 1;
             match due {

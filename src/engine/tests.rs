@@ -2046,8 +2046,15 @@ fn a_mass_expiry_is_spread_over_calls_and_requests_in_between_evict_first() {
         granted(h.ask(a, "sl", "s", &arg), 1);
     }
     h.skip_to(1_000);
-    assert!(h.engine.expire(h.now, &mut h.out), "more is due");
-    h.check(None);
+    // Each call does a bounded amount of work (timer cascading included) and says whether
+    // more is due; the budget runs out with the last 4 holders still listed.
+    for _ in 0..3 {
+        if h.holders() == 4 {
+            break;
+        }
+        assert!(h.engine.expire(h.now, &mut h.out), "more is due");
+        h.check(None);
+    }
     assert_eq!(h.holders(), 4);
     // A request on the semaphore evicts the passed holders the sweep has not reached yet.
     granted(h.ask(c, "sl", "s", &arg), 1);
