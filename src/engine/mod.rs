@@ -32,7 +32,7 @@ use self::fences::FenceIndex;
 use self::keyspace::Keyspace;
 use self::list::Link;
 use self::signal::SignalIndex;
-pub use self::stats::ServerFigures;
+pub use self::stats::{ServerFigures, StatsCursor};
 use crate::clock::Millis;
 use crate::protocol::{Request, Response};
 use crate::timer::{TimerId, TimerWheel};

@@ -132,6 +132,15 @@ pub trait DeliverySink {
     fn evict(&mut self, client: ClientId);
 }
 
+/// Where a walk over the `signal_channels` lines stands (see [`SignalIndex::channels_step`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelCursor {
+    /// Past the patterns, walking the queue groups.
+    in_groups: bool,
+    /// Next table slot to look at.
+    next: usize,
+}
+
 /// One line of the `stats` reply's `signal_channels` array (spec §10).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChannelStat<'a> {
@@ -433,24 +442,54 @@ impl SignalIndex {
         copies
     }
 
-    /// The `signal_channels` lines of `stats` (spec §10), in no particular order: one per pattern with
-    /// non-grouped subscribers and one per queue group. Costs O(patterns + groups).
-    pub fn channels(&self) -> impl Iterator<Item = ChannelStat<'_>> {
-        let plain = self
-            .patterns
-            .iter()
-            .filter(|(_, entry)| !entry.plain.is_empty())
-            .map(|(_, entry)| ChannelStat {
-                pattern: &entry.pattern,
-                group: None,
-                listeners: entry.plain.len() as u64,
-            });
-        let grouped = self.groups.iter().map(|(_, group)| ChannelStat {
-            pattern: &self.patterns[group.pattern as usize].pattern,
-            group: Some(&group.name),
-            listeners: group.members.len() as u64,
-        });
-        plain.chain(grouped)
+    /// Visits the `signal_channels` lines of `stats` (spec §10), in no particular order: one per
+    /// pattern with non-grouped subscribers, then one per queue group. Resumable: visits at most
+    /// `budget` table slots from `cursor`, advances it, and returns `true` once the walk is over,
+    /// so a huge listing can be spread over several loop turns. Slots created or freed between
+    /// calls may or may not be visited; none is visited twice.
+    pub fn channels_step(
+        &self,
+        cursor: &mut ChannelCursor,
+        budget: usize,
+        mut visit: impl FnMut(ChannelStat<'_>),
+    ) -> bool {
+        let mut left = budget;
+        if !cursor.in_groups {
+            while cursor.next < self.patterns.capacity() {
+                if left == 0 {
+                    return false;
+                }
+                left -= 1;
+                cursor.next += 1;
+                match self.patterns.get(cursor.next - 1) {
+                    Some(entry) if !entry.plain.is_empty() => visit(ChannelStat {
+                        pattern: &entry.pattern,
+                        group: None,
+                        listeners: entry.plain.len() as u64,
+                    }),
+                    _ => {}
+                }
+            }
+            *cursor = ChannelCursor {
+                in_groups: true,
+                next: 0,
+            };
+        }
+        while cursor.next < self.groups.capacity() {
+            if left == 0 {
+                return false;
+            }
+            left -= 1;
+            cursor.next += 1;
+            if let Some(group) = self.groups.get(cursor.next - 1) {
+                visit(ChannelStat {
+                    pattern: &self.patterns[group.pattern as usize].pattern,
+                    group: Some(&group.name),
+                    listeners: group.members.len() as u64,
+                });
+            }
+        }
+        true
     }
 
     /// Number of subscriptions the client behind `subs` holds (what `max_subscriptions` counts).
@@ -1052,10 +1091,13 @@ mod tests {
 
         fn stats(&self) -> BTreeSet<(String, Option<String>, u64)> {
             let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap();
-            self.index
-                .channels()
-                .map(|stat| (text(stat.pattern), stat.group.map(text), stat.listeners))
-                .collect()
+            let mut lines = BTreeSet::new();
+            let mut cursor = ChannelCursor::default();
+            // A small budget, so the walk resumes many times.
+            while !self.index.channels_step(&mut cursor, 2, |stat| {
+                lines.insert((text(stat.pattern), stat.group.map(text), stat.listeners));
+            }) {}
+            lines
         }
     }
 

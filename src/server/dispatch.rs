@@ -8,6 +8,14 @@
 //! and hands them to [`Dispatcher::receive`]; it writes out what [`Session::output`] holds and
 //! reports it through [`Dispatcher::wrote`]. Nothing here blocks, reads the clock or touches a
 //! socket.
+//!
+//! Work that could take long is spread over loop turns so no request waits behind it:
+//! - Responses (and grants) go on the *dirty* list, written every turn. Signal pushes go on the
+//!   *push* list, of which the caller writes a bounded number of connections per turn; a fan-out
+//!   to ten thousand subscribers thus takes several turns, and while more than
+//!   [`FANOUT_BACKLOG`] connections wait for pushes, a `signal` request is held back (its
+//!   publisher paused) until they are written, so publishers cannot outrun delivery.
+//! - A `stats` listing is written [`STATS_STEP`] table slots per turn; its requester waits.
 
 use std::collections::VecDeque;
 
@@ -17,7 +25,7 @@ use subtle::ConstantTimeEq;
 use super::bufpool::BufPool;
 use super::session::{AuthState, CloseReason, Phase, Session};
 use crate::clock::Millis;
-use crate::engine::{ClientId, Engine, Outbox, Outcome, ServerFigures};
+use crate::engine::{ClientId, Engine, Outbox, Outcome, ServerFigures, StatsCursor};
 use crate::protocol::frame::{Decoded, Frame};
 use crate::protocol::{Request, Response, request, response};
 
@@ -40,6 +48,11 @@ impl<S: AsMut<Session>> SessionTable for slab::Slab<S> {
         self.len()
     }
 }
+
+/// Connections with pushes waiting to be written beyond which `signal` requests are held back.
+pub const FANOUT_BACKLOG: usize = 512;
+/// Table slots a `stats` listing looks at per loop turn.
+pub const STATS_STEP: usize = 4096;
 
 /// Per-connection limits of the request path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,9 +89,21 @@ pub struct Dispatcher {
     auth_token: Option<Box<[u8]>>,
     /// Shutdown has begun: every further request is answered `error_draining`.
     draining: bool,
+    /// `stats` listings being written, a step per turn.
+    stats_jobs: Vec<StatsJob>,
     /// What routing engine effects into sessions needs; kept apart from `engine` so both can be
     /// borrowed at once.
     queues: Queues,
+}
+
+/// A `stats` listing in progress.
+#[derive(Debug)]
+struct StatsJob {
+    client: ClientId,
+    cursor: StatsCursor,
+    /// The JSON written so far; appended to the session's output whole, so no push lands inside
+    /// the line.
+    json: Vec<u8>,
 }
 
 /// Buffers, queues and counters shared by all sessions.
@@ -88,8 +113,12 @@ struct Queues {
     pool: BufPool,
     /// Sessions that may be able to make progress (input to read or process).
     ready: VecDeque<ClientId>,
-    /// Sessions with new output to write.
+    /// Sessions with a new response to write.
     dirty: Vec<ClientId>,
+    /// Sessions with new signal pushes to write.
+    pushes: VecDeque<ClientId>,
+    /// Sessions holding back a `signal` request until `pushes` drains below `FANOUT_BACKLOG`.
+    fanout_waiters: Vec<ClientId>,
     /// Sessions that entered [`Phase::Closing`] and still need [`Dispatcher::disconnect`].
     closing: Vec<ClientId>,
     counters: Counters,
@@ -103,11 +132,14 @@ impl Dispatcher {
             engine,
             auth_token: auth_token.map(Box::from),
             draining: false,
+            stats_jobs: Vec::new(),
             queues: Queues {
                 limits,
                 pool: BufPool::default(),
                 ready: VecDeque::new(),
                 dirty: Vec::new(),
+                pushes: VecDeque::new(),
+                fanout_waiters: Vec::new(),
                 closing: Vec::new(),
                 counters: Counters::default(),
             },
@@ -310,9 +342,83 @@ impl Dispatcher {
         }
     }
 
-    /// Whether any session has output queued since the last [`Dispatcher::take_dirty`].
+    /// Appends to `into` up to `budget` sessions with signal pushes to write, oldest first, and
+    /// lets held-back publishers go once the backlog is small again.
+    pub fn take_pushes<T: SessionTable>(
+        &mut self,
+        table: &mut T,
+        into: &mut Vec<ClientId>,
+        budget: usize,
+    ) {
+        let q = &mut self.queues;
+        for _ in 0..budget {
+            let Some(id) = q.pushes.pop_front() else {
+                break;
+            };
+            if let Some(session) = table.session(id) {
+                session.pushes_queued = false;
+                into.push(id);
+            }
+        }
+        if q.pushes.len() < FANOUT_BACKLOG {
+            for id in q.fanout_waiters.drain(..) {
+                if let Some(session) = table.session(id) {
+                    session.fanout_wait = false;
+                    schedule(&mut q.ready, session);
+                }
+            }
+        }
+    }
+
+    /// Whether there is work the caller should come back for without sleeping: output to write
+    /// or a `stats` listing to continue.
+    pub fn has_pending_work(&self) -> bool {
+        !self.queues.dirty.is_empty()
+            || !self.queues.pushes.is_empty()
+            || !self.stats_jobs.is_empty()
+    }
+
+    /// Whether any session has a response queued since the last [`Dispatcher::append_dirty`].
     pub fn has_dirty(&self) -> bool {
         !self.queues.dirty.is_empty()
+    }
+
+    /// Writes the next step of every `stats` listing in progress, answering those that finish.
+    pub fn continue_stats<T: SessionTable>(&mut self, table: &mut T, now: Millis) {
+        let mut jobs = std::mem::take(&mut self.stats_jobs);
+        jobs.retain_mut(|job| {
+            let live = table
+                .session(job.client)
+                .is_some_and(|session| session.close_reason().is_none());
+            live && !self.step_stats(table, now, job)
+        });
+        jobs.append(&mut self.stats_jobs);
+        self.stats_jobs = jobs;
+    }
+
+    /// One step of a listing; answers and returns `true` when it is complete.
+    fn step_stats<T: SessionTable>(
+        &mut self,
+        table: &mut T,
+        now: Millis,
+        job: &mut StatsJob,
+    ) -> bool {
+        if !self
+            .engine
+            .write_stats_step(now, &mut job.cursor, &mut job.json, STATS_STEP)
+        {
+            return false;
+        }
+        let Some(session) = table.session(job.client) else {
+            return true;
+        };
+        let q = &mut self.queues;
+        response::encode_stats(q.pool.ensure(&mut session.output), |out| {
+            out.extend_from_slice(&job.json);
+        });
+        end_wait(&mut q.ready, session, now);
+        after_output(&mut q.dirty, session, q.limits.soft_output);
+        true
     }
 
     /// `n` bytes of `id`'s output reached the socket. Unpauses the session once its output
@@ -349,6 +455,13 @@ impl Dispatcher {
             }
             match session.decoder.decode(&input[used..]) {
                 Decoded::Frame { frame, consumed } => {
+                    if frame.cmd == b"signal" && self.queues.pushes.len() >= FANOUT_BACKLOG {
+                        // Hold the publisher until the fan-out already queued is written. The
+                        // decoder has reset, and the frame stays in the input for later.
+                        session.fanout_wait = true;
+                        self.queues.fanout_waiters.push(id);
+                        return used;
+                    }
                     used += consumed;
                     session.lines = 0;
                     session.line_started = now;
@@ -431,7 +544,7 @@ impl Dispatcher {
             );
         }
         match request {
-            Request::Stats => self.answer_stats(table, id, now),
+            Request::Stats => self.start_stats(table, id, now),
             Request::Ping => self.answer(table, id, now, Response::Ok),
             // Not configured, or already authenticated: `auth` is not an operation (spec §7.9).
             Request::Auth { .. } => self.answer(table, id, now, Response::Error),
@@ -506,23 +619,24 @@ impl Dispatcher {
         self.close(table, id, reason);
     }
 
-    fn answer_stats<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
+    /// Starts a `stats` listing; a small one is answered at once, a large one over several
+    /// turns while the requester waits.
+    fn start_stats<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
         let figures = ServerFigures {
             connections: table.open_count() as u64,
             slow_consumers_disconnected: self.queues.counters.slow_consumers,
         };
-        let Some(session) = table.session(id) else {
-            return;
+        let mut job = StatsJob {
+            client: id,
+            cursor: StatsCursor::new(figures),
+            json: Vec::new(),
         };
-        let engine = &self.engine;
-        response::encode_stats(self.queues.pool.ensure(&mut session.output), |out| {
-            engine.write_stats(now, figures, out)
-        });
-        after_output(
-            &mut self.queues.dirty,
-            session,
-            self.queues.limits.soft_output,
-        );
+        if !self.step_stats(table, now, &mut job) {
+            if let Some(session) = table.session(id) {
+                session.phase = Phase::Waiting;
+            }
+            self.stats_jobs.push(job);
+        }
     }
 
     /// After processing: a peer that finished sending is closed once nothing more can be
@@ -537,7 +651,9 @@ impl Dispatcher {
             Phase::Waiting if session.input.len() >= self.queues.limits.max_input => {
                 Some(CloseReason::InputOverflow)
             }
-            Phase::Open if session.eof && !session.paused => Some(CloseReason::PeerFinished),
+            Phase::Open if session.eof && !session.paused && !session.fanout_wait => {
+                Some(CloseReason::PeerFinished)
+            }
             _ => None,
         };
         if let Some(reason) = reason {
@@ -565,12 +681,27 @@ fn schedule(ready: &mut VecDeque<ClientId>, session: &mut Session) {
     }
 }
 
-/// Marks `session` as having output to write and applies the soft limit.
+/// A waiting request was answered: the next request may be processed, and its first line is
+/// read from now on.
+fn end_wait(ready: &mut VecDeque<ClientId>, session: &mut Session, now: Millis) {
+    if session.phase == Phase::Waiting {
+        session.phase = Phase::Open;
+        session.line_started = now;
+        schedule(ready, session);
+    }
+}
+
+/// Marks `session` as having a response to write and applies the soft limit.
 fn after_output(dirty: &mut Vec<ClientId>, session: &mut Session, soft_output: usize) {
     if !session.dirty {
         session.dirty = true;
         dirty.push(session.id);
     }
+    pause_if_backlogged(session, soft_output);
+}
+
+/// Stops processing `session`'s requests while its unsent output is at the soft limit.
+fn pause_if_backlogged(session: &mut Session, soft_output: usize) {
     if session.output.len() >= soft_output {
         session.paused = true;
     }
@@ -655,13 +786,7 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
             return;
         };
         response::encode(&reply, q.pool.ensure(&mut session.output));
-        if session.phase == Phase::Waiting {
-            // The wait is over: the next request may be processed, and its first line is
-            // read from now on.
-            session.phase = Phase::Open;
-            session.line_started = self.now;
-            schedule(&mut q.ready, session);
-        }
+        end_wait(&mut q.ready, session, self.now);
         after_output(&mut q.dirty, session, q.limits.soft_output);
     }
 
@@ -677,7 +802,11 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
             return;
         };
         response::encode_push(channel, payload, q.pool.ensure(&mut session.output));
-        after_output(&mut q.dirty, session, q.limits.soft_output);
+        if !session.pushes_queued {
+            session.pushes_queued = true;
+            q.pushes.push_back(session.id);
+        }
+        pause_if_backlogged(session, q.limits.soft_output);
     }
 
     fn evict(&mut self, client: ClientId) {

@@ -53,6 +53,9 @@ use crate::token::TokenIssuer;
 
 /// Size of the loop-wide read buffer: one read per connection per turn takes at most this much.
 const READ_CHUNK: usize = 64 * 1024;
+/// Connections whose signal pushes are written per turn (responses are always written): a large
+/// fan-out spreads over turns instead of delaying unrelated requests.
+const PUSH_WRITES_PER_TURN: usize = 512;
 /// Readiness events fetched per poll.
 const EVENT_CAPACITY: usize = 1024;
 
@@ -208,6 +211,7 @@ impl Server {
             }
             self.run_timers(now);
             self.serve_ready(now);
+            self.dispatcher.continue_stats(&mut self.conns, now);
             self.accept_connections(now);
             self.write_and_close(now);
             if self.draining && self.conns.is_empty() {
@@ -222,7 +226,7 @@ impl Server {
     fn poll_timeout(&self) -> Option<std::time::Duration> {
         let busy = self.settings.busy_poll
             || self.dispatcher.ready_len() > 0
-            || self.dispatcher.has_dirty()
+            || self.dispatcher.has_pending_work()
             || self.engine_backlog
             || self.accept.can_accept_now(self.listener.is_some());
         if busy {
@@ -516,13 +520,20 @@ impl Server {
         self.refresh_timer(id);
     }
 
-    /// Writes every connection that got output this turn (one write call each, unless the
-    /// socket takes only part), then closes connections that asked for it. Closing releases
-    /// locks, which may grant them to others, so the two repeat until nothing is left.
+    /// Writes every connection that got a response this turn and a bounded number of those with
+    /// signal pushes (one write call each, unless the socket takes only part), then closes
+    /// connections that asked for it. Closing releases locks, which may grant them to others, so
+    /// the two repeat until nothing is left.
     fn write_and_close(&mut self, now: Millis) {
+        let mut push_budget = PUSH_WRITES_PER_TURN;
         loop {
             let mut batch = std::mem::take(&mut self.to_flush);
             self.dispatcher.append_dirty(&mut self.conns, &mut batch);
+            self.dispatcher.take_pushes(
+                &mut self.conns,
+                &mut batch,
+                std::mem::take(&mut push_budget),
+            );
             for &id in &batch {
                 self.flush(id, now);
             }
@@ -549,7 +560,15 @@ impl Server {
         let mut failure = None;
         while conn.write_ready && written < conn.session.output().len() {
             match conn.transport.write(&conn.session.output()[written..]) {
-                WriteOutcome::Wrote(n) => written += n,
+                WriteOutcome::Wrote(n) => {
+                    written += n;
+                    // A short write means the socket buffer is full (for TLS: the transport hit
+                    // WouldBlock); edge-triggered epoll reports when it drains, so trying again
+                    // now would only cost a system call that returns WouldBlock.
+                    if written < conn.session.output().len() {
+                        conn.write_ready = false;
+                    }
+                }
                 WriteOutcome::WouldBlock => conn.write_ready = false,
                 WriteOutcome::Failed(e) => {
                     failure = Some(e);

@@ -52,8 +52,8 @@ impl CloseReason {
 pub enum Phase {
     /// Reading and answering requests.
     Open,
-    /// The current request waits in the engine (`l`, `sl`, `w`, `sw`); later requests wait
-    /// behind it.
+    /// The current request waits (in the engine for `l`, `sl`, `w`, `sw`; for a large `stats`
+    /// listing to be written); later requests wait behind it.
     Waiting,
     /// Closing; no more requests are processed and no more responses or pushes are queued.
     Closing(CloseReason),
@@ -100,8 +100,13 @@ pub struct Session {
     pub(super) eof: bool,
     /// On the dispatcher's ready queue.
     pub(super) queued: bool,
-    /// On the dispatcher's dirty list (has new output to write).
+    /// On the dispatcher's dirty list (has a new response to write).
     pub(super) dirty: bool,
+    /// On the dispatcher's push list (has new signal pushes to write).
+    pub(super) pushes_queued: bool,
+    /// Holds back a `signal` request until the server has written out the pushes already
+    /// queued (see [`super::dispatch`]): a publisher cannot outrun its fan-out.
+    pub(super) fanout_wait: bool,
 }
 
 impl Session {
@@ -128,6 +133,8 @@ impl Session {
             eof: false,
             queued: false,
             dirty: false,
+            pushes_queued: false,
+            fanout_wait: false,
         }
     }
 
@@ -171,12 +178,12 @@ impl Session {
 
     /// Whether requests could be processed now (given input).
     pub(super) fn accepts_requests(&self) -> bool {
-        self.phase == Phase::Open && !self.paused
+        self.phase == Phase::Open && !self.paused && !self.fanout_wait
     }
 
     /// When the read deadline of the line being read passes, if one is running: only while the
-    /// connection is waiting for the peer's next bytes (not while a request waits in the engine
-    /// or output backpressure has paused it).
+    /// connection is waiting for the peer's next bytes (not while a request waits in the engine,
+    /// output backpressure has paused it, or a `signal` waits for the fan-out to drain).
     pub fn read_deadline(&self, read_timeout_ms: u64) -> Option<Millis> {
         (self.accepts_requests() && !self.eof).then(|| self.line_started.plus_ms(read_timeout_ms))
     }
