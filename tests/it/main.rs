@@ -1,5 +1,6 @@
 //! Integration tests over real TCP against the real `dflockd` binary.
 
+mod alloc;
 mod auth;
 mod client;
 mod config;
