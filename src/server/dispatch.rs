@@ -647,7 +647,12 @@ impl Dispatcher {
             return;
         };
         let reason = match session.phase {
-            Phase::Waiting if session.eof => Some(CloseReason::PeerFinished),
+            // A blocking acquire or wait whose peer stopped sending is cancelled (spec §2.4); a
+            // `stats` listing in progress is not: its reply, and those of requests behind it,
+            // still go out before the close.
+            Phase::Waiting if session.eof && self.engine.is_waiting(id) => {
+                Some(CloseReason::PeerFinished)
+            }
             Phase::Waiting if session.input.len() >= self.queues.limits.max_input => {
                 Some(CloseReason::InputOverflow)
             }

@@ -588,8 +588,13 @@ impl Server {
                 "conn {} {}: write failed: {e}",
                 conn.session.serial, conn.session.peer
             );
-            self.dispatcher
-                .close(&mut self.conns, id, CloseReason::WriteFailed);
+            if conn.closing.is_some() {
+                // A graceful close whose last words cannot be delivered: nothing is left to do.
+                self.remove(id);
+            } else {
+                self.dispatcher
+                    .close(&mut self.conns, id, CloseReason::WriteFailed);
+            }
             return;
         }
         let pending = conn.session.output().len() > written || conn.transport.has_pending_output();
