@@ -2,10 +2,12 @@
 
 mod alloc;
 mod auth;
+mod chaos;
 mod client;
 mod config;
 mod dflockctl;
 mod disconnect;
+mod hostile;
 mod lifecycle;
 mod limits;
 mod locks;

@@ -27,6 +27,15 @@ impl TestServer {
     /// Starts the server with extra arguments and environment variables (the test process's own
     /// `DFLOCKD_*` variables are not passed on).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_with(args, |command| {
+            command.envs(env.iter().copied());
+        })
+    }
+
+    /// Starts the server with extra arguments after `configure` adjusted the command (its
+    /// environment, or limits applied in the child before it executes the binary). The test
+    /// process's own `DFLOCKD_*` variables are removed before `configure` runs.
+    pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> TestServer {
         let mut command = Command::new(env!("CARGO_BIN_EXE_dflockd"));
         command
             .args(["--host", "127.0.0.1", "--port", "0"])
@@ -39,7 +48,7 @@ impl TestServer {
                 command.env_remove(name);
             }
         }
-        command.envs(env.iter().copied());
+        configure(&mut command);
         let mut child = command.spawn().expect("spawn dflockd");
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -236,6 +245,36 @@ impl Client {
     pub fn shutdown_write(&self) {
         self.reader.get_ref().shutdown(Shutdown::Write).unwrap();
     }
+
+    /// Closes the connection abortively: the peer gets a reset (RST) instead of a FIN, as when a
+    /// client process crashes or a middlebox kills the connection.
+    pub fn reset(self) {
+        reset(self.reader.into_inner());
+    }
+}
+
+/// Closes `stream` with a reset (RST) instead of a FIN: `SO_LINGER` with a zero timeout makes
+/// `close(2)` discard unsent data and abort the connection.
+pub fn reset(stream: TcpStream) {
+    use std::os::fd::AsRawFd;
+
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt(2) on a descriptor `stream` owns, reading a `linger` that lives on the
+    // stack for the duration of the call; the length is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    drop(stream);
 }
 
 /// Splits an `ok <token> <lease>` grant into its token and lease; panics on anything else.
