@@ -18,6 +18,15 @@ pub struct FenceIndex {
 }
 
 impl FenceIndex {
+    /// An empty index with room for `leases` leases before it grows (growing rehashes every
+    /// entry at once).
+    pub fn with_capacity(leases: usize) -> FenceIndex {
+        FenceIndex {
+            table: HashTable::with_capacity(leases),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
     /// Records that `lease` holds `fence`. `fence_of` gives the fence of any indexed lease.
     pub fn insert(&mut self, fence: u64, lease: u32, fence_of: impl Fn(u32) -> u64) {
         let hasher = &self.hasher;

@@ -15,7 +15,7 @@ impl Engine {
         for resource in indices {
             let (limit, holders, queue) = {
                 let r = &self.keys.resources[resource as usize];
-                (r.limit, r.holders, r.queue)
+                (r.limit(), r.holders, r.queue)
             };
             assert!(
                 u64::from(holders.len()) <= limit,
@@ -154,10 +154,9 @@ impl Engine {
             "idle resources without GC"
         );
         for (_, lease) in self.leases.iter() {
-            assert_eq!(
-                self.timers.deadline(lease.timer),
-                Some(lease.expires),
-                "lease timer"
+            assert!(
+                self.timers.deadline(lease.timer).is_some(),
+                "lease without a timer"
             );
         }
         self.timers.check_invariants();

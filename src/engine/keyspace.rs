@@ -18,15 +18,20 @@ use super::list::{Link, List};
 use crate::clock::Millis;
 use crate::protocol::Namespace;
 
+/// A key as clients send it. Keys of up to 16 bytes (most of them) are stored inline: a separate
+/// heap block would cost more than the key itself.
+pub type Key = smallvec::SmallVec<[u8; 16]>;
+
 /// One lock or semaphore.
 #[derive(Debug)]
 pub struct Resource {
-    /// The key as the client sent it; kept for `stats` and to leave the key map on removal.
-    pub key: Box<[u8]>,
-    /// Which namespace the key lives in.
-    pub ns: Namespace,
-    /// Capacity: 1 for locks, fixed by the creating request for semaphores.
-    pub limit: u64,
+    /// The key as the client sent it; kept for `stats` and to leave the key index on removal.
+    pub key: Key,
+    /// The capacity, which also tells the namespace: 0 stands for a lock (capacity 1, lock
+    /// namespace), anything else is a semaphore's limit. One field rather than two keeps a
+    /// resource at 72 bytes, which matters with a million keys. Read it through
+    /// [`Resource::ns`] and [`Resource::limit`].
+    capacity: u64,
     /// Current holders (leases), in grant order.
     pub holders: List,
     /// Waiters, strictly FIFO: blocking acquires and two-phase enqueues share one queue.
@@ -35,11 +40,23 @@ pub struct Resource {
     pub last_activity: Millis,
     /// Position in the idle list while the resource has no holders and no waiters.
     pub idle_link: Link,
-    /// Whether `idle_link` is in use; kept explicitly because a lone entry has NIL neighbours.
-    pub on_idle_list: bool,
 }
 
 impl Resource {
+    /// Which namespace the key lives in.
+    pub fn ns(&self) -> Namespace {
+        if self.capacity == 0 {
+            Namespace::Lock
+        } else {
+            Namespace::Semaphore
+        }
+    }
+
+    /// Capacity: 1 for locks, fixed by the creating request for semaphores.
+    pub fn limit(&self) -> u64 {
+        self.capacity.max(1)
+    }
+
     /// No holders and no waiters: only idle GC is interested in it.
     pub fn is_idle(&self) -> bool {
         self.holders.is_empty() && self.queue.is_empty()
@@ -47,7 +64,7 @@ impl Resource {
 
     /// Whether one more holder fits.
     pub fn has_capacity(&self) -> bool {
-        u64::from(self.holders.len()) < self.limit
+        u64::from(self.holders.len()) < self.limit()
     }
 }
 
@@ -77,6 +94,16 @@ pub struct Keyspace {
 }
 
 impl Keyspace {
+    /// An empty keyspace whose index has room for `keys` keys. Growing a hash table rehashes
+    /// every entry in one go, which with a million keys would stall the event loop for a moment,
+    /// so the index is sized up front from `--max-locks` (see [`Engine::new`](super::Engine::new)).
+    pub fn with_capacity(keys: usize) -> Keyspace {
+        Keyspace {
+            index: HashTable::with_capacity(keys),
+            ..Keyspace::default()
+        }
+    }
+
     fn hash(&self, ns: Namespace, key: &[u8]) -> u64 {
         self.hasher.hash_one((ns, key))
     }
@@ -92,7 +119,7 @@ impl Keyspace {
         self.index
             .find(self.hash(ns, key), |&slot| {
                 let r = &resources[slot as usize];
-                r.ns == ns && *r.key == *key
+                r.ns() == ns && *r.key == *key
             })
             .copied()
     }
@@ -108,7 +135,7 @@ impl Keyspace {
         now: Millis,
     ) -> Result<u32, KeyError> {
         if let Some(index) = self.find(ns, key) {
-            return if self.resources[index as usize].limit == limit {
+            return if self.resources[index as usize].limit() == limit {
                 Ok(index)
             } else {
                 Err(KeyError::LimitMismatch)
@@ -120,20 +147,21 @@ impl Keyspace {
         let entry = self.resources.vacant_entry();
         let index = entry.key() as u32;
         entry.insert(Resource {
-            key: key.into(),
-            ns,
-            limit,
+            key: Key::from_slice(key),
+            capacity: match ns {
+                Namespace::Lock => 0,
+                Namespace::Semaphore => limit,
+            },
             holders: List::default(),
             queue: List::default(),
             last_activity: now,
             idle_link: Link::DETACHED,
-            on_idle_list: false,
         });
         let (hasher, resources) = (&self.hasher, &self.resources);
         self.index
             .insert_unique(hasher.hash_one((ns, key)), index, |&slot| {
                 let r = &resources[slot as usize];
-                hasher.hash_one((r.ns, &*r.key))
+                hasher.hash_one((r.ns(), &*r.key))
             });
         Ok(index)
     }
@@ -142,7 +170,7 @@ impl Keyspace {
     /// list, so the list stays ordered by last activity.
     pub fn touch(&mut self, index: u32, now: Millis) {
         self.resources[index as usize].last_activity = now;
-        if self.resources[index as usize].on_idle_list {
+        if self.is_listed(index) {
             self.idle.remove(&mut self.resources, index, idle_link);
             self.idle.push_back(&mut self.resources, index, idle_link);
         }
@@ -152,18 +180,19 @@ impl Keyspace {
     /// change, together with [`Keyspace::touch`]: every such change is activity (spec §8.7), which
     /// is what keeps an entry joining at the back in activity order.
     pub fn settle(&mut self, index: u32) {
-        let resource = &mut self.resources[index as usize];
-        match (resource.is_idle(), resource.on_idle_list) {
-            (true, false) => {
-                resource.on_idle_list = true;
-                self.idle.push_back(&mut self.resources, index, idle_link);
-            }
-            (false, true) => {
-                resource.on_idle_list = false;
-                self.idle.remove(&mut self.resources, index, idle_link);
-            }
+        match (
+            self.resources[index as usize].is_idle(),
+            self.is_listed(index),
+        ) {
+            (true, false) => self.idle.push_back(&mut self.resources, index, idle_link),
+            (false, true) => self.idle.remove(&mut self.resources, index, idle_link),
             _ => {}
         }
+    }
+
+    /// Whether `index` is on the idle list: linked to a neighbour, or the list's only entry.
+    fn is_listed(&self, index: u32) -> bool {
+        !self.resources[index as usize].idle_link.is_detached() || self.idle.head() == Some(index)
     }
 
     /// Whether any resource is idle (so a GC pass could have work).
@@ -182,7 +211,7 @@ impl Keyspace {
             }
             self.idle.remove(&mut self.resources, index, idle_link);
             let resource = self.resources.remove(index as usize);
-            let hash = self.hash(resource.ns, &resource.key);
+            let hash = self.hash(resource.ns(), &resource.key);
             if let Ok(entry) = self.index.find_entry(hash, |&slot| slot == index) {
                 entry.remove();
             }
@@ -200,12 +229,12 @@ impl Keyspace {
         );
         for (slot, resource) in self.resources.iter() {
             assert_eq!(
-                self.find(resource.ns, &resource.key),
+                self.find(resource.ns(), &resource.key),
                 Some(slot as u32),
                 "resource not found under its own key"
             );
-            if resource.ns == Namespace::Lock {
-                assert_eq!(resource.limit, 1, "lock with limit other than 1");
+            if resource.ns() == Namespace::Lock {
+                assert_eq!(resource.limit(), 1, "lock with limit other than 1");
             }
         }
         let mut idle = Vec::new();
@@ -214,10 +243,7 @@ impl Keyspace {
         let mut last = Millis::ZERO;
         for &index in &idle {
             let resource = &self.resources[index as usize];
-            assert!(
-                resource.on_idle_list && resource.is_idle(),
-                "busy resource on the idle list"
-            );
+            assert!(resource.is_idle(), "busy resource on the idle list");
             assert!(
                 resource.last_activity >= last,
                 "idle list out of activity order"

@@ -25,6 +25,12 @@ impl Link {
         prev: NIL,
         next: NIL,
     };
+
+    /// Whether the entry has no neighbours: it is in no list, or alone in one (only the list's
+    /// head tells which).
+    pub fn is_detached(&self) -> bool {
+        *self == Link::DETACHED
+    }
 }
 
 /// The two ends of a list and its length.

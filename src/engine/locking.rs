@@ -120,7 +120,7 @@ impl Engine {
     ) -> Outcome {
         let lease_s = lease_s.unwrap_or(self.config.default_lease_s);
         let response = match self.find_lease(ns, key, token) {
-            Some(lease) if self.leases[lease as usize].expires <= now => {
+            Some(lease) if self.expiry(lease) <= now => {
                 self.end_lease(now, lease, out);
                 Response::Error
             }
@@ -202,8 +202,8 @@ impl Engine {
             Some(TwoPhase::Granted { lease, lease_s }) => {
                 self.two_phase.remove(&(client, resource));
                 self.leases[lease as usize].two_phase = false;
-                if self.leases[lease as usize].expires > now {
-                    self.extend_lease(now, lease, lease_s);
+                if self.expiry(lease) > now {
+                    //MUT self.extend_lease(now, lease, lease_s);
                     Response::Granted {
                         token: self.leases[lease as usize].token,
                         lease_s,
@@ -241,10 +241,7 @@ impl Engine {
             .get(lease as usize)
             .is_some_and(|l| l.timer == timer)
         {
-            debug_assert!(
-                self.leases[lease as usize].expires <= now,
-                "lease fired early"
-            );
+            debug_assert!(self.expiry(lease) <= now, "lease fired early");
             self.end_lease(now, lease, out);
         } else {
             debug_assert!(false, "stale lease timer {lease}");
@@ -361,7 +358,6 @@ impl Engine {
             token,
             resource,
             owner: Owner::Client(owner),
-            expires,
             timer,
             two_phase,
             holder_link: Link::DETACHED,
@@ -387,8 +383,7 @@ impl Engine {
     /// Resets a lease to expire `lease_s` from now.
     fn extend_lease(&mut self, now: Millis, lease: u32, lease_s: u64) {
         let l = &mut self.leases[lease as usize];
-        l.expires = now.plus_secs(lease_s);
-        let rescheduled = self.timers.reschedule(l.timer, l.expires);
+        let rescheduled = self.timers.reschedule(l.timer, now.plus_secs(lease_s));
         debug_assert!(rescheduled, "lease without a live timer");
         let resource = l.resource;
         self.keys.touch(resource, now);
@@ -556,7 +551,7 @@ impl Engine {
             holder_link,
             &mut expired,
         );
-        expired.retain(|&lease| self.leases[lease as usize].expires <= now);
+        expired.retain(|&lease| self.expiry(lease) <= now);
         for &lease in &expired {
             self.end_lease(now, lease, out);
         }

@@ -115,7 +115,7 @@ struct Lease {
     token: LeaseToken,
     resource: u32,
     owner: Owner,
-    expires: Millis,
+    /// The expiry timer; its deadline is the lease's expiry (kept once, in the wheel).
     timer: TimerId,
     /// Whether the owner's two-phase state for the resource refers to this lease (granted by
     /// `e`/`se`, not yet collected by `w`/`sw`).
@@ -187,6 +187,11 @@ enum Due {
     IdleGc,
 }
 
+/// The key and fence indexes are sized for `--max-locks` keys up to this many, so that reaching
+/// the cap never rehashes a large table in one go; beyond it they grow on demand. At the limit the
+/// two indexes take about 4 MB of memory that is actually touched.
+const PRESIZED_KEYS: u64 = 1 << 20;
+
 /// Most timers [`Engine::expire`] handles per call, so that a mass expiry is spread over loop
 /// turns instead of stalling every other client.
 pub const EXPIRE_BUDGET: usize = 4096;
@@ -214,12 +219,13 @@ impl Engine {
     /// An empty engine.
     pub fn new(config: EngineConfig, tokens: TokenIssuer) -> Engine {
         debug_assert!(config.gc_interval_ms > 0, "gc interval must be positive");
+        let presized = config.max_locks.min(PRESIZED_KEYS) as usize;
         Engine {
             config,
             tokens,
-            keys: Keyspace::default(),
+            keys: Keyspace::with_capacity(presized),
             leases: Slab::new(),
-            by_fence: FenceIndex::default(),
+            by_fence: FenceIndex::with_capacity(presized),
             waiters: Slab::new(),
             two_phase: HashMap::new(),
             clients: Clients::default(),
@@ -233,6 +239,13 @@ impl Engine {
     /// The configuration in force.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// When `lease` expires: its timer's deadline.
+    fn expiry(&self, lease: u32) -> Millis {
+        let timer = self.leases[lease as usize].timer;
+        // Every lease keeps its timer armed until the lease ends, so the deadline exists.
+        self.timers.deadline(timer).unwrap_or(Millis::ZERO)
     }
 
     /// Registers a client. `serial` is the connection number shown in `stats` (`owner_conn_id`).

@@ -206,14 +206,12 @@ impl Engine {
                 continue;
             };
             // Classification is by limit, not namespace (spec §10).
-            let lock_like = resource.limit == 1;
+            let lock_like = resource.limit() == 1;
             let key = || text(&resource.key);
             match (cursor.section, resource.is_idle(), lock_like) {
                 (Section::Locks, false, true) => {
-                    let holder = resource
-                        .holders
-                        .head()
-                        .map(|lease| &self.leases[lease as usize]);
+                    let slot = resource.holders.head();
+                    let holder = slot.map(|lease| &self.leases[lease as usize]);
                     let owner_conn_id = holder.map_or(0, |lease| match lease.owner {
                         Owner::Client(client) => self.clients.get(client).map_or(0, |c| c.serial),
                         Owner::Departed { serial } => serial,
@@ -221,8 +219,8 @@ impl Engine {
                     let entry = LockEntry {
                         key: key(),
                         owner_conn_id,
-                        lease_expires_in_s: holder
-                            .map_or(0.0, |lease| lease.expires.secs_since(now)),
+                        lease_expires_in_s: slot
+                            .map_or(0.0, |lease| self.expiry(lease).secs_since(now)),
                         waiters: u64::from(resource.queue.len()),
                     };
                     cursor.entry(out, &entry);
@@ -230,7 +228,7 @@ impl Engine {
                 (Section::Semaphores, false, false) => {
                     let entry = SemaphoreEntry {
                         key: key(),
-                        limit: resource.limit,
+                        limit: resource.limit(),
                         holders: u64::from(resource.holders.len()),
                         waiters: u64::from(resource.queue.len()),
                     };

@@ -13,7 +13,7 @@ const FRESH_CAPACITY: usize = 256;
 /// rather than kept, so a burst does not pin memory for the rest of the server's life.
 const KEEP_CAPACITY: usize = 64 * 1024;
 /// Most buffers kept for reuse.
-const KEEP_COUNT: usize = 1024;
+const KEEP_COUNT: usize = 256;
 
 /// Reusable `Vec<u8>` buffers.
 #[derive(Debug, Default)]
