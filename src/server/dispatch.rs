@@ -50,7 +50,10 @@ impl<S: AsMut<Session>> SessionTable for slab::Slab<S> {
 }
 
 /// Connections with pushes waiting to be written beyond which `signal` requests are held back.
-pub const FANOUT_BACKLOG: usize = 512;
+pub const FANOUT_BACKLOG: usize = 128;
+/// Requests of one connection processed per loop turn; a client that pipelines thousands is
+/// served in slices, taking turns with everyone else.
+pub const REQUESTS_PER_TURN: usize = 512;
 /// Table slots a `stats` listing looks at per loop turn.
 pub const STATS_STEP: usize = 4096;
 
@@ -429,7 +432,8 @@ impl Dispatcher {
         };
         session.output.drain(..n);
         self.queues.pool.release_if_empty(&mut session.output);
-        if session.paused && session.output.len() < self.queues.limits.soft_output / 2 {
+        // Rounded up so that a soft limit of 1 byte still resumes once the output is empty.
+        if session.paused && session.output.len() < self.queues.limits.soft_output.div_ceil(2) {
             session.paused = false;
             session.line_started = now;
             schedule(&mut self.queues.ready, session);
@@ -446,11 +450,17 @@ impl Dispatcher {
         input: &[u8],
     ) -> usize {
         let mut used = 0;
+        let mut handled = 0;
         loop {
             let Some(session) = table.session(id) else {
                 return input.len();
             };
             if !session.accepts_requests() {
+                return used;
+            }
+            if handled == REQUESTS_PER_TURN {
+                // The rest waits in the input for the next turn.
+                schedule(&mut self.queues.ready, session);
                 return used;
             }
             match session.decoder.decode(&input[used..]) {
@@ -463,6 +473,7 @@ impl Dispatcher {
                         return used;
                     }
                     used += consumed;
+                    handled += 1;
                     session.lines = 0;
                     session.line_started = now;
                     self.handle(table, id, now, &frame);

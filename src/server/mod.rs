@@ -55,7 +55,7 @@ use crate::token::TokenIssuer;
 const READ_CHUNK: usize = 64 * 1024;
 /// Connections whose signal pushes are written per turn (responses are always written): a large
 /// fan-out spreads over turns instead of delaying unrelated requests.
-const PUSH_WRITES_PER_TURN: usize = 512;
+const PUSH_WRITES_PER_TURN: usize = 128;
 /// Readiness events fetched per poll.
 const EVENT_CAPACITY: usize = 1024;
 
