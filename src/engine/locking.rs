@@ -203,7 +203,7 @@ impl Engine {
                 self.two_phase.remove(&(client, resource));
                 self.leases[lease as usize].two_phase = false;
                 if self.expiry(lease) > now {
-                    //MUT self.extend_lease(now, lease, lease_s);
+                    self.extend_lease(now, lease, lease_s);
                     Response::Granted {
                         token: self.leases[lease as usize].token,
                         lease_s,
