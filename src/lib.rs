@@ -37,6 +37,8 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod protocol;
 pub mod server;
 pub mod timer;

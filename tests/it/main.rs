@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod dflockctl;
 mod disconnect;
+mod fuzz_replay;
 mod hostile;
 mod lifecycle;
 mod limits;

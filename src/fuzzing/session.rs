@@ -1,0 +1,806 @@
+//! The `session` target: virtual clients' byte streams through the socket-free request path the
+//! server uses ([`Dispatcher`] over a `slab::Slab<Session>`), driven turn by turn the way the
+//! event loop drives it.
+//!
+//! The harness plays both the event loop and the peers. A peer composes requests (from protocol
+//! words, random bytes, CRLF variants and over-long lines), hands them to its kernel buffer in
+//! arbitrary pieces, reads the server's output at its own pace (or not at all) and may half-close
+//! or reset. The loop's turn is mirrored step for step: run timers (engine, read deadlines), serve
+//! the ready queue with at most one read per connection, continue `stats` listings, write
+//! responses and a bounded number of push connections, then finish closes, which may free locks
+//! for others. Time only jumps while the loop would sleep (nothing ready, nothing to write).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use slab::Slab;
+
+use super::frame::{Naive, naive_frame};
+use super::lines::{Line, Reply, parse_line};
+use super::{Input, engine_config};
+use crate::clock::Millis;
+use crate::engine::{ClientId, Engine, EngineConfig};
+use crate::protocol::request::parse;
+use crate::protocol::{MAX_LINE, MAX_PAYLOAD_LINE, Request, Response};
+use crate::server::dispatch::{Dispatcher, SessionLimits, SessionTable};
+use crate::server::session::{CloseReason, Phase, Session};
+use crate::token::{TOKEN_LEN, TokenIssuer};
+
+/// Peers taking part at once.
+const PEERS: usize = 3;
+/// The shared secret when authentication is on.
+const SECRET: &[u8] = b"s3cret";
+/// As in the event loop: bytes taken per read, push connections written per turn.
+const READ_CHUNK: usize = 64 * 1024;
+const PUSH_WRITES_PER_TURN: usize = 512;
+/// Further ahead than any deadline the vocabulary can set.
+const FAR_MS: u64 = 10_000_000_000_000_000;
+/// Turns after which a loop that should be quiet is declared stuck.
+const QUIET_TURNS: usize = 64;
+
+const COMMANDS: [&[u8]; 20] = [
+    b"l",
+    b"r",
+    b"n",
+    b"e",
+    b"w",
+    b"sl",
+    b"sr",
+    b"sn",
+    b"se",
+    b"sw",
+    b"stats",
+    b"ping",
+    b"auth",
+    b"listen",
+    b"unlisten",
+    b"signal",
+    b"L",
+    b"l ",
+    b"",
+    b"x",
+];
+const KEYS: [&[u8]; 8] = [b"a", b"b", b"a.b", b"a.*", b"a.>", b">", b"k k", b""];
+const FIELDS: [&[u8]; 14] = [
+    b"0",
+    b"1",
+    b"2",
+    b"5",
+    b"60",
+    b"-1",
+    b"+3",
+    b"9223372036",
+    b"9223372037",
+    b"x",
+    b"g",
+    b"p",
+    b"hello world",
+    SECRET,
+];
+const ENDINGS: [&[u8]; 3] = [b"\n", b"\r\n", b"\r\r\n"];
+const SEPARATORS: [&[u8]; 3] = [b" ", b"\t", b"  "];
+/// Line lengths at and around the limits.
+const LONG_LINES: [usize; 4] = [
+    MAX_LINE,
+    MAX_LINE + 1,
+    MAX_PAYLOAD_LINE,
+    MAX_PAYLOAD_LINE + 1,
+];
+
+/// One virtual client: what it has sent and received, and the server's view of its socket.
+struct Peer {
+    id: ClientId,
+    /// Composed but not handed to the kernel yet.
+    outgoing: Vec<u8>,
+    /// In the server's kernel receive buffer.
+    unsent: VecDeque<u8>,
+    /// The peer shut down its sending side after `unsent`; `fin_read` once the server saw it.
+    fin: bool,
+    fin_read: bool,
+    /// The loop's readiness flag for the socket (edge-triggered: set by events).
+    read_ready: bool,
+    /// Bytes the peer will still read (its receive window).
+    window: usize,
+    /// Bytes handed to the dispatcher, in order.
+    delivered: Vec<u8>,
+    /// Bytes the server wrote to the peer.
+    received: Vec<u8>,
+    /// `received` is parsed into lines up to here.
+    parsed: usize,
+    /// Complete requests in `delivered` not answered yet, oldest first; framing has reached
+    /// `framed` (and stopped for good at an over-long line).
+    unanswered: VecDeque<[Vec<u8>; 3]>,
+    framed: usize,
+    framing_over: bool,
+    /// Requests the dispatcher has processed: `delivered[..processed]` holds `processed_count`.
+    processed: usize,
+    processed_count: usize,
+    /// Responses received (push lines not counted), and whether the last was a closing error
+    /// that answered no request.
+    answered: usize,
+    terminal: bool,
+}
+
+impl Peer {
+    fn new(id: ClientId) -> Peer {
+        Peer {
+            id,
+            outgoing: Vec::new(),
+            unsent: VecDeque::new(),
+            fin: false,
+            fin_read: false,
+            read_ready: false,
+            window: usize::MAX,
+            delivered: Vec::new(),
+            received: Vec::new(),
+            parsed: 0,
+            unanswered: VecDeque::new(),
+            framed: 0,
+            framing_over: false,
+            processed: 0,
+            processed_count: 0,
+            answered: 0,
+            terminal: false,
+        }
+    }
+
+    /// Whether a read would return something (data or EOF).
+    fn readable(&self) -> bool {
+        !self.unsent.is_empty() || (self.fin && !self.fin_read)
+    }
+
+    /// Frames the complete requests delivered so far.
+    fn frame_delivered(&mut self) {
+        while !self.framing_over {
+            match naive_frame(&self.delivered[self.framed..]) {
+                Naive::Frame { frame, consumed } => {
+                    self.unanswered.push_back([
+                        frame.cmd.to_vec(),
+                        frame.key.to_vec(),
+                        frame.arg.to_vec(),
+                    ]);
+                    self.framed += consumed;
+                }
+                Naive::Partial(_) => return,
+                Naive::TooLong => self.framing_over = true,
+            }
+        }
+    }
+
+    /// Counts the requests in `delivered[..upto]`, which must be whole requests.
+    fn count_processed(&mut self, upto: usize) {
+        assert!(upto >= self.processed, "processed input went backwards");
+        while self.processed < upto {
+            match naive_frame(&self.delivered[self.processed..upto]) {
+                Naive::Frame { consumed, .. } => {
+                    self.processed += consumed;
+                    self.processed_count += 1;
+                }
+                other => panic!("processed input ends inside a request: {other:?}"),
+            }
+        }
+    }
+}
+
+/// What the harness knows that decides which responses are valid.
+struct Rules {
+    config: EngineConfig,
+    auth: bool,
+    draining: bool,
+}
+
+impl Rules {
+    /// Panics unless `reply` is a valid answer to the request framed as `frame`, the
+    /// `index`-th request of its connection.
+    fn check_answer(&self, frame: &[Vec<u8>; 3], index: usize, reply: Reply) {
+        let shown = || {
+            let text: Vec<String> = frame
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect();
+            format!("{reply:?} answered {text:?}")
+        };
+        if reply == Reply::Bare(Response::ErrorDraining) {
+            assert!(
+                self.draining,
+                "error_draining before the drain: {}",
+                shown()
+            );
+            return;
+        }
+        let framed = crate::protocol::frame::Frame {
+            cmd: &frame[0],
+            key: &frame[1],
+            arg: &frame[2],
+        };
+        let parsed = parse(&framed);
+        if self.auth && index == 0 {
+            let authenticated = matches!(parsed, Ok(Request::Auth { token }) if token == SECRET);
+            let expected = if authenticated {
+                Reply::Ok
+            } else {
+                Reply::Bare(Response::ErrorAuth)
+            };
+            assert_eq!(reply, expected, "authentication: {}", shown());
+            return;
+        }
+        let valid = match parsed {
+            Err(_) => reply == Reply::Bare(Response::Error),
+            Ok(request) => self.fits(&request, reply),
+        };
+        assert!(valid, "invalid response: {}", shown());
+    }
+
+    fn fits(&self, request: &Request<'_>, reply: Reply) -> bool {
+        use Response as R;
+        let default = self.config.default_lease_s;
+        let cancelled = self.draining && reply == Reply::Bare(R::Error);
+        let refusal = |semaphore: bool| match reply {
+            Reply::Bare(R::ErrorMaxLocks | R::ErrorMaxWaiters) => true,
+            Reply::Bare(R::ErrorLimitMismatch) => semaphore,
+            _ => false,
+        };
+        match *request {
+            Request::Acquire { ns, lease_s, .. } => {
+                let lease = lease_s.unwrap_or(default);
+                matches!(reply, Reply::Granted(_, l) if l == lease)
+                    || reply == Reply::Bare(R::Timeout)
+                    || cancelled
+                    || refusal(ns == crate::protocol::Namespace::Semaphore)
+            }
+            Request::Release { .. } => matches!(reply, Reply::Ok | Reply::Bare(R::Error)),
+            Request::Renew { lease_s, .. } => {
+                reply == Reply::Number(lease_s.unwrap_or(default)) || reply == Reply::Bare(R::Error)
+            }
+            Request::Enqueue { ns, lease_s, .. } => {
+                let lease = lease_s.unwrap_or(default);
+                matches!(reply, Reply::Acquired(_, l) if l == lease)
+                    || matches!(reply, Reply::Bare(R::Queued | R::ErrorAlreadyEnqueued))
+                    || refusal(ns == crate::protocol::Namespace::Semaphore)
+            }
+            Request::Wait { .. } => {
+                matches!(reply, Reply::Granted(..))
+                    || matches!(
+                        reply,
+                        Reply::Bare(R::Timeout | R::ErrorNotEnqueued | R::ErrorLeaseExpired)
+                    )
+                    || cancelled
+            }
+            Request::Stats => reply == Reply::Stats,
+            Request::Ping => reply == Reply::Ok,
+            Request::Auth { .. } => reply == Reply::Bare(R::Error),
+            Request::Listen { .. } | Request::Unlisten { .. } => {
+                matches!(reply, Reply::Ok | Reply::Bare(R::Error))
+            }
+            Request::Signal { .. } => matches!(reply, Reply::Number(_)),
+        }
+    }
+}
+
+/// The event loop and its peers.
+struct World {
+    dispatcher: Dispatcher,
+    table: Slab<Session>,
+    peers: [Option<Peer>; PEERS],
+    rules: Rules,
+    read_timeout_ms: u64,
+    now: Millis,
+    next_generation: u32,
+    accepted: u64,
+    /// Engine timers left due by the last turn.
+    backlog: bool,
+    /// Sessions whose peer read more, to write this turn.
+    to_flush: Vec<ClientId>,
+    /// Tokens seen in grants, reused in later requests.
+    tokens: Vec<[u8; TOKEN_LEN]>,
+}
+
+fn slot_of(peers: &[Option<Peer>; PEERS], id: ClientId) -> Option<usize> {
+    peers
+        .iter()
+        .position(|p| p.as_ref().is_some_and(|p| p.id == id))
+}
+
+impl World {
+    fn new(input: &mut Input<'_>) -> World {
+        let config = engine_config(input);
+        let soft_output = *input.pick(&[1, 64, 4096, 262_144]);
+        let hard_output = soft_output + *input.pick(&[0, 40, 65_537]);
+        let limits = SessionLimits {
+            max_input: *input.pick(&[66_051, 1 << 20]),
+            soft_output,
+            hard_output,
+            read_timeout_ms: *input.pick(&[1_000, 23_000]),
+        };
+        let auth = input.flag();
+        let read_timeout_ms = limits.read_timeout_ms;
+        let engine = Engine::new(config.clone(), TokenIssuer::deterministic(0x5e55));
+        World {
+            dispatcher: Dispatcher::new(engine, limits, auth.then_some(SECRET)),
+            table: Slab::new(),
+            peers: [None, None, None],
+            rules: Rules {
+                config,
+                auth,
+                draining: false,
+            },
+            read_timeout_ms,
+            now: Millis(0),
+            next_generation: 0,
+            accepted: 0,
+            backlog: false,
+            to_flush: Vec::new(),
+            tokens: Vec::new(),
+        }
+    }
+
+    fn connect(&mut self, slot: usize) {
+        if self.peers[slot].is_some() || self.rules.draining {
+            return; // the listener closes when the drain begins
+        }
+        self.next_generation += 1;
+        self.accepted += 1;
+        let entry = self.table.vacant_entry();
+        let id = ClientId {
+            index: entry.key() as u32,
+            generation: self.next_generation,
+        };
+        let peer_addr = SocketAddr::from(([127, 0, 0, 1], 40_000 + slot as u16));
+        entry.insert(self.dispatcher.open(id, self.accepted, peer_addr, self.now));
+        self.peers[slot] = Some(Peer::new(id));
+    }
+
+    /// Appends generated bytes to what the peer will send.
+    fn compose(&mut self, slot: usize, input: &mut Input<'_>) {
+        let tokens = &self.tokens;
+        let Some(peer) = self.peers[slot].as_mut() else {
+            return;
+        };
+        let out = &mut peer.outgoing;
+        match input.byte() % 8 {
+            0 => {
+                let len = 1 + input.below(16);
+                out.extend_from_slice(input.bytes(len));
+            }
+            1 => {
+                // An over-long (or exactly maximal) key line or arg line.
+                let len = *input.pick(&LONG_LINES);
+                let cmd = *input.pick(&[b"l".as_slice(), b"signal", b"auth"]);
+                out.extend_from_slice(cmd);
+                out.push(b'\n');
+                if input.flag() {
+                    out.resize(out.len() + len.min(MAX_LINE + 1), b'k');
+                    out.extend_from_slice(b"\n1\n");
+                } else {
+                    out.extend_from_slice(b"a\n");
+                    out.resize(out.len() + len, b'p');
+                    out.push(b'\n');
+                }
+            }
+            _ => {
+                let ending = |input: &mut Input<'_>| *input.pick(&ENDINGS);
+                out.extend_from_slice(input.pick::<&[u8]>(&COMMANDS));
+                out.extend_from_slice(ending(input));
+                out.extend_from_slice(input.pick::<&[u8]>(&KEYS));
+                out.extend_from_slice(ending(input));
+                let fields = input.below(4);
+                for i in 0..fields {
+                    if i > 0 {
+                        out.extend_from_slice(input.pick::<&[u8]>(&SEPARATORS));
+                    }
+                    let choice = input.byte();
+                    match tokens.len() {
+                        n if n > 0 && choice < 96 => {
+                            out.extend_from_slice(&tokens[n - 1 - usize::from(choice) % n])
+                        }
+                        _ => out.extend_from_slice(FIELDS[usize::from(choice) % FIELDS.len()]),
+                    }
+                }
+                out.extend_from_slice(ending(input));
+            }
+        }
+    }
+
+    /// The peer hands `n` composed bytes (all with `n == 0`) to the kernel: a readable event.
+    fn transmit(&mut self, slot: usize, n: usize) {
+        let Some(peer) = self.peers[slot].as_mut() else {
+            return;
+        };
+        if peer.fin {
+            return;
+        }
+        let n = if n == 0 {
+            peer.outgoing.len()
+        } else {
+            n.min(peer.outgoing.len())
+        };
+        if n == 0 {
+            return;
+        }
+        peer.unsent.extend(peer.outgoing.drain(..n));
+        peer.read_ready = true;
+        self.dispatcher.schedule(&mut self.table, peer.id);
+    }
+
+    /// The peer shuts down its sending side once everything composed is sent.
+    fn finish_sending(&mut self, slot: usize) {
+        self.transmit(slot, 0);
+        if let Some(peer) = self.peers[slot].as_mut() {
+            peer.fin = true;
+            peer.read_ready = true;
+            self.dispatcher.schedule(&mut self.table, peer.id);
+        }
+    }
+
+    /// The peer reads `n` more bytes: a writable event if output is pending.
+    fn open_window(&mut self, slot: usize, n: usize) {
+        if let Some(peer) = self.peers[slot].as_mut() {
+            peer.window = peer.window.saturating_add(n);
+            self.to_flush.push(peer.id);
+        }
+    }
+
+    /// An I/O failure the loop detects outside the request path.
+    fn fail(&mut self, slot: usize, reason: CloseReason) {
+        if let Some(peer) = &self.peers[slot] {
+            self.dispatcher.close(&mut self.table, peer.id, reason);
+            self.write_and_close();
+        }
+    }
+
+    fn begin_drain(&mut self) {
+        if !self.rules.draining {
+            self.rules.draining = true;
+            self.dispatcher.begin_drain(&mut self.table, self.now);
+            self.write_and_close();
+        }
+    }
+
+    /// Whether the loop would poll with a zero timeout.
+    fn busy(&self) -> bool {
+        self.dispatcher.ready_len() > 0 || self.dispatcher.has_pending_work() || self.backlog
+    }
+
+    /// One turn of the event loop, after sleeping `sleep_ms` if it would sleep at all.
+    fn turn(&mut self, sleep_ms: u64) {
+        if !self.busy() {
+            self.now = self.now.plus_ms(sleep_ms);
+        }
+        self.backlog = self.dispatcher.expire(&mut self.table, self.now);
+        self.read_deadlines();
+        self.serve_ready();
+        self.dispatcher.continue_stats(&mut self.table, self.now);
+        self.write_and_close();
+    }
+
+    fn read_deadlines(&mut self) {
+        let expired: Vec<ClientId> = self
+            .table
+            .iter()
+            .filter(|(_, s)| {
+                s.read_deadline(self.read_timeout_ms)
+                    .is_some_and(|at| at <= self.now)
+            })
+            .map(|(_, s)| s.id)
+            .collect();
+        for id in expired {
+            self.dispatcher
+                .read_timed_out(&mut self.table, id, self.now);
+        }
+    }
+
+    /// Serves the sessions queued at the start of the phase: one read each, or a resume.
+    fn serve_ready(&mut self) {
+        for _ in 0..self.dispatcher.ready_len() {
+            let Some(id) = self.dispatcher.next_ready(&mut self.table) else {
+                break;
+            };
+            self.serve(id);
+        }
+    }
+
+    fn serve(&mut self, id: ClientId) {
+        let room = self.dispatcher.input_room(&mut self.table, id);
+        let (Some(slot), Some(session)) = (slot_of(&self.peers, id), self.table.session(id)) else {
+            return;
+        };
+        if session.close_reason().is_some() {
+            return;
+        }
+        let peer = self.peers[slot].as_mut().expect("slot_of found it");
+        let now = self.now;
+        if !peer.read_ready || room == 0 {
+            self.dispatcher.resume(&mut self.table, id, now);
+            return;
+        }
+        if peer.unsent.is_empty() {
+            // The read finds the end of the stream, or nothing at all.
+            peer.read_ready = false;
+            self.dispatcher.resume(&mut self.table, id, now);
+            if peer.fin && !std::mem::replace(&mut peer.fin_read, true) {
+                self.dispatcher.peer_finished(&mut self.table, id, now);
+            }
+            return;
+        }
+        let take = room.min(READ_CHUNK).min(peer.unsent.len());
+        let bytes: Vec<u8> = peer.unsent.drain(..take).collect();
+        peer.delivered.extend_from_slice(&bytes);
+        let drained = !peer.readable();
+        peer.read_ready = !drained;
+        self.dispatcher.receive(&mut self.table, id, now, &bytes);
+        if !drained {
+            self.dispatcher.schedule(&mut self.table, id);
+        }
+    }
+
+    /// Writes what each peer's window allows, then finishes closes, until nothing changes (a
+    /// close may grant a lock to another session, whose response is written in the same pass).
+    fn write_and_close(&mut self) {
+        let mut push_budget = PUSH_WRITES_PER_TURN;
+        loop {
+            let mut batch = std::mem::take(&mut self.to_flush);
+            self.dispatcher.append_dirty(&mut self.table, &mut batch);
+            self.dispatcher.take_pushes(
+                &mut self.table,
+                &mut batch,
+                std::mem::take(&mut push_budget),
+            );
+            for id in batch {
+                self.flush(id);
+            }
+            let mut closed_any = false;
+            while let Some(id) = self.dispatcher.next_closing() {
+                closed_any = true;
+                self.close(id);
+            }
+            if !closed_any && !self.dispatcher.has_dirty() && self.to_flush.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn flush(&mut self, id: ClientId) {
+        let (Some(slot), Some(session)) = (slot_of(&self.peers, id), self.table.session(id)) else {
+            return;
+        };
+        let peer = self.peers[slot].as_mut().expect("slot_of found it");
+        let n = peer.window.min(session.output().len());
+        if n == 0 {
+            return;
+        }
+        peer.received.extend_from_slice(&session.output()[..n]);
+        peer.window -= n;
+        self.dispatcher.wrote(&mut self.table, id, self.now, n);
+    }
+
+    /// A session entered its closing phase: release its engine state, then deliver its last
+    /// words if the reason calls for it (the peer is assumed to read them) and drop it.
+    fn close(&mut self, id: ClientId) {
+        self.dispatcher.disconnect(&mut self.table, id, self.now);
+        let Some(session) = self.table.session(id) else {
+            return;
+        };
+        let reason = session.close_reason().expect("closing session");
+        let slot = slot_of(&self.peers, id).expect("a session has its peer");
+        let mut peer = self.peers[slot].take().expect("slot_of found it");
+        if reason.flushes() {
+            peer.received.extend_from_slice(session.output());
+        }
+        self.table.remove(id.index as usize);
+        self.read_lines(&mut peer, true);
+        if peer.terminal {
+            assert!(
+                matches!(reason, CloseReason::ProtocolError | CloseReason::AuthFailed),
+                "a closing error line, then a close for {reason:?}"
+            );
+        }
+    }
+
+    /// Parses the lines `peer` received since last time and pairs each response with the
+    /// oldest unanswered request.
+    fn read_lines(&mut self, peer: &mut Peer, closed: bool) {
+        peer.frame_delivered();
+        while let Some(len) = peer.received[peer.parsed..]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            let line = &peer.received[peer.parsed..peer.parsed + len];
+            peer.parsed += len + 1;
+            let Line::Reply(reply) = parse_line(line) else {
+                continue;
+            };
+            assert!(!peer.terminal, "a line after the closing error");
+            if let Reply::Granted(token, _) | Reply::Acquired(token, _) = reply {
+                let mut text = [0; TOKEN_LEN];
+                token.encode(&mut text);
+                self.tokens.push(text);
+            }
+            match peer.unanswered.pop_front() {
+                Some(frame) => self.rules.check_answer(&frame, peer.answered, reply),
+                None => {
+                    // An over-long line or an expired read deadline: `error` (`error_auth`
+                    // before authentication), then the connection closes.
+                    let auth_pending = self.rules.auth && peer.answered == 0;
+                    let expected = if auth_pending {
+                        Response::ErrorAuth
+                    } else {
+                        Response::Error
+                    };
+                    assert_eq!(reply, Reply::Bare(expected), "a response to no request");
+                    peer.terminal = true;
+                }
+            }
+            peer.answered += 1;
+        }
+        if !closed {
+            assert!(!peer.terminal, "connection open after its closing error");
+        }
+    }
+
+    /// The per-connection properties, after every operation.
+    fn check(&mut self) {
+        let limits = self.dispatcher.limits().clone();
+        for slot in 0..PEERS {
+            let Some(mut peer) = self.peers[slot].take() else {
+                continue;
+            };
+            self.read_lines(&mut peer, false);
+            let session = self
+                .table
+                .session(peer.id)
+                .expect("an open peer has its session");
+            assert!(session.close_reason().is_none(), "a close not finished");
+            assert!(
+                session.buffered_input() <= limits.max_input,
+                "input buffer past its cap"
+            );
+            let output = session.output();
+            let last_line = output[..output.len().saturating_sub(1)]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            assert!(
+                last_line <= limits.hard_output,
+                "output past its cap by more than one line: {}",
+                output.len()
+            );
+            // One response per request processed, except the one still waiting.
+            let waiting = usize::from(session.phase() == Phase::Waiting);
+            let processed = peer.delivered.len() - session.buffered_input();
+            let pending = [&peer.received[peer.parsed..], output].concat();
+            let queued_replies = pending
+                .split_inclusive(|&b| b == b'\n')
+                .filter(|line| line.ends_with(b"\n") && !line.starts_with(b"sig "))
+                .count();
+            peer.count_processed(processed);
+            assert_eq!(
+                peer.answered + queued_replies + waiting,
+                peer.processed_count,
+                "responses vs requests processed"
+            );
+            self.peers[slot] = Some(peer);
+        }
+        assert_eq!(
+            self.table.len(),
+            self.peers.iter().flatten().count(),
+            "sessions without peers"
+        );
+    }
+
+    fn step(&mut self, input: &mut Input<'_>) {
+        let op = input.byte();
+        let slot = input.below(PEERS);
+        match op {
+            0..=9 => self.connect(slot),
+            10..=89 => self.compose(slot, input),
+            90..=139 => {
+                let n = match input.byte() {
+                    0..=127 => 0,
+                    n => usize::from(n - 127),
+                };
+                self.transmit(slot, n);
+            }
+            140..=144 => self.finish_sending(slot),
+            145..=159 => {
+                let n = *input.pick(&[0, 1, 7, 100, 4096, usize::MAX]);
+                if let Some(peer) = self.peers[slot].as_mut() {
+                    peer.window = 0;
+                }
+                self.open_window(slot, n);
+            }
+            160..=162 => self.fail(slot, CloseReason::PeerGone),
+            163 => self.fail(slot, CloseReason::WriteFailed),
+            164 => self.begin_drain(),
+            _ => {
+                let sleep = *input.pick(&[0, 0, 1, 999, 1_000, 5_000, 30_000, 100_000]);
+                self.turn(sleep);
+            }
+        }
+        self.check();
+    }
+
+    /// Runs turns until the loop would sleep.
+    fn settle(&mut self) {
+        for _ in 0..QUIET_TURNS {
+            if !self.busy() {
+                return;
+            }
+            self.turn(0);
+            self.check();
+        }
+        panic!("the loop never went quiet");
+    }
+
+    /// Every peer sends what it composed and reads everything; time passes until no request
+    /// waits; then every peer half-closes and every connection must end, leaving the engine
+    /// empty once the clock is far ahead.
+    fn finish(&mut self) {
+        for slot in 0..PEERS {
+            self.transmit(slot, 0);
+            self.open_window(slot, usize::MAX);
+        }
+        self.settle();
+        for _ in 0..QUIET_TURNS {
+            let waiting = self.table.iter().any(|(_, s)| s.phase() == Phase::Waiting);
+            let unread = self.peers.iter().flatten().any(|p| p.readable());
+            if !waiting && !unread {
+                break;
+            }
+            // Bytes still in the kernel get a readable event, as new data would cause.
+            for slot in 0..PEERS {
+                self.transmit(slot, 0);
+                if let Some(peer) = self.peers[slot].as_mut() {
+                    if peer.readable() {
+                        peer.read_ready = true;
+                        self.dispatcher.schedule(&mut self.table, peer.id);
+                    }
+                }
+            }
+            self.turn(FAR_MS);
+            self.check();
+            self.settle();
+        }
+        for slot in 0..PEERS {
+            self.finish_sending(slot);
+        }
+        self.settle();
+        assert!(
+            self.table.is_empty(),
+            "connections left after every peer left"
+        );
+        for _ in 0..2 {
+            self.now = self.now.plus_ms(FAR_MS);
+            while self.dispatcher.expire(&mut self.table, self.now) {}
+        }
+        let engine = &mut self.dispatcher.engine;
+        engine.check_invariants();
+        assert!(
+            engine.is_empty(),
+            "engine state left: {:?}",
+            engine.counts()
+        );
+    }
+}
+
+/// The `session` target: three peers talk to the request path over the loop's turn structure.
+///
+/// Input: engine configuration, session limits (soft and hard output caps from 1 byte up, so
+/// backpressure and slow consumers are reachable), authentication on or off, then operations:
+/// connect, compose requests (protocol words, random bytes, CRLF variants, lines at and past the
+/// limits, harvested tokens), hand composed bytes to the kernel in arbitrary pieces, half-close,
+/// set how much the peer reads, reset, begin the drain, and run a loop turn (sleeping if idle).
+///
+/// Checks after every operation: each response line is well formed and a valid answer to the
+/// request it pairs with in order (lease echoes, authentication, drain), at most one closing
+/// `error` answers no request; `sig` pushes are well formed; responses equal the requests
+/// processed minus the one waiting; input within its cap; output within its cap but for one
+/// line; closes finish. At the end every peer leaves, no connection is left, and the engine is
+/// empty once the clock is far ahead.
+pub fn session(data: &[u8]) {
+    let mut input = Input::new(data);
+    let mut world = World::new(&mut input);
+    while !input.is_empty() {
+        world.step(&mut input);
+    }
+    world.finish();
+}
