@@ -20,8 +20,9 @@ use super::lines::{Line, Reply, parse_line};
 use super::{Input, engine_config};
 use crate::clock::Millis;
 use crate::engine::{ClientId, Engine, EngineConfig};
+use crate::protocol::frame::Frame;
 use crate::protocol::request::parse;
-use crate::protocol::{MAX_LINE, MAX_PAYLOAD_LINE, Request, Response};
+use crate::protocol::{MAX_LINE, MAX_PAYLOAD_LINE, Namespace, Request, Response};
 use crate::server::dispatch::{Dispatcher, SessionLimits, SessionTable};
 use crate::server::session::{CloseReason, Phase, Session};
 use crate::token::{TOKEN_LEN, TokenIssuer};
@@ -208,7 +209,7 @@ impl Rules {
             );
             return;
         }
-        let framed = crate::protocol::frame::Frame {
+        let framed = Frame {
             cmd: &frame[0],
             key: &frame[1],
             arg: &frame[2],
@@ -246,7 +247,7 @@ impl Rules {
                 matches!(reply, Reply::Granted(_, l) if l == lease)
                     || reply == Reply::Bare(R::Timeout)
                     || cancelled
-                    || refusal(ns == crate::protocol::Namespace::Semaphore)
+                    || refusal(ns == Namespace::Semaphore)
             }
             Request::Release { .. } => matches!(reply, Reply::Ok | Reply::Bare(R::Error)),
             Request::Renew { lease_s, .. } => {
@@ -256,7 +257,7 @@ impl Rules {
                 let lease = lease_s.unwrap_or(default);
                 matches!(reply, Reply::Acquired(_, l) if l == lease)
                     || matches!(reply, Reply::Bare(R::Queued | R::ErrorAlreadyEnqueued))
-                    || refusal(ns == crate::protocol::Namespace::Semaphore)
+                    || refusal(ns == Namespace::Semaphore)
             }
             Request::Wait { .. } => {
                 matches!(reply, Reply::Granted(..))

@@ -377,6 +377,12 @@ impl Server {
         }
         if !conn.read_ready || room == 0 {
             self.dispatcher.resume(&mut self.conns, id, now);
+            // Processing may have made room while the socket still holds data it will not
+            // announce again (edge-triggered): come back for it next turn.
+            let readable = self.conns.session_conn(id).is_some_and(|c| c.read_ready);
+            if readable && self.dispatcher.input_room(&mut self.conns, id) > 0 {
+                self.dispatcher.schedule(&mut self.conns, id);
+            }
             return;
         }
         let want = room.min(self.scratch.len());
