@@ -36,18 +36,7 @@ impl TestServer {
     /// environment, or limits applied in the child before it executes the binary). The test
     /// process's own `DFLOCKD_*` variables are removed before `configure` runs.
     pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> TestServer {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_dflockd"));
-        command
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (name, _) in std::env::vars() {
-            if name.starts_with("DFLOCKD_") {
-                command.env_remove(name);
-            }
-        }
+        let mut command = dflockd_command(args);
         configure(&mut command);
         let mut child = command.spawn().expect("spawn dflockd");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -438,18 +427,7 @@ fn connect_from(local: std::net::Ipv4Addr, remote: SocketAddr) -> std::io::Resul
 /// to start: asserts exit status 1 and returns what it wrote to stderr. A server that starts
 /// anyway is killed after a few seconds (instead of hanging the test) and fails it.
 pub fn start_up_error(args: &[&str], env: &[(&str, &str)]) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dflockd"));
-    command
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("DFLOCKD_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = dflockd_command(args);
     command.envs(env.iter().copied());
     let mut child = command.spawn().expect("spawn dflockd");
     let start = Instant::now();
@@ -514,4 +492,22 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// The `dflockd` binary on an ephemeral loopback port with `args`, stderr piped, and without the
+/// test process's own `DFLOCKD_*` variables.
+fn dflockd_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dflockd"));
+    command
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("DFLOCKD_") {
+            command.env_remove(name);
+        }
+    }
+    command
 }
