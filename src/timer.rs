@@ -633,9 +633,8 @@ impl<T: Copy> TimerWheel<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
-    /// SplitMix64: tiny and deterministic, enough to drive the model test.
+    /// SplitMix64: tiny and deterministic, enough to drive the randomized tests.
     struct Rng(u64);
 
     impl Rng {
@@ -651,17 +650,6 @@ mod tests {
         fn below(&mut self, n: u64) -> u64 {
             self.next() % n
         }
-
-        /// One of `values` at random, or `None` if there are none.
-        fn pick<'a, V: 'a>(
-            &mut self,
-            mut values: impl ExactSizeIterator<Item = &'a V>,
-        ) -> Option<&'a V> {
-            match values.len() as u64 {
-                0 => None,
-                len => values.nth(self.below(len) as usize),
-            }
-        }
     }
 
     /// Where an entry is linked: `(level, slot)`, level `READY` for the ready list.
@@ -670,9 +658,17 @@ mod tests {
         (entry.level, entry.slot)
     }
 
-    /// Polls at `now` until nothing is due; returns the payloads in firing order.
+    /// Polls at `now` until nothing is due; returns the payloads in firing order. An empty poll
+    /// with `next_deadline` at or before `now` is a cascade cut short, so it polls again.
     fn drain(wheel: &mut TimerWheel<u64>, now: u64) -> Vec<u64> {
-        std::iter::from_fn(|| wheel.poll(Millis(now)).map(|(_, payload)| payload)).collect()
+        let mut fired = Vec::new();
+        loop {
+            match wheel.poll(Millis(now)) {
+                Some((_, payload)) => fired.push(payload),
+                None if wheel.next_deadline().is_some_and(|Millis(at)| at <= now) => {}
+                None => return fired,
+            }
+        }
     }
 
     /// Sleeps until `next_deadline` and drains, as an event loop would, until the wheel is empty.
@@ -992,222 +988,15 @@ mod tests {
         wheel.check_invariants();
     }
 
-    /// A timer as the model sees it.
-    struct ModelTimer {
-        id: TimerId,
-        deadline: u64,
-        /// The deadline, or the wheel's time when it was set if that is later: the order key.
-        effective: u64,
-    }
-
-    /// The reference: armed timers keyed by payload (a unique serial), plus the two clocks.
-    #[derive(Default)]
-    struct Model {
-        timers: BTreeMap<u64, ModelTimer>,
-        /// Latest `now` given to `poll`.
-        now: u64,
-        /// What the wheel's time must be: `now` after an empty poll, else the latest fired deadline
-        /// (see the module documentation).
-        wheel_time: u64,
-        /// Ids of fired and cancelled timers.
-        stale: Vec<TimerId>,
-        next_payload: u64,
-    }
-
-    impl Model {
-        fn arm(&mut self, id: TimerId, payload: u64, deadline: u64) {
-            let effective = deadline.max(self.wheel_time);
-            self.timers.insert(
-                payload,
-                ModelTimer {
-                    id,
-                    deadline,
-                    effective,
-                },
-            );
-        }
-
-        fn earliest_deadline(&self) -> Option<u64> {
-            self.timers.values().map(|timer| timer.deadline).min()
-        }
-
-        /// Checks one result of `poll` against the model and updates it.
-        fn expect_poll(&mut self, got: Option<(TimerId, u64)>) {
-            let Some((id, payload)) = got else {
-                assert!(
-                    self.timers.values().all(|timer| timer.deadline > self.now),
-                    "poll({}) returned None with a timer due",
-                    self.now
-                );
-                self.wheel_time = self.now;
-                return;
-            };
-            let timer = self
-                .timers
-                .remove(&payload)
-                .expect("fired a timer that is not armed");
-            assert_eq!(timer.id, id, "fired payload {payload} under another id");
-            assert!(
-                timer.deadline <= self.now,
-                "fired {} at {}",
-                timer.deadline,
-                self.now
-            );
-            let earliest = self.timers.values().map(|timer| timer.effective).min();
-            assert!(
-                earliest.is_none_or(|earliest| timer.effective <= earliest),
-                "fired effective deadline {} before {earliest:?}",
-                timer.effective
-            );
-            self.wheel_time = self.wheel_time.max(timer.deadline);
-            self.stale.push(id);
-        }
-
-        fn check(&self, wheel: &TimerWheel<u64>) {
-            wheel.check_invariants();
-            assert_eq!(wheel.len(), self.timers.len());
-            assert_eq!(wheel.elapsed, self.wheel_time, "wheel time");
-            match (wheel.next_deadline(), self.earliest_deadline()) {
-                (None, None) => {}
-                (Some(Millis(next)), Some(earliest)) => {
-                    assert!(
-                        next <= earliest,
-                        "next_deadline {next} after deadline {earliest}"
-                    )
-                }
-                (next, earliest) => panic!("next_deadline {next:?} with earliest {earliest:?}"),
-            }
-        }
-    }
-
-    /// A deadline relative to `now`, biased towards slot boundaries, the past and the far future.
-    fn pick_deadline(rng: &mut Rng, now: u64) -> u64 {
-        match rng.below(100) {
-            0..25 => now.saturating_add(rng.below(130)),
-            25..45 => now.saturating_add(rng.below(300_000)),
-            45..55 => rng.below(1 << 40),
-            55..65 => now.saturating_sub(rng.below(1000)),
-            65..70 => u64::MAX - rng.below(1000),
-            70..75 => now,
-            75..90 => {
-                let unit = 1u64 << (SLOT_BITS * (1 + rng.below(7) as u32));
-                let boundary = (now / unit).saturating_add(1).saturating_mul(unit);
-                boundary.saturating_add(rng.below(3)).saturating_sub(1)
-            }
-            _ => now.saturating_add(rng.below(1 << 40)),
-        }
-    }
-
-    /// The `now` for the next poll: standing still, going backwards, small steps, exactly the next
-    /// deadline, large jumps and, rarely, the end of time.
-    fn pick_now(rng: &mut Rng, model: &Model, wheel: &TimerWheel<u64>) -> u64 {
-        let now = model.now;
-        match rng.below(1000) {
-            0..100 => now,
-            100..150 => now.saturating_sub(rng.below(5000)),
-            150..500 => now.saturating_add(rng.below(100)),
-            500..750 => now.saturating_add(rng.below(70_000)),
-            750..850 => model.earliest_deadline().unwrap_or(now),
-            850..950 => wheel.next_deadline().map_or(now, |Millis(next)| next),
-            950..998 => now.saturating_add(rng.below(1 << 40)),
-            _ => u64::MAX - rng.below(10),
-        }
-    }
-
-    fn step(rng: &mut Rng, wheel: &mut TimerWheel<u64>, model: &mut Model) {
-        match rng.below(100) {
-            0..35 => {
-                let deadline = pick_deadline(rng, model.now);
-                let payload = model.next_payload;
-                model.next_payload += 1;
-                let id = wheel.insert(Millis(deadline), payload);
-                model.arm(id, payload, deadline);
-            }
-            35..43 => {
-                if let Some(&payload) = rng.pick(model.timers.keys()) {
-                    let timer = model
-                        .timers
-                        .remove(&payload)
-                        .expect("picked from the model");
-                    assert_eq!(wheel.cancel(timer.id), Some(payload));
-                    model.stale.push(timer.id);
-                }
-            }
-            43..58 => {
-                if let Some(&payload) = rng.pick(model.timers.keys()) {
-                    let timer = model
-                        .timers
-                        .remove(&payload)
-                        .expect("picked from the model");
-                    let shift = 1 << (4 * rng.below(11));
-                    let deadline = match rng.below(3) {
-                        0 => timer.deadline.saturating_add(rng.below(shift)),
-                        1 => timer.deadline.saturating_sub(rng.below(shift)),
-                        _ => pick_deadline(rng, model.now),
-                    };
-                    assert!(wheel.reschedule(timer.id, Millis(deadline)));
-                    model.arm(timer.id, payload, deadline);
-                }
-            }
-            58..62 => {
-                if let Some(&stale) = rng.pick(model.stale.iter()) {
-                    assert_eq!(wheel.cancel(stale), None);
-                    assert!(!wheel.reschedule(stale, Millis(model.now)));
-                    assert_eq!(wheel.deadline(stale), None);
-                    assert_eq!(wheel.payload(stale), None);
-                }
-            }
-            62..65 => {
-                for (&payload, timer) in &model.timers {
-                    assert_eq!(wheel.deadline(timer.id), Some(Millis(timer.deadline)));
-                    assert_eq!(wheel.payload(timer.id), Some(payload));
-                }
-            }
-            _ => {
-                let now = pick_now(rng, model, wheel);
-                model.now = model.now.max(now);
-                // Mostly drain fully; sometimes stop early and let other operations interleave.
-                let budget = if rng.below(4) == 0 {
-                    1 + rng.below(3)
-                } else {
-                    u64::MAX
-                };
-                for _ in 0..budget {
-                    let got = wheel.poll(Millis(now));
-                    let done = got.is_none();
-                    model.expect_poll(got);
-                    if done {
-                        let next = wheel.next_deadline();
-                        assert!(next.is_none_or(|next| next.0 > model.now), "no progress");
-                        break;
-                    }
-                }
-            }
-        }
-        model.check(wheel);
-    }
-
+    /// Random operations against the sorted-map model of the `timer` fuzz target, which follows
+    /// the bounded-cascade contract (an empty poll with `next_deadline` at or before `now` means
+    /// "poll again"). Every `cargo test` runs it on fresh inputs beyond the committed corpus.
     #[test]
-    fn matches_a_sorted_map_model() {
-        for seed in 0..2000 {
+    fn matches_the_sorted_map_model_of_the_fuzz_target() {
+        for seed in 0..1000 {
             let mut rng = Rng(seed);
-            let mut wheel = TimerWheel::new();
-            let mut model = Model::default();
-            for _ in 0..100 {
-                step(&mut rng, &mut wheel, &mut model);
-            }
-            // Nothing is lost: at the end of time everything fires, in order.
-            model.now = u64::MAX;
-            loop {
-                let got = wheel.poll(Millis::MAX);
-                let done = got.is_none();
-                model.expect_poll(got);
-                if done {
-                    break;
-                }
-            }
-            model.check(&wheel);
-            assert!(wheel.is_empty() && model.timers.is_empty(), "seed {seed}");
+            let input: Vec<u8> = (0..1 + rng.below(3000)).map(|_| rng.next() as u8).collect();
+            crate::fuzzing::timer(&input);
         }
     }
 }
