@@ -55,22 +55,50 @@ impl fmt::Display for LeaseToken {
     }
 }
 
+/// The digits of the wire form, lower case only.
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Value of each byte as a hex digit; [`NOT_HEX`] for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[DIGITS[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Marks a byte that is not a digit; no digit value has this bit.
+const NOT_HEX: u8 = 0x80;
+
+/// The two digits of each byte value, so encoding takes one lookup per byte, not per digit.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut table = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    table
+};
+
+/// Table-driven and branch-free (one check at the end): tokens are parsed on every release and
+/// renew.
 fn parse_hex_u64(digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(0u64, |acc, &b| {
-        let v = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => return None,
-        };
-        Some(acc << 4 | u64::from(v))
-    })
+    let (mut value, mut flags) = (0u64, 0u8);
+    for &b in digits {
+        let v = HEX_VALUE[usize::from(b)];
+        flags |= v;
+        value = value << 4 | u64::from(v & 0xf);
+    }
+    (flags & NOT_HEX == 0).then_some(value)
 }
 
-fn write_hex_u64(mut value: u64, out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for slot in out.iter_mut().rev() {
-        *slot = DIGITS[(value & 0xf) as usize];
-        value >>= 4;
+/// Writes the 16 digits of `value` into `out` (16 bytes), most significant first.
+fn write_hex_u64(value: u64, out: &mut [u8]) {
+    for (pair, byte) in out.chunks_exact_mut(2).zip(value.to_be_bytes()) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
 }
 
@@ -244,6 +272,23 @@ mod tests {
         );
         assert_eq!(LeaseToken::parse(b"0123456789abcdeffedcba98765432 0"), None);
         assert_eq!(LeaseToken::parse(b""), None);
+    }
+
+    #[test]
+    fn every_byte_outside_the_digits_is_rejected_in_every_position() {
+        let valid = *b"0123456789abcdeffedcba9876543210";
+        for byte in 0..=u8::MAX {
+            let is_digit = byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
+            for position in [0, 7, 15, 16, 31] {
+                let mut text = valid;
+                text[position] = byte;
+                assert_eq!(
+                    LeaseToken::parse(&text).is_some(),
+                    is_digit,
+                    "byte {byte:#04x} at {position}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! per entry) whose hashes are computed from the resources themselves. Keys come from clients,
 //! so they are hashed with std's randomly keyed SipHash, which resists hash flooding.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 
 use hashbrown::HashTable;
 use slab::Slab;
@@ -68,6 +68,16 @@ impl Resource {
     }
 }
 
+/// The index hash of (`ns`, `key`): one SipHash pass over the key bytes followed by a namespace
+/// byte. The key is the only variable-length part, so this input already tells every pair apart
+/// without the length prefix that hashing the tuple would add (and pay for on every request).
+fn key_hash(hasher: &RandomState, ns: Namespace, key: &[u8]) -> u64 {
+    let mut state = hasher.build_hasher();
+    state.write(key);
+    state.write_u8(ns as u8);
+    state.finish()
+}
+
 fn idle_link(resource: &mut Resource) -> &mut Link {
     &mut resource.idle_link
 }
@@ -105,7 +115,7 @@ impl Keyspace {
     }
 
     fn hash(&self, ns: Namespace, key: &[u8]) -> u64 {
-        self.hasher.hash_one((ns, key))
+        key_hash(&self.hasher, ns, key)
     }
 
     /// Number of resources (both namespaces); what `--max-locks` counts.
@@ -159,26 +169,28 @@ impl Keyspace {
         });
         let (hasher, resources) = (&self.hasher, &self.resources);
         self.index
-            .insert_unique(hasher.hash_one((ns, key)), index, |&slot| {
+            .insert_unique(key_hash(hasher, ns, key), index, |&slot| {
                 let r = &resources[slot as usize];
-                hasher.hash_one((r.ns(), &*r.key))
+                key_hash(hasher, r.ns(), &r.key)
             });
         Ok(index)
     }
 
-    /// Records activity on `index` at `now`. An idle resource moves to the young end of the idle
-    /// list, so the list stays ordered by last activity.
+    /// Records activity on `index` at `now`, and takes it off the idle list: its place there is
+    /// stale now. [`Keyspace::settle`] must follow before the engine operation ends; it puts the
+    /// resource back at the young end if it is still idle. Nearly every touched resource is about
+    /// to gain a holder or waiter, so this costs one unlink where moving it to the young end on
+    /// every touch would cost an unlink and a link, undone again by the settle.
     pub fn touch(&mut self, index: u32, now: Millis) {
         self.resources[index as usize].last_activity = now;
         if self.is_listed(index) {
             self.idle.remove(&mut self.resources, index, idle_link);
-            self.idle.push_back(&mut self.resources, index, idle_link);
         }
     }
 
     /// Puts `index` on or off the idle list to match its state. Call after its holders or waiters
-    /// change, together with [`Keyspace::touch`]: every such change is activity (spec §8.7), which
-    /// is what keeps an entry joining at the back in activity order.
+    /// change and after every [`Keyspace::touch`]. Every such change is activity (spec §8.7) and
+    /// comes with a touch, which is what keeps an entry joining at the back in activity order.
     pub fn settle(&mut self, index: u32) {
         match (
             self.resources[index as usize].is_idle(),
@@ -311,6 +323,7 @@ mod tests {
         // Activity on "a" makes it the youngest.
         let a = keys.find(Namespace::Lock, b"a").unwrap();
         keys.touch(a, Millis(25));
+        keys.settle(a);
         keys.check_invariants();
         assert_eq!(keys.collect_idle(Millis(30), 10, 100), 2);
         assert!(keys.find(Namespace::Lock, b"b").is_none());

@@ -328,16 +328,18 @@ impl Engine {
         max > 0 && u64::from(self.keys.resources[resource as usize].queue.len()) >= max
     }
 
-    /// The lease of `resource` (ns, key) holding `token`, if any.
+    /// The lease of (`ns`, `key`) holding `token`, if any. The fence finds the only candidate,
+    /// so the key is compared with the lease's resource instead of being looked up: that saves a
+    /// keyed hash of the key on every release and renew.
     fn find_lease(&self, ns: Namespace, key: &[u8], token: &[u8]) -> Option<u32> {
-        let resource = self.keys.find(ns, key)?;
         let token = LeaseToken::parse(token)?;
         let leases = &self.leases;
         let lease = self
             .by_fence
             .find(token.fence, |slot| leases[slot as usize].token.fence)?;
-        let l = &self.leases[lease as usize];
-        (l.resource == resource && l.token == token).then_some(lease)
+        let l = &leases[lease as usize];
+        let resource = &self.keys.resources[l.resource as usize];
+        (l.token == token && resource.ns() == ns && *resource.key == *key).then_some(lease)
     }
 
     /// Creates a holder of `resource` for `owner`, with its expiry timer.
