@@ -1,6 +1,7 @@
 //! A full consistency check of the engine's state, for unit tests and fuzz targets. O(state);
 //! never called by the server.
 
+use super::locking::owner_link;
 use super::{Engine, TwoPhase};
 
 impl Engine {
@@ -77,21 +78,37 @@ impl Engine {
             .filter(|(_, l)| l.owner.client().is_some())
             .count();
         let listed: usize = self.clients.iter().map(|c| c.leases.len() as usize).sum();
-        assert_eq!(owned, listed, "owned leases and client lease lists differ");
+        assert_eq!(
+            owned,
+            listed + self.releasing.len() as usize,
+            "owned leases differ from client lease lists plus the release queue"
+        );
         let waiting: usize = self.clients.iter().map(|c| c.waiters.len() as usize).sum();
         assert_eq!(
             waiting,
             self.waiters.len(),
             "waiter outside its client's list"
         );
-        for (index, lease) in self.leases.iter() {
-            if let Some(owner) = lease.owner.client() {
-                assert!(
-                    self.clients.contains(owner),
-                    "lease {index} owned by a departed client"
-                );
-            }
+        let mut releasing = Vec::new();
+        self.releasing
+            .collect_into(&mut self.leases, owner_link, &mut releasing);
+        for &lease in &releasing {
+            let owner = self.leases[lease as usize].owner.client();
+            assert!(
+                owner.is_some_and(|owner| !self.clients.contains(owner)),
+                "lease {lease} queued for release but not owned by a departed client"
+            );
         }
+        let departed = self.leases.iter().filter(|(_, l)| {
+            l.owner
+                .client()
+                .is_some_and(|owner| !self.clients.contains(owner))
+        });
+        assert_eq!(
+            departed.count(),
+            releasing.len(),
+            "lease of a departed client not queued for release"
+        );
         for (index, waiter) in self.waiters.iter() {
             let client = self
                 .clients

@@ -105,6 +105,23 @@ impl List {
         self.len -= 1;
     }
 
+    /// Moves every entry of `other` to the end of this list in O(1), leaving `other` empty.
+    /// Both lists must run through `link`.
+    pub fn append<T>(&mut self, other: &mut List, slab: &mut Slab<T>, link: LinkOf<T>) {
+        let other = std::mem::take(other);
+        if other.is_empty() {
+            return;
+        }
+        if self.tail == NIL {
+            self.head = other.head;
+        } else {
+            link(&mut slab[self.tail as usize]).next = other.head;
+            link(&mut slab[other.head as usize]).prev = self.tail;
+        }
+        self.tail = other.tail;
+        self.len += other.len;
+    }
+
     /// The entry after `index` in the list `link` selects.
     pub fn next_of<T>(slab: &mut Slab<T>, index: u32, link: LinkOf<T>) -> Option<u32> {
         let next = link(&mut slab[index as usize]).next;

@@ -7,7 +7,9 @@
 
 use super::keyspace::KeyError;
 use super::list::{Link, List};
-use super::{ClientId, Due, Engine, Lease, Outbox, Outcome, Owner, TwoPhase, Waiter};
+use super::{
+    ClientId, Due, EXPIRE_BUDGET, Engine, Lease, Outbox, Outcome, Owner, TwoPhase, Waiter,
+};
 use crate::clock::Millis;
 use crate::protocol::{Namespace, Response};
 use crate::timer::TimerId;
@@ -17,7 +19,8 @@ fn holder_link(lease: &mut Lease) -> &mut Link {
     &mut lease.holder_link
 }
 
-fn owner_link(lease: &mut Lease) -> &mut Link {
+/// The link of a lease in its owner's lease list, or in the release queue once its owner left.
+pub(super) fn owner_link(lease: &mut Lease) -> &mut Link {
     &mut lease.owner_link
 }
 
@@ -283,15 +286,42 @@ impl Engine {
         }
     }
 
-    /// Releases (auto-release) or orphans every lease of a departing client.
-    pub(super) fn drop_leases_of(&mut self, now: Millis, client: ClientId, out: &mut impl Outbox) {
-        while let Some(lease) = self.clients.get(client).and_then(|c| c.leases.head()) {
-            if self.config.auto_release_on_disconnect {
-                self.end_lease(now, lease, out);
-            } else {
+    /// Unregisters a departing client and releases (auto-release) or orphans its leases.
+    /// Releases beyond [`EXPIRE_BUDGET`] are left on `releasing` for [`Engine::expire`].
+    pub(super) fn unregister(&mut self, now: Millis, client: ClientId, out: &mut impl Outbox) {
+        if !self.config.auto_release_on_disconnect {
+            while let Some(lease) = self.clients.get(client).and_then(|c| c.leases.head()) {
                 self.orphan_lease(now, lease, client);
             }
+            self.clients.remove(client);
+            return;
         }
+        // Unregistered first: `end_lease` finds the leases of an absent owner on `releasing`.
+        if let Some(mut state) = self.clients.remove(client) {
+            // Behind any leases still queued from earlier departures, keeping grant order.
+            self.releasing
+                .append(&mut state.leases, &mut self.leases, owner_link);
+        }
+        self.release_departed(now, EXPIRE_BUDGET, out);
+    }
+
+    /// Releases up to `budget` leases of departed clients, oldest departure first; returns how
+    /// many it released.
+    pub(super) fn release_departed(
+        &mut self,
+        now: Millis,
+        budget: usize,
+        out: &mut impl Outbox,
+    ) -> usize {
+        let mut released = 0;
+        while released < budget {
+            let Some(lease) = self.releasing.head() else {
+                break;
+            };
+            self.end_lease(now, lease, out);
+            released += 1;
+        }
+        released
     }
 
     fn answer(&mut self, client: ClientId, response: Response, out: &mut impl Outbox) -> Outcome {
@@ -399,8 +429,10 @@ impl Engine {
             .holders
             .remove(&mut self.leases, lease, holder_link);
         if let Some(owner) = self.leases[lease as usize].owner.client() {
-            if let Some(state) = self.clients.get_mut(owner) {
-                state.leases.remove(&mut self.leases, lease, owner_link);
+            match self.clients.get_mut(owner) {
+                Some(state) => state.leases.remove(&mut self.leases, lease, owner_link),
+                // Its owner has gone: the lease was waiting on the release queue.
+                None => self.releasing.remove(&mut self.leases, lease, owner_link),
             }
         }
         let l = self.leases.remove(lease as usize);

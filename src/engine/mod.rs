@@ -30,7 +30,7 @@ use slab::Slab;
 use self::clients::Clients;
 use self::fences::FenceIndex;
 use self::keyspace::Keyspace;
-use self::list::Link;
+use self::list::{Link, List};
 use self::signal::SignalIndex;
 pub use self::stats::{ServerFigures, StatsCursor};
 use crate::clock::Millis;
@@ -127,7 +127,9 @@ struct Lease {
 /// Who holds a lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Owner {
-    /// The connected client that acquired it.
+    /// The client that acquired it. While that client is connected the lease is on its lease
+    /// list; once it has disconnected (auto-release on) the lease is on `Engine::releasing`,
+    /// waiting to be released.
     Client(ClientId),
     /// Its client left with auto-release off: the lease stays held until it expires or someone
     /// releases it by token. The connection number is kept for `stats`, since it is still that
@@ -193,7 +195,8 @@ enum Due {
 const PRESIZED_KEYS: u64 = 1 << 20;
 
 /// Most timers [`Engine::expire`] handles per call, so that a mass expiry is spread over loop
-/// turns instead of stalling every other client.
+/// turns instead of stalling every other client. Also the most leases of a departed client that
+/// one call of [`Engine::disconnect`] or [`Engine::expire`] releases.
 pub const EXPIRE_BUDGET: usize = 4096;
 
 /// The engine: every piece of lock, semaphore and signal state.
@@ -208,6 +211,10 @@ pub struct Engine {
     waiters: Slab<Waiter>,
     two_phase: HashMap<(ClientId, u32), TwoPhase>,
     clients: Clients,
+    /// Leases of departed clients (auto-release on) still to be released, in grant order,
+    /// linked through `owner_link`: a client that held more than [`EXPIRE_BUDGET`] leases has
+    /// the rest released over the next calls of [`Engine::expire`].
+    releasing: List,
     timers: TimerWheel<Due>,
     gc_timer: Option<TimerId>,
     signals: SignalIndex,
@@ -229,6 +236,7 @@ impl Engine {
             waiters: Slab::new(),
             two_phase: HashMap::new(),
             clients: Clients::default(),
+            releasing: List::default(),
             timers: TimerWheel::new(),
             gc_timer: None,
             signals: SignalIndex::default(),
@@ -309,7 +317,7 @@ impl Engine {
     /// wait timeouts and idle GC. Handles at most [`EXPIRE_BUDGET`] of them; returns `true` if
     /// more are due, in which case the caller should call again soon (next loop turn).
     pub fn expire(&mut self, now: Millis, out: &mut impl Outbox) -> bool {
-        let mut budget = EXPIRE_BUDGET;
+        let mut budget = EXPIRE_BUDGET - self.release_departed(now, EXPIRE_BUDGET, out);
         while budget > 0 {
             // `None` means nothing is due, or the wheel paused a large cascade: the check
             // below tells the two apart.
@@ -323,26 +331,32 @@ impl Engine {
                 Due::IdleGc => budget -= self.on_idle_gc(now, budget),
             }
         }
-        self.timers.next_deadline().is_some_and(|at| at <= now)
+        !self.releasing.is_empty() || self.timers.next_deadline().is_some_and(|at| at <= now)
     }
 
-    /// The earliest time at which [`Engine::expire`] may have work; `None` if no timer is armed.
-    /// May be earlier than any real deadline (the wheel's cascading points), never later.
+    /// The earliest time at which [`Engine::expire`] may have work; `None` if no timer is armed
+    /// and no departed client's lease waits for release (then [`Millis::ZERO`]: at once). May
+    /// be earlier than any real deadline (the wheel's cascading points), never later.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.timers.next_deadline()
+        if self.releasing.is_empty() {
+            self.timers.next_deadline()
+        } else {
+            Some(Millis::ZERO)
+        }
     }
 
     /// Forgets `client`: removes its subscriptions, waiters and two-phase state and, with
     /// auto-release on, releases what it holds, granting freed capacity to other clients. No
-    /// response is sent to `client` itself.
+    /// response is sent to `client` itself. A client holding more than [`EXPIRE_BUDGET`] leases
+    /// has the rest released in grant order by the next calls of [`Engine::expire`], so that a
+    /// client holding a million locks does not stall everyone else while they are released.
     pub fn disconnect(&mut self, now: Millis, client: ClientId, out: &mut impl Outbox) {
         let Some(state) = self.clients.get_mut(client) else {
             return;
         };
         self.signals.remove_client(client, &mut state.subscriptions);
         self.drop_waiters_of(now, client);
-        self.drop_leases_of(now, client, out);
-        self.clients.remove(client);
+        self.unregister(now, client, out);
     }
 
     /// Cancels every request that is waiting (server shutdown, spec §16): each waiter leaves its

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::{ClientId, Engine, EngineConfig, Outbox, Outcome, ServerFigures};
+use super::{ClientId, EXPIRE_BUDGET, Engine, EngineConfig, Outbox, Outcome, ServerFigures};
 use crate::clock::Millis;
 use crate::protocol::Response;
 use crate::protocol::frame::{Decoded, FrameDecoder};
@@ -131,6 +131,13 @@ impl Harness {
             "{client:?} has unread replies {:?}",
             self.inbox[&client]
         );
+        let outcome = self.apply(client, cmd, key, arg);
+        self.check(Some((client, outcome)));
+        outcome
+    }
+
+    /// Parses the request and applies it, without checking anything afterwards.
+    fn apply(&mut self, client: ClientId, cmd: &str, key: &str, arg: &str) -> Outcome {
         let wire = format!("{cmd}\n{key}\n{arg}\n");
         let Decoded::Frame { frame, consumed } = FrameDecoder::default().decode(wire.as_bytes())
         else {
@@ -138,9 +145,24 @@ impl Harness {
         };
         assert_eq!(consumed, wire.len(), "{wire:?} is not exactly one request");
         let request = parse(&frame).unwrap_or_else(|e| panic!("{wire:?} does not parse: {e:?}"));
-        let outcome = self.engine.apply(self.now, client, &request, &mut self.out);
-        self.check(Some((client, outcome)));
-        outcome
+        self.engine.apply(self.now, client, &request, &mut self.out)
+    }
+
+    /// Try-locks every key in `keys` for `client`, all of which must be granted, and returns the
+    /// tokens. The engine is checked once at the end: a full check after each of thousands of
+    /// requests would take minutes.
+    fn lock_all(&mut self, client: ClientId, keys: &[String]) -> Vec<LeaseToken> {
+        for key in keys {
+            assert_eq!(self.apply(client, "l", key, "0"), Outcome::Answered);
+        }
+        let replies = std::mem::take(&mut self.out.replies);
+        assert_eq!(replies.len(), keys.len(), "one reply per request");
+        self.check(None);
+        let tokens = replies.into_iter().map(|(to, response)| {
+            assert_eq!(to, client, "reply to another client");
+            granted(response, self.engine.config().default_lease_s)
+        });
+        tokens.collect()
     }
 
     /// Sends a request that must be answered at once, and returns the answer.
@@ -1558,6 +1580,43 @@ fn disconnect_with_auto_release_frees_everything_the_client_had() {
     assert_eq!(h.ask(b, "r", "d", &tbd.to_string()), Response::Ok);
     granted(h.reply(g), 33);
     assert_eq!(h.waiters(), 0);
+    h.finish();
+}
+
+#[test]
+fn a_client_holding_many_leases_is_released_in_slices_in_grant_order() {
+    let count = 2 * EXPIRE_BUDGET + 10;
+    let mut h = Harness::new(EngineConfig {
+        max_locks: count as u64,
+        ..EngineConfig::default()
+    });
+    let [a, b, c, d] = [h.client(), h.client(), h.client(), h.client()];
+    let keys: Vec<String> = (0..count).map(|i| format!("k{i}")).collect();
+    let tokens = h.lock_all(a, &keys);
+    h.block(b, "l", &keys[0], "10");
+    h.block(c, "l", &keys[count - 1], "10");
+
+    // The disconnect itself releases one budget's worth, oldest grant first.
+    h.disconnect(a);
+    granted(h.reply(b), 33);
+    h.quiet(c);
+    assert_eq!(h.holders(), count - EXPIRE_BUDGET + 1);
+    assert_eq!(h.engine.next_deadline(), Some(Millis::ZERO), "work is left");
+    // A lease still queued for release can be released by token meanwhile.
+    let queued = count - 2;
+    assert_eq!(
+        h.ask(d, "r", &keys[queued], &tokens[queued].to_string()),
+        Response::Ok
+    );
+    // Each expire call releases one more budget's worth.
+    assert!(h.engine.expire(h.now, &mut h.out), "more to release");
+    h.check(None);
+    h.quiet(c);
+    assert_eq!(h.holders(), count - 2 * EXPIRE_BUDGET);
+    assert!(!h.engine.expire(h.now, &mut h.out), "all released");
+    h.check(None);
+    granted(h.reply(c), 33);
+    assert_eq!(h.holders(), 2);
     h.finish();
 }
 
