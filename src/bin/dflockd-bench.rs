@@ -601,7 +601,7 @@ mod stall {
 
     use super::stats::{self, Summary};
     use super::{IO_GRACE, json_string};
-    use dflockd::client::{Client, Connection, Error as ClientError};
+    use dflockd::client::{Client, Connection, Error as ClientError, Kind};
 
     /// How long the probe runs before any bulk work, to give the baseline.
     const BASELINE: Duration = Duration::from_secs(1);
@@ -632,7 +632,10 @@ mod stall {
         then waits until the last lease fell due plus 2 s (the server needs --max-locks > SIZE);\n  \
         fanout: SIZE connections `listen stall.>`, then 21 `signal stall.x`, one at a time, \
         until every subscriber got all of them;\n  \
-        stats: SIZE idle keys (pipelined `l` + `r`), then 5 `stats` requests, one at a time.\n\n\
+        stats: SIZE idle keys (pipelined `l` + `r`), then 5 `stats` requests, one at a time;\n  \
+        disconnect: one connection holds SIZE locks `stall-<i>` (pipelined `l`, lease 3600 s) and \
+        closes; the bulk work lasts until a try-lock of the last key succeeds (the server needs \
+        --max-locks > SIZE).\n\n\
         The report gives the probe's ping latency (p50, p99, max) in three windows: the \
         baseline, the set-up and the bulk work. A ping counts for every window its round \
         trip overlaps. Plain TCP only, no auth."
@@ -646,7 +649,8 @@ mod stall {
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6388")]
         servers: String,
 
-        /// Keys or subscribers [default: expiry 1000000, fanout 10000, stats 100000].
+        /// Keys or subscribers [default: expiry 1000000, fanout 10000, stats 100000,
+        /// disconnect 1000000].
         #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
         size: Option<usize>,
 
@@ -669,6 +673,8 @@ mod stall {
         Fanout,
         /// A `stats` reply listing many keys.
         Stats,
+        /// A client holding many locks disconnects.
+        Disconnect,
     }
 
     impl Scenario {
@@ -677,12 +683,13 @@ mod stall {
                 Scenario::Expiry => "expiry",
                 Scenario::Fanout => "fanout",
                 Scenario::Stats => "stats",
+                Scenario::Disconnect => "disconnect",
             }
         }
 
         fn default_size(self) -> usize {
             match self {
-                Scenario::Expiry => 1_000_000,
+                Scenario::Expiry | Scenario::Disconnect => 1_000_000,
                 Scenario::Fanout => 10_000,
                 Scenario::Stats => 100_000,
             }
@@ -741,6 +748,7 @@ mod stall {
                 Scenario::Expiry => expiry(&args.servers, size, args.lease),
                 Scenario::Fanout => connect().and_then(|c| fanout(&args.servers, size, c)),
                 Scenario::Stats => connect().and_then(|c| stats_reply(&args.servers, size, c)),
+                Scenario::Disconnect => connect().and_then(|c| disconnect(&args.servers, size, c)),
             };
             stop.store(true, Ordering::Relaxed);
             let samples = probe.join().expect("the probe thread does not panic");
@@ -874,6 +882,41 @@ mod stall {
             setup: (start, granted),
             bulk,
             facts: vec![("leases", size as f64), ("leases_due_over_s", spread)],
+        })
+    }
+
+    /// One connection holding many locks goes away; the server releases them all.
+    fn disconnect(addr: &str, size: usize, mut watcher: Connection) -> Result<Work, String> {
+        const LONG_LEASE: u64 = 3600;
+        let mut raw = Raw::connect(addr)?;
+        let start = Instant::now();
+        for first in (0..size).step_by(BATCH) {
+            acquire_batch(&mut raw, first..size.min(first + BATCH), LONG_LEASE)?;
+        }
+        let triggered = Instant::now();
+        drop(raw);
+        // Locks are released in grant order, so the last key is free once all of them are.
+        let last = format!("stall-{}", size - 1);
+        loop {
+            match watcher.acquire(Kind::Lock, &last, Duration::ZERO, None) {
+                Ok(grant) => {
+                    watcher
+                        .release(Kind::Lock, &last, &grant.token)
+                        .map_err(|e| format!("release: {e}"))?;
+                    break;
+                }
+                Err(ClientError::Timeout) if triggered.elapsed() < DELIVERY_DEADLINE => {}
+                Err(e) => return Err(format!("try-lock of {last}: {e}")),
+            }
+        }
+        let released = Instant::now();
+        Ok(Work {
+            setup: (start, triggered),
+            bulk: (triggered, released),
+            facts: vec![
+                ("locks", size as f64),
+                ("all_released_s", (released - triggered).as_secs_f64()),
+            ],
         })
     }
 
