@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use dflockd::client::{Client, Enqueued, Error, Guard, Stats};
+use dflockd::client::{
+    Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, Enqueued, Error, Guard, Stats,
+};
 use dflockd::protocol::MAX_SECONDS;
 
 /// The command line could not be used (also clap's own status for usage errors).
@@ -98,6 +100,38 @@ struct ConnectionArgs {
         conflicts_with = "tls_ca"
     )]
     tls: bool,
+
+    /// The name the servers' certificates must carry, when it differs from the host in
+    /// --servers (for servers reached by IP address). Default: the host part of each address.
+    #[arg(
+        long,
+        global = true,
+        env = "DFLOCKD_TLS_SERVER_NAME",
+        value_name = "NAME"
+    )]
+    tls_server_name: Option<String>,
+
+    /// Seconds connecting (TCP and TLS handshake) may take.
+    #[arg(
+        long,
+        global = true,
+        env = "DFLOCKD_CONNECT_TIMEOUT",
+        value_name = "S",
+        default_value_t = DEFAULT_CONNECT_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS)
+    )]
+    connect_timeout: u64,
+
+    /// Seconds a server may take to answer (beyond a lock's own wait) before the request fails.
+    #[arg(
+        long,
+        global = true,
+        env = "DFLOCKD_IO_TIMEOUT",
+        value_name = "S",
+        default_value_t = DEFAULT_IO_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS)
+    )]
+    io_timeout: u64,
 
     /// Authenticate with this token.
     #[arg(
@@ -239,7 +273,12 @@ fn main() -> ExitCode {
 
 fn build_client(args: &ConnectionArgs, matches: &ArgMatches) -> Result<Client, Failure> {
     let servers: Vec<String> = args.servers.iter().map(|s| s.trim().to_owned()).collect();
-    let mut builder = Client::builder(servers);
+    let mut builder = Client::builder(servers)
+        .connect_timeout(Duration::from_secs(args.connect_timeout))
+        .io_timeout(Duration::from_secs(args.io_timeout));
+    if let Some(name) = &args.tls_server_name {
+        builder = builder.tls_server_name(name);
+    }
     if let Some(ca) = &args.tls_ca {
         builder = builder.tls_ca_file(ca);
     } else if args.tls {

@@ -1,7 +1,8 @@
 //! The `dflockctl` binary against the real server: `run` serialising concurrent invocations,
 //! passing on the command's exit status, releasing however the command ends, stopping it when
 //! the lock is lost, and failing with its documented statuses; `stats`, `emit`, `listen` and
-//! `ping`; authentication settings from flags, files and the environment.
+//! `ping`; authentication settings from flags, files and the environment; TLS server names and
+//! timeouts.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -288,4 +289,57 @@ fn help_documents_the_exit_statuses() {
     for needle in ["Exit status", "69", "75", "76", "127"] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
+}
+
+#[test]
+fn tls_with_a_server_name_other_than_the_address() {
+    // The certificate names a host, not the address dflockctl connects to.
+    let dir = TempDir::new();
+    let issued = rcgen::generate_simple_self_signed(vec!["locks.internal".to_owned()])
+        .expect("generate a certificate");
+    let cert = dir.file("cert.pem", issued.cert.pem().as_bytes());
+    let key = dir.file("key.pem", issued.signing_key.serialize_pem().as_bytes());
+    let server = TestServer::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    let addr = server.addr.to_string();
+
+    let by_address = output(dflockctl(&addr).args(["--tls-ca", &cert, "ping"]));
+    assert_eq!(
+        by_address.status.code(),
+        Some(69),
+        "{}",
+        stderr(&by_address)
+    );
+    let named = output(dflockctl(&addr).args([
+        "--tls-ca",
+        &cert,
+        "--tls-server-name",
+        "locks.internal",
+        "ping",
+    ]));
+    assert_eq!(named.status.code(), Some(0), "{}", stderr(&named));
+    let from_env = output(
+        dflockctl(&addr)
+            .env("DFLOCKD_TLS_CA", &cert)
+            .env("DFLOCKD_TLS_SERVER_NAME", "locks.internal")
+            .arg("ping"),
+    );
+    assert_eq!(from_env.status.code(), Some(0), "{}", stderr(&from_env));
+}
+
+#[test]
+fn io_timeout_bounds_the_wait_for_a_silent_server() {
+    // Accepts connections (the kernel does, from the backlog) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr").to_string();
+    let started = Instant::now();
+    let ping = output(dflockctl(&addr).args(["--io-timeout", "1", "ping"]));
+    assert_eq!(ping.status.code(), Some(69), "{}", stderr(&ping));
+    // Well before the 10 s default would have given up.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let rejected = output(dflockctl(&addr).args(["--io-timeout", "0", "ping"]));
+    assert_eq!(rejected.status.code(), Some(2), "{}", stderr(&rejected));
 }
