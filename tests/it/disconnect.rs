@@ -33,6 +33,37 @@ fn a_holder_that_disconnects_releases_to_the_next_waiter() {
 }
 
 #[test]
+fn a_holder_of_thousands_of_locks_releases_them_all_across_loop_turns() {
+    // More than one turn's release budget (4 096): the rest is released on the turns that
+    // follow, which must come at once rather than at the next timer (the waiter's is 30 s out).
+    const LOCKS: usize = 10_000;
+    let server = TestServer::start(&["--max-locks", "20000"]);
+    let mut holder = server.connect();
+    let pipelined: String = (0..LOCKS).map(|i| format!("l\nk{i}\n0\n")).collect();
+    holder.send_raw(pipelined.as_bytes());
+    for _ in 0..LOCKS {
+        grant(&holder.read_line());
+    }
+    let mut first = server.connect();
+    first.send("l", "k0", "30");
+    let mut last = server.connect();
+    last.send("l", &format!("k{}", LOCKS - 1), "30");
+    wait_until("both waiters queue", NOTICE, || {
+        lock_waiters(&server, "k0") == 1 && lock_waiters(&server, &format!("k{}", LOCKS - 1)) == 1
+    });
+    let left = Instant::now();
+    drop(holder);
+    grant(&first.read_line());
+    grant(&last.read_line());
+    assert!(
+        left.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        left.elapsed()
+    );
+    assert_eq!(server.stats()["locks"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
 fn a_granted_but_unwaited_two_phase_slot_is_released_on_disconnect() {
     let server = TestServer::start(&[]);
     let mut holder = server.connect();
