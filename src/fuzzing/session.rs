@@ -36,8 +36,11 @@ const READ_CHUNK: usize = 64 * 1024;
 const PUSH_WRITES_PER_TURN: usize = 512;
 /// Further ahead than any deadline the vocabulary can set.
 const FAR_MS: u64 = 10_000_000_000_000_000;
-/// Turns after which a loop that should be quiet is declared stuck.
+/// Busy turns in a row without progress after which the loop is declared stuck.
 const QUIET_TURNS: usize = 64;
+/// Turns after which a loop that keeps making progress is declared stuck all the same (far more
+/// than the requests any input can send).
+const SETTLE_TURNS: usize = 1 << 20;
 
 const COMMANDS: [&[u8]; 20] = [
     b"l",
@@ -720,16 +723,42 @@ impl World {
         self.check();
     }
 
-    /// Runs turns until the loop would sleep.
+    /// Runs turns until the loop would sleep. Backpressure can hold a connection to one request
+    /// per turn (a soft output cap of a few bytes pauses it after every reply), so the number of
+    /// turns is bounded only by what the peers sent; what must not happen is a run of
+    /// [`QUIET_TURNS`] busy turns in which nothing moves.
     fn settle(&mut self) {
-        for _ in 0..QUIET_TURNS {
+        let mut last = self.progress();
+        let mut stalled = 0;
+        for _ in 0..SETTLE_TURNS {
             if !self.busy() {
                 return;
             }
             self.turn(0);
             self.check();
+            let progress = self.progress();
+            if progress == last {
+                stalled += 1;
+                assert!(
+                    stalled < QUIET_TURNS,
+                    "the loop stays busy but nothing moves"
+                );
+            } else {
+                (last, stalled) = (progress, 0);
+            }
         }
         panic!("the loop never went quiet");
+    }
+
+    /// What a busy turn must change: bytes the server took or wrote, requests processed,
+    /// connections left.
+    fn progress(&self) -> (usize, usize, u64, usize) {
+        let peers = self.peers.iter().flatten();
+        let (taken, written) = peers.fold((0, 0), |(taken, written), peer| {
+            (taken + peer.delivered.len(), written + peer.received.len())
+        });
+        let requests = self.dispatcher.counters().requests;
+        (taken, written, requests, self.table.len())
     }
 
     /// Every peer sends what it composed and reads everything; time passes until no request
