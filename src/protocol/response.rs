@@ -74,18 +74,22 @@ pub fn encoded_len(response: &Response) -> usize {
     status.len() + tail_len + 1
 }
 
-/// Appends the `stats` response `ok <json>\n`, the JSON written in place by `write_json` (which
-/// must not write an LF).
-pub fn encode_stats(out: &mut Vec<u8>, write_json: impl FnOnce(&mut Vec<u8>)) {
-    out.extend_from_slice(b"ok ");
-    let start = out.len();
-    write_json(out);
+/// Starts the `stats` response `ok <json>\n` in `line`. The caller appends the JSON (which must
+/// not contain an LF), possibly over several steps, then calls [`end_stats`].
+pub fn begin_stats(line: &mut Vec<u8>) {
+    line.extend_from_slice(STATS_PREFIX);
+}
+
+/// Ends a `stats` line begun by [`begin_stats`].
+pub fn end_stats(line: &mut Vec<u8>) {
     debug_assert!(
-        !out[start..].contains(&b'\n'),
+        line.starts_with(STATS_PREFIX) && !line.contains(&b'\n'),
         "stats JSON must fit on one line"
     );
-    out.push(b'\n');
+    line.push(b'\n');
 }
+
+const STATS_PREFIX: &[u8] = b"ok ";
 
 /// Appends the push line `sig <channel> <payload>\n` delivering a signal.
 pub fn encode_push(channel: &[u8], payload: &[u8], out: &mut Vec<u8>) {
@@ -347,9 +351,9 @@ mod tests {
     #[test]
     fn stats_line() {
         let mut out = Vec::new();
-        encode_stats(&mut out, |out| {
-            out.extend_from_slice(br#"{"connections":1}"#)
-        });
+        begin_stats(&mut out);
+        out.extend_from_slice(br#"{"connections":1}"#);
+        end_stats(&mut out);
         assert_eq!(out, b"ok {\"connections\":1}\n");
     }
 
