@@ -283,14 +283,7 @@ pub struct Guard {
 impl Guard {
     /// Starts holding `grant`, received on `conn` just now.
     fn start(conn: Connection, grant: Grant, resource: Resource) -> Result<Guard> {
-        let mut holding = Holding {
-            expires: Instant::now(),
-            next_renewal: None,
-            renewing_since: None,
-            loss: None,
-            watchers: Vec::new(),
-            released: false,
-        };
+        let mut holding = Holding::new();
         // The lease started when the server sent the grant, a little before now: the local
         // view of the expiry is late by at most the one-way network delay.
         holding.renewed(Instant::now(), grant.lease_s, resource.renew_at);
@@ -443,6 +436,18 @@ struct Holding {
 }
 
 impl Holding {
+    /// A holding before its first grant is recorded: no renewal planned, no loss, no watchers.
+    fn new() -> Holding {
+        Holding {
+            expires: Instant::now(),
+            next_renewal: None,
+            renewing_since: None,
+            loss: None,
+            watchers: Vec::new(),
+            released: false,
+        }
+    }
+
     /// Records a renewal sent at `sent` that the server granted for `lease_s`.
     fn renewed(&mut self, sent: Instant, lease_s: u64, renew_at: Option<f64>) {
         let lease = Duration::from_secs(lease_s);
@@ -542,36 +547,25 @@ impl Hooks for Keeper {
 mod tests {
     use super::*;
 
-    fn holding() -> Holding {
-        Holding {
-            expires: Instant::now(),
-            next_renewal: None,
-            renewing_since: None,
-            loss: None,
-            watchers: Vec::new(),
-            released: false,
-        }
-    }
-
     #[test]
     fn renewals_come_at_the_fraction_with_early_jitter_only() {
         let sent = Instant::now();
         for _ in 0..100 {
-            let mut state = holding();
+            let mut state = Holding::new();
             state.renewed(sent, 10, Some(0.5));
             assert_eq!(state.expires, sent + Duration::from_secs(10));
             let next = state.next_renewal.expect("renewal on") - sent;
             assert!(next <= Duration::from_secs(5), "{next:?}");
             assert!(next >= Duration::from_millis(4500), "{next:?}");
         }
-        let mut off = holding();
+        let mut off = Holding::new();
         off.renewed(sent, 10, None);
         assert_eq!(off.next_renewal, None);
     }
 
     #[test]
     fn a_loss_is_reported_once_and_never_after_release() {
-        let mut state = holding();
+        let mut state = Holding::new();
         let (sender, receiver) = mpsc::channel();
         state.watchers.push(sender);
         state.lose(Loss::Refused);
@@ -580,7 +574,7 @@ mod tests {
         assert_eq!(receiver.try_recv().ok(), Some(Loss::Refused));
         assert!(receiver.try_recv().is_err());
 
-        let mut released = holding();
+        let mut released = Holding::new();
         released.released = true;
         released.lose(Loss::Expired);
         assert_eq!(released.loss, None);

@@ -83,6 +83,29 @@ struct Holder {
 }
 
 impl Holder {
+    /// A lease the engine has just granted to `client` (and answered with `token`).
+    fn granted(
+        resource: Resource,
+        client: ClientId,
+        limit: u64,
+        lease_s: u64,
+        now: Millis,
+        token: LeaseToken,
+        two_phase: bool,
+    ) -> Holder {
+        Holder {
+            resource,
+            owner: Some(client),
+            serial: serial_of(client),
+            limit,
+            lease_s,
+            expiry: Expiry::exact(now.plus_secs(lease_s)),
+            token: Some(text_of(token)),
+            two_phase,
+            certain: true,
+        }
+    }
+
     /// Whether the engine certainly holds this lease at `now`.
     fn certainly_live(&self, now: Millis) -> bool {
         self.certain && self.expiry.lo > now
@@ -669,17 +692,15 @@ impl Harness {
                 self.model.granted_up_to(resource, position, now);
                 let waiter = self.model.queue(resource).remove(0);
                 assert_eq!(lease_s, waiter.lease_s, "granted lease");
-                self.model.add_holder(Holder {
+                self.model.add_holder(Holder::granted(
                     resource,
-                    owner: Some(client),
-                    serial: serial_of(client),
-                    limit: waiter.limit,
+                    client,
+                    waiter.limit,
                     lease_s,
-                    expiry: Expiry::exact(now.plus_secs(lease_s)),
-                    token: Some(text_of(token)),
-                    two_phase: false,
-                    certain: true,
-                });
+                    now,
+                    token,
+                    false,
+                ));
             }
             Response::Timeout => {
                 assert!(call == Call::Expire, "timeout outside expire");
@@ -817,17 +838,15 @@ impl Harness {
             Response::Granted { token, lease_s } => {
                 assert_eq!(lease_s, lease, "granted lease");
                 self.model.granted_at_once(resource, now);
-                self.model.add_holder(Holder {
+                self.model.add_holder(Holder::granted(
                     resource,
-                    owner: Some(self.ids[slot]),
-                    serial: serial_of(self.ids[slot]),
-                    limit: op.limit,
+                    self.ids[slot],
+                    op.limit,
                     lease_s,
-                    expiry: Expiry::exact(now.plus_secs(lease_s)),
-                    token: Some(text_of(token)),
-                    two_phase: false,
-                    certain: true,
-                });
+                    now,
+                    token,
+                    false,
+                ));
             }
             Response::Timeout => {
                 assert_eq!(op.timeout_s, 0, "immediate timeout with a wait time");
@@ -909,17 +928,9 @@ impl Harness {
             Response::Acquired { token, lease_s } => {
                 assert_eq!(lease_s, lease, "acquired lease");
                 self.model.granted_at_once(resource, now);
-                self.model.add_holder(Holder {
-                    resource,
-                    owner: Some(client),
-                    serial: serial_of(client),
-                    limit: op.limit,
-                    lease_s,
-                    expiry: Expiry::exact(now.plus_secs(lease_s)),
-                    token: Some(text_of(token)),
-                    two_phase: true,
-                    certain: true,
-                });
+                self.model.add_holder(Holder::granted(
+                    resource, client, op.limit, lease_s, now, token, true,
+                ));
             }
             Response::Queued => {
                 assert!(
@@ -961,17 +972,15 @@ impl Harness {
             match response {
                 Response::Granted { token, lease_s } => {
                     assert_eq!(lease_s, lease, "collected lease");
-                    self.model.add_holder(Holder {
+                    self.model.add_holder(Holder::granted(
                         resource,
-                        owner: Some(client),
-                        serial: serial_of(client),
-                        limit: waiter.limit,
+                        client,
+                        waiter.limit,
                         lease_s,
-                        expiry: Expiry::exact(now.plus_secs(lease_s)),
-                        token: Some(text_of(token)),
-                        two_phase: false,
-                        certain: true,
-                    });
+                        now,
+                        token,
+                        false,
+                    ));
                 }
                 Response::ErrorLeaseExpired | Response::ErrorNotEnqueued => {
                     assert!(
