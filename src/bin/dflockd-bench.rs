@@ -615,6 +615,8 @@ mod stall {
     const SIGNALS: usize = 21;
     /// How long the fanout scenario waits for every delivery.
     const DELIVERY_DEADLINE: Duration = Duration::from_secs(60);
+    /// How long the orphan scenario watches after the close.
+    const ORPHAN_WINDOW: Duration = Duration::from_millis(500);
     /// `stats` requests in the stats scenario, one at a time.
     const STATS_REQUESTS: usize = 5;
     /// Channel the fanout subscribers listen on and the signal's channel.
@@ -635,7 +637,9 @@ mod stall {
         stats: SIZE idle keys (pipelined `l` + `r`), then 5 `stats` requests, one at a time;\n  \
         disconnect: one connection holds SIZE locks `stall-<i>` (pipelined `l`, lease 3600 s) and \
         closes; the bulk work lasts until a try-lock of the last key succeeds (the server needs \
-        --max-locks > SIZE).\n\n\
+        --max-locks > SIZE);\n  \
+        orphan: as disconnect, against a server run with --no-auto-release-on-disconnect; the \
+        bulk work is the 0.5 s after the close, after which the last key must still be held.\n\n\
         The report gives the probe's ping latency (p50, p99, max) in three windows: the \
         baseline, the set-up and the bulk work. A ping counts for every window its round \
         trip overlaps. Plain TCP only, no auth."
@@ -650,7 +654,7 @@ mod stall {
         servers: String,
 
         /// Keys or subscribers [default: expiry 1000000, fanout 10000, stats 100000,
-        /// disconnect 1000000].
+        /// disconnect and orphan 1000000].
         #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
         size: Option<usize>,
 
@@ -675,6 +679,8 @@ mod stall {
         Stats,
         /// A client holding many locks disconnects.
         Disconnect,
+        /// A client holding many locks disconnects from a server that keeps them held.
+        Orphan,
     }
 
     impl Scenario {
@@ -684,12 +690,13 @@ mod stall {
                 Scenario::Fanout => "fanout",
                 Scenario::Stats => "stats",
                 Scenario::Disconnect => "disconnect",
+                Scenario::Orphan => "orphan",
             }
         }
 
         fn default_size(self) -> usize {
             match self {
-                Scenario::Expiry | Scenario::Disconnect => 1_000_000,
+                Scenario::Expiry | Scenario::Disconnect | Scenario::Orphan => 1_000_000,
                 Scenario::Fanout => 10_000,
                 Scenario::Stats => 100_000,
             }
@@ -749,6 +756,7 @@ mod stall {
                 Scenario::Fanout => connect().and_then(|c| fanout(&args.servers, size, c)),
                 Scenario::Stats => connect().and_then(|c| stats_reply(&args.servers, size, c)),
                 Scenario::Disconnect => connect().and_then(|c| disconnect(&args.servers, size, c)),
+                Scenario::Orphan => connect().and_then(|c| orphan(&args.servers, size, c)),
             };
             stop.store(true, Ordering::Relaxed);
             let samples = probe.join().expect("the probe thread does not panic");
@@ -887,14 +895,7 @@ mod stall {
 
     /// One connection holding many locks goes away; the server releases them all.
     fn disconnect(addr: &str, size: usize, mut watcher: Connection) -> Result<Work, String> {
-        const LONG_LEASE: u64 = 3600;
-        let mut raw = Raw::connect(addr)?;
-        let start = Instant::now();
-        for first in (0..size).step_by(BATCH) {
-            acquire_batch(&mut raw, first..size.min(first + BATCH), LONG_LEASE)?;
-        }
-        let triggered = Instant::now();
-        drop(raw);
+        let (start, triggered) = hold_and_leave(addr, size)?;
         // Locks are released in grant order, so the last key is free once all of them are.
         let last = format!("stall-{}", size - 1);
         loop {
@@ -918,6 +919,42 @@ mod stall {
                 ("all_released_s", (released - triggered).as_secs_f64()),
             ],
         })
+    }
+
+    /// One connection holding many locks goes away; the server keeps them held.
+    fn orphan(addr: &str, size: usize, mut watcher: Connection) -> Result<Work, String> {
+        let (start, triggered) = hold_and_leave(addr, size)?;
+        thread::sleep(ORPHAN_WINDOW);
+        let ended = Instant::now();
+        let last = format!("stall-{}", size - 1);
+        match watcher.acquire(Kind::Lock, &last, Duration::ZERO, None) {
+            Err(ClientError::Timeout) => {}
+            Ok(_) => {
+                return Err(format!(
+                    "{last} was released: run the server with --no-auto-release-on-disconnect"
+                ));
+            }
+            Err(e) => return Err(format!("try-lock of {last}: {e}")),
+        }
+        Ok(Work {
+            setup: (start, triggered),
+            bulk: (triggered, ended),
+            facts: vec![("locks", size as f64)],
+        })
+    }
+
+    /// Takes `size` locks on one connection and closes it; returns when the set-up started
+    /// and when the connection was closed.
+    fn hold_and_leave(addr: &str, size: usize) -> Result<(Instant, Instant), String> {
+        const LONG_LEASE: u64 = 3600;
+        let mut raw = Raw::connect(addr)?;
+        let start = Instant::now();
+        for first in (0..size).step_by(BATCH) {
+            acquire_batch(&mut raw, first..size.min(first + BATCH), LONG_LEASE)?;
+        }
+        let triggered = Instant::now();
+        drop(raw);
+        Ok((start, triggered))
     }
 
     /// Many idle keys, then a few `stats` requests that must list them all.

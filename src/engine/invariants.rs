@@ -72,42 +72,47 @@ impl Engine {
     }
 
     fn check_clients(&mut self) {
-        let owned = self
+        let connected = self
             .leases
             .iter()
-            .filter(|(_, l)| l.owner.client().is_some())
+            .filter(|(_, l)| self.clients.contains(l.owner.client))
             .count();
         let listed: usize = self.clients.iter().map(|c| c.leases.len() as usize).sum();
         assert_eq!(
-            owned,
-            listed + self.releasing.len() as usize,
-            "owned leases differ from client lease lists plus the release queue"
+            connected, listed,
+            "leases of connected clients differ from their lease lists"
+        );
+        for (_, lease) in self.leases.iter() {
+            if let Some(owner) = self.clients.get(lease.owner.client) {
+                assert_eq!(lease.owner.serial, owner.serial, "lease has a wrong serial");
+            }
+        }
+        let mut releasing = Vec::new();
+        self.releasing
+            .collect_into(&mut self.leases, owner_link, &mut releasing);
+        for &lease in &releasing {
+            let owner = self.leases[lease as usize].owner.client;
+            assert!(
+                !self.clients.contains(owner),
+                "lease {lease} queued for release but not owned by a departed client"
+            );
+        }
+        // With auto-release off, leases of departed clients are orphaned: on no list.
+        let queued_for_release = if self.config.auto_release_on_disconnect {
+            self.leases.len() - connected
+        } else {
+            0
+        };
+        assert_eq!(
+            queued_for_release,
+            releasing.len(),
+            "release queue differs from the leases of departed clients"
         );
         let waiting: usize = self.clients.iter().map(|c| c.waiters.len() as usize).sum();
         assert_eq!(
             waiting,
             self.waiters.len(),
             "waiter outside its client's list"
-        );
-        let mut releasing = Vec::new();
-        self.releasing
-            .collect_into(&mut self.leases, owner_link, &mut releasing);
-        for &lease in &releasing {
-            let owner = self.leases[lease as usize].owner.client();
-            assert!(
-                owner.is_some_and(|owner| !self.clients.contains(owner)),
-                "lease {lease} queued for release but not owned by a departed client"
-            );
-        }
-        let departed = self.leases.iter().filter(|(_, l)| {
-            l.owner
-                .client()
-                .is_some_and(|owner| !self.clients.contains(owner))
-        });
-        assert_eq!(
-            departed.count(),
-            releasing.len(),
-            "lease of a departed client not queued for release"
         );
         for (index, waiter) in self.waiters.iter() {
             let client = self
@@ -146,9 +151,7 @@ impl Engine {
                 }
                 TwoPhase::Granted { lease, .. } => {
                     let l = &self.leases[lease as usize];
-                    assert!(
-                        l.two_phase && l.owner.client() == Some(client) && l.resource == resource
-                    );
+                    assert!(l.two_phase && l.owner.client == client && l.resource == resource);
                 }
             }
         }

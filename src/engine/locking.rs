@@ -7,9 +7,7 @@
 
 use super::keyspace::KeyError;
 use super::list::{Link, List};
-use super::{
-    ClientId, Due, EXPIRE_BUDGET, Engine, Lease, Outbox, Outcome, Owner, TwoPhase, Waiter,
-};
+use super::{ClientId, Due, Engine, Lease, Outbox, Outcome, Owner, TwoPhase, Waiter};
 use crate::clock::Millis;
 use crate::protocol::{Namespace, Response};
 use crate::timer::TimerId;
@@ -287,22 +285,25 @@ impl Engine {
     }
 
     /// Unregisters a departing client and releases (auto-release) or orphans its leases.
-    /// Releases beyond [`EXPIRE_BUDGET`] are left on `releasing` for [`Engine::expire`].
+    ///
+    /// Disconnects between two calls of [`Engine::expire`] release at most
+    /// [`EXPIRE_BUDGET`](super::EXPIRE_BUDGET) leases together; the rest are left on `releasing`
+    /// for `expire`, so that many clients leaving in the same loop turn cannot add up to a stall
+    /// either. Orphaning costs nothing per lease: a lease whose owner is no longer registered is
+    /// orphaned by definition (see [`Owner`]) and keeps that owner's two-phase entry until it
+    /// ends, since no later client can have the same id.
     pub(super) fn unregister(&mut self, now: Millis, client: ClientId, out: &mut impl Outbox) {
-        if !self.config.auto_release_on_disconnect {
-            while let Some(lease) = self.clients.get(client).and_then(|c| c.leases.head()) {
-                self.orphan_lease(now, lease, client);
-            }
-            self.clients.remove(client);
-            return;
-        }
         // Unregistered first: `end_lease` finds the leases of an absent owner on `releasing`.
-        if let Some(mut state) = self.clients.remove(client) {
+        let Some(mut state) = self.clients.remove(client) else {
+            return;
+        };
+        if self.config.auto_release_on_disconnect {
             // Behind any leases still queued from earlier departures, keeping grant order.
             self.releasing
                 .append(&mut state.leases, &mut self.leases, owner_link);
         }
-        self.release_departed(now, EXPIRE_BUDGET, out);
+        let released = self.release_departed(now, self.disconnect_budget, out);
+        self.disconnect_budget -= released;
     }
 
     /// Releases up to `budget` leases of departed clients, oldest departure first; returns how
@@ -381,6 +382,11 @@ impl Engine {
         lease_s: u64,
         two_phase: bool,
     ) -> u32 {
+        let serial = self.clients.get(owner).map(|state| state.serial);
+        debug_assert!(
+            serial.is_some(),
+            "lease granted to unknown client {owner:?}"
+        );
         let token = self.tokens.issue();
         let expires = now.plus_secs(lease_s);
         let entry = self.leases.vacant_entry();
@@ -389,7 +395,10 @@ impl Engine {
         entry.insert(Lease {
             token,
             resource,
-            owner: Owner::Client(owner),
+            owner: Owner {
+                client: owner,
+                serial: serial.unwrap_or(0),
+            },
             timer,
             two_phase,
             holder_link: Link::DETACHED,
@@ -405,8 +414,6 @@ impl Engine {
         );
         if let Some(state) = self.clients.get_mut(owner) {
             state.leases.push_back(&mut self.leases, lease, owner_link);
-        } else {
-            debug_assert!(false, "lease granted to unknown client {owner:?}");
         }
         self.keys.touch(resource, now);
         lease
@@ -428,39 +435,25 @@ impl Engine {
         self.keys.resources[resource as usize]
             .holders
             .remove(&mut self.leases, lease, holder_link);
-        if let Some(owner) = self.leases[lease as usize].owner.client() {
-            match self.clients.get_mut(owner) {
-                Some(state) => state.leases.remove(&mut self.leases, lease, owner_link),
-                // Its owner has gone: the lease was waiting on the release queue.
-                None => self.releasing.remove(&mut self.leases, lease, owner_link),
+        let owner = self.leases[lease as usize].owner.client;
+        match self.clients.get_mut(owner) {
+            Some(state) => state.leases.remove(&mut self.leases, lease, owner_link),
+            // Its owner has gone: the lease was waiting on the release queue...
+            None if self.config.auto_release_on_disconnect => {
+                self.releasing.remove(&mut self.leases, lease, owner_link);
             }
+            // ...or, orphaned, is on no list.
+            None => {}
         }
         let l = self.leases.remove(lease as usize);
         self.timers.cancel(l.timer);
         self.by_fence.remove(l.token.fence, lease);
         if l.two_phase {
-            if let Some(owner) = l.owner.client() {
-                self.two_phase.remove(&(owner, resource));
-            }
+            self.two_phase.remove(&(owner, resource));
         }
         self.keys.touch(resource, now);
         self.grant_waiters(now, resource, out);
         self.settle(now, resource);
-    }
-
-    /// Detaches a lease from its departing owner without releasing it (auto-release off).
-    fn orphan_lease(&mut self, now: Millis, lease: u32, owner: ClientId) {
-        if let Some(state) = self.clients.get_mut(owner) {
-            state.leases.remove(&mut self.leases, lease, owner_link);
-        }
-        let serial = self.clients.get(owner).map_or(0, |state| state.serial);
-        let l = &mut self.leases[lease as usize];
-        l.owner = Owner::Departed { serial };
-        let resource = l.resource;
-        if std::mem::take(&mut l.two_phase) {
-            self.two_phase.remove(&(owner, resource));
-        }
-        self.keys.touch(resource, now);
     }
 
     /// Grants free capacity of `resource` to waiters, strictly from the head of its queue.

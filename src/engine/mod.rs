@@ -124,30 +124,17 @@ struct Lease {
     owner_link: Link,
 }
 
-/// Who holds a lease.
+/// Who holds a lease: the client that acquired it, and that connection's number for `stats`.
+///
+/// While the client is connected the lease is on its lease list. Once the client has left, the
+/// lease is on `Engine::releasing` waiting to be released (auto-release on) or on no list at
+/// all (auto-release off: it stays held until it expires or someone releases it by token), so
+/// a departure never has to visit the leases it leaves behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Owner {
-    /// The client that acquired it. While that client is connected the lease is on its lease
-    /// list; once it has disconnected (auto-release on) the lease is on `Engine::releasing`,
-    /// waiting to be released.
-    Client(ClientId),
-    /// Its client left with auto-release off: the lease stays held until it expires or someone
-    /// releases it by token. The connection number is kept for `stats`, since it is still that
-    /// connection's grant.
-    Departed {
-        /// The departed connection's number.
-        serial: u64,
-    },
-}
-
-impl Owner {
-    /// The owning client, while it is connected.
-    fn client(self) -> Option<ClientId> {
-        match self {
-            Owner::Client(client) => Some(client),
-            Owner::Departed { .. } => None,
-        }
-    }
+struct Owner {
+    client: ClientId,
+    /// The connection number, kept with the lease because it outlives the client's state.
+    serial: u64,
 }
 
 /// A queued request for a resource.
@@ -195,8 +182,9 @@ enum Due {
 const PRESIZED_KEYS: u64 = 1 << 20;
 
 /// Most timers [`Engine::expire`] handles per call, so that a mass expiry is spread over loop
-/// turns instead of stalling every other client. Also the most leases of a departed client that
-/// one call of [`Engine::disconnect`] or [`Engine::expire`] releases.
+/// turns instead of stalling every other client. Also the most leases of departed clients that
+/// one call of [`Engine::expire`] releases, and that all calls of [`Engine::disconnect`] between
+/// two calls of `expire` release together.
 pub const EXPIRE_BUDGET: usize = 4096;
 
 /// The engine: every piece of lock, semaphore and signal state.
@@ -215,6 +203,9 @@ pub struct Engine {
     /// linked through `owner_link`: a client that held more than [`EXPIRE_BUDGET`] leases has
     /// the rest released over the next calls of [`Engine::expire`].
     releasing: List,
+    /// How many leases disconnects may still release before the next call of
+    /// [`Engine::expire`], which restores it to [`EXPIRE_BUDGET`].
+    disconnect_budget: usize,
     timers: TimerWheel<Due>,
     gc_timer: Option<TimerId>,
     signals: SignalIndex,
@@ -237,6 +228,7 @@ impl Engine {
             two_phase: HashMap::new(),
             clients: Clients::default(),
             releasing: List::default(),
+            disconnect_budget: EXPIRE_BUDGET,
             timers: TimerWheel::new(),
             gc_timer: None,
             signals: SignalIndex::default(),
@@ -317,6 +309,7 @@ impl Engine {
     /// wait timeouts and idle GC. Handles at most [`EXPIRE_BUDGET`] of them; returns `true` if
     /// more are due, in which case the caller should call again soon (next loop turn).
     pub fn expire(&mut self, now: Millis, out: &mut impl Outbox) -> bool {
+        self.disconnect_budget = EXPIRE_BUDGET;
         let mut budget = EXPIRE_BUDGET - self.release_departed(now, EXPIRE_BUDGET, out);
         while budget > 0 {
             // `None` means nothing is due, or the wheel paused a large cascade: the check
@@ -345,11 +338,12 @@ impl Engine {
         }
     }
 
-    /// Forgets `client`: removes its subscriptions, waiters and two-phase state and, with
-    /// auto-release on, releases what it holds, granting freed capacity to other clients. No
-    /// response is sent to `client` itself. A client holding more than [`EXPIRE_BUDGET`] leases
-    /// has the rest released in grant order by the next calls of [`Engine::expire`], so that a
-    /// client holding a million locks does not stall everyone else while they are released.
+    /// Forgets `client`: removes its subscriptions and waiters and, with auto-release on,
+    /// releases what it holds, granting freed capacity to other clients (with auto-release off
+    /// its leases stay held, orphaned). No response is sent to `client` itself. Disconnects
+    /// release at most [`EXPIRE_BUDGET`] leases between two calls of [`Engine::expire`]; the
+    /// rest are released in grant order by the next calls of `expire`, so that a client holding
+    /// a million locks does not stall everyone else while they are released.
     pub fn disconnect(&mut self, now: Millis, client: ClientId, out: &mut impl Outbox) {
         let Some(state) = self.clients.get_mut(client) else {
             return;

@@ -12,8 +12,8 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
+use super::Engine;
 use super::signal::{ChannelCursor, ChannelStat};
-use super::{Engine, Owner};
 use crate::clock::Millis;
 
 /// Figures only the server knows, reported in the same `stats` object.
@@ -212,10 +212,7 @@ impl Engine {
                 (Section::Locks, false, true) => {
                     let slot = resource.holders.head();
                     let holder = slot.map(|lease| &self.leases[lease as usize]);
-                    let owner_conn_id = holder.map_or(0, |lease| match lease.owner {
-                        Owner::Client(client) => self.clients.get(client).map_or(0, |c| c.serial),
-                        Owner::Departed { serial } => serial,
-                    });
+                    let owner_conn_id = holder.map_or(0, |lease| lease.owner.serial);
                     let entry = LockEntry {
                         key: key(),
                         owner_conn_id,

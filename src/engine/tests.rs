@@ -1621,6 +1621,38 @@ fn a_client_holding_many_leases_is_released_in_slices_in_grant_order() {
 }
 
 #[test]
+fn disconnects_in_one_turn_share_one_release_budget() {
+    let half = EXPIRE_BUDGET / 2;
+    let mut h = Harness::new(EngineConfig {
+        max_locks: 3 * half as u64,
+        ..EngineConfig::default()
+    });
+    let [a, b, c, d, e] = [h.client(), h.client(), h.client(), h.client(), h.client()];
+    let keys: Vec<String> = (0..3 * half).map(|i| format!("k{i}")).collect();
+    for (owner, keys) in [a, b, c].into_iter().zip(keys.chunks(half)) {
+        h.lock_all(owner, keys);
+    }
+    h.block(d, "l", &keys[2 * half - 1], "10");
+    h.block(e, "l", &keys[2 * half], "10");
+
+    // a and b use up the budget between them; c's leases wait for the next expire call.
+    h.disconnect(a);
+    h.disconnect(b);
+    granted(h.reply(d), 33);
+    h.disconnect(c);
+    h.quiet(e);
+    assert_eq!(h.holders(), half + 1);
+    assert_eq!(h.engine.next_deadline(), Some(Millis::ZERO), "work is left");
+    assert!(!h.engine.expire(h.now, &mut h.out), "all released");
+    h.check(None);
+    granted(h.reply(e), 33);
+    // The expire call restored the budget: a departure now releases at once again.
+    h.disconnect(d);
+    assert_eq!(h.holders(), 1);
+    h.finish();
+}
+
+#[test]
 fn disconnect_without_auto_release_keeps_holdings_but_drops_waits() {
     let mut h = Harness::new(config(|c| c.auto_release_on_disconnect = false));
     let [a, b, c, d, e, f] = [

@@ -2,6 +2,7 @@
 
 mod alloc;
 mod auth;
+mod bench_tool;
 mod chaos;
 mod client;
 mod config;
