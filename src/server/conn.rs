@@ -40,6 +40,9 @@ pub struct Conn {
     pub read_closed_hint: bool,
     /// A write may make progress (set by writable events, cleared on `WouldBlock`).
     pub write_ready: bool,
+    /// On the server's list of connections to write again next turn, because the turn's write
+    /// quota cut the last write short while the socket still had room.
+    pub write_deferred: bool,
     /// Since when pending output has been stuck (for the write deadline).
     pub write_stalled_since: Option<Millis>,
     /// Graceful close in progress.
@@ -68,6 +71,7 @@ impl Conn {
             read_ready: false,
             read_closed_hint: false,
             write_ready: true,
+            write_deferred: false,
             write_stalled_since: None,
             closing: None,
             handshake_deadline: None,

@@ -417,14 +417,9 @@ impl Dispatcher {
         };
         response::end_stats(&mut job.line);
         let q = &mut self.queues;
-        if session.output.is_empty() {
-            // Hand the line over rather than copy it: with 100 000 keys it is megabytes, and the
-            // copy (with the reallocations growing the output) took milliseconds in one turn.
-            q.pool.release_if_empty(&mut session.output);
-            session.output = std::mem::take(&mut job.line);
-        } else {
-            session.output.extend_from_slice(&job.line);
-        }
+        // Handed over rather than copied when possible: with 100 000 keys the line is
+        // megabytes, and the copy (growing the output as it went) took milliseconds in one turn.
+        session.output.append_vec(&mut job.line, &mut q.pool);
         end_wait(&mut q.ready, session, now);
         after_output(&mut q.dirty, session, q.limits.soft_output);
         true
@@ -436,8 +431,7 @@ impl Dispatcher {
         let Some(session) = table.session(id) else {
             return;
         };
-        session.output.drain(..n);
-        self.queues.pool.release_if_empty(&mut session.output);
+        session.output.consume(n, &mut self.queues.pool);
         // Rounded up so that a soft limit of 1 byte still resumes once the output is empty.
         if session.paused && session.output.len() < self.queues.limits.soft_output.div_ceil(2) {
             session.paused = false;
@@ -808,7 +802,7 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
         let Some(session) = open_session(self.table, &mut q.counters, client) else {
             return;
         };
-        response::encode(&reply, q.pool.ensure(&mut session.output));
+        response::encode(&reply, session.output.append(&mut q.pool));
         end_wait(&mut q.ready, session, self.now);
         after_output(&mut q.dirty, session, q.limits.soft_output);
     }
@@ -824,7 +818,7 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
         let Some(session) = open_session(self.table, &mut q.counters, client) else {
             return;
         };
-        response::encode_push(channel, payload, q.pool.ensure(&mut session.output));
+        response::encode_push(channel, payload, session.output.append(&mut q.pool));
         if !session.pushes_queued {
             session.pushes_queued = true;
             q.pushes.push_back(session.id);

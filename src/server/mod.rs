@@ -19,6 +19,7 @@ mod bufpool;
 mod conn;
 mod conn_id;
 pub mod dispatch;
+mod output;
 pub mod session;
 mod shutdown;
 mod tls;
@@ -56,6 +57,10 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Connections whose signal pushes are written per turn (responses are always written): a large
 /// fan-out spreads over turns instead of delaying unrelated requests.
 const PUSH_WRITES_PER_TURN: usize = 128;
+/// Most bytes written to one connection per turn: a reply of megabytes (a large `stats`
+/// listing) leaves in pieces over several turns instead of delaying everyone else while the
+/// kernel copies it.
+const WRITE_BYTES_PER_TURN: usize = 256 * 1024;
 /// Readiness events fetched per poll.
 const EVENT_CAPACITY: usize = 1024;
 
@@ -110,6 +115,8 @@ pub struct Server {
     scratch: Box<[u8]>,
     /// Reused list of connections to write this turn.
     to_flush: Vec<ClientId>,
+    /// Connections to write next turn: their socket can take more than the turn's quota.
+    write_backlog: Vec<ClientId>,
     /// Whether engine timers were left due by the last turn (spread over turns).
     engine_backlog: bool,
     draining: bool,
@@ -167,6 +174,7 @@ impl Server {
             },
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             to_flush: Vec::new(),
+            write_backlog: Vec::new(),
             engine_backlog: false,
             draining: false,
         })
@@ -228,6 +236,7 @@ impl Server {
             || self.dispatcher.ready_len() > 0
             || self.dispatcher.has_pending_work()
             || self.engine_backlog
+            || !self.write_backlog.is_empty()
             || self.accept.can_accept_now(self.listener.is_some());
         if busy {
             return Some(std::time::Duration::ZERO);
@@ -526,12 +535,19 @@ impl Server {
         self.refresh_timer(id);
     }
 
-    /// Writes every connection that got a response this turn and a bounded number of those with
-    /// signal pushes (one write call each, unless the socket takes only part), then closes
-    /// connections that asked for it. Closing releases locks, which may grant them to others, so
-    /// the two repeat until nothing is left.
+    /// Writes every connection that got a response this turn, those left with output by the
+    /// last turn's write quota and a bounded number of those with signal pushes (one write call
+    /// each, unless the socket takes only part), then closes connections that asked for it.
+    /// Closing releases locks, which may grant them to others, so the two repeat until nothing
+    /// is left.
     fn write_and_close(&mut self, now: Millis) {
         let mut push_budget = PUSH_WRITES_PER_TURN;
+        for id in self.write_backlog.drain(..) {
+            if let Some(conn) = self.conns.session_conn(id) {
+                conn.write_deferred = false;
+                self.to_flush.push(id);
+            }
+        }
         loop {
             let mut batch = std::mem::take(&mut self.to_flush);
             self.dispatcher.append_dirty(&mut self.conns, &mut batch);
@@ -564,14 +580,15 @@ impl Server {
         };
         let mut written = 0;
         let mut failure = None;
-        while conn.write_ready && written < conn.session.output().len() {
-            match conn.transport.write(&conn.session.output()[written..]) {
+        let quota = conn.session.output().len().min(WRITE_BYTES_PER_TURN);
+        while conn.write_ready && written < quota {
+            match conn.transport.write(&conn.session.output()[written..quota]) {
                 WriteOutcome::Wrote(n) => {
                     written += n;
                     // A short write means the socket buffer is full (for TLS: the transport hit
                     // WouldBlock); edge-triggered epoll reports when it drains, so trying again
                     // now would only cost a system call that returns WouldBlock.
-                    if written < conn.session.output().len() {
+                    if written < quota {
                         conn.write_ready = false;
                     }
                 }
@@ -604,6 +621,11 @@ impl Server {
             return;
         }
         let pending = conn.session.output().len() > written || conn.transport.has_pending_output();
+        if pending && conn.write_ready && !conn.write_deferred {
+            // No writable edge will come for a socket that still has room: come back next turn.
+            conn.write_deferred = true;
+            self.write_backlog.push(id);
+        }
         match (pending, written > 0) {
             (false, _) => conn.write_stalled_since = None,
             // Progress restarts the write deadline: it bounds a stall, not a slow drain.

@@ -10,6 +10,8 @@ use crate::clock::Millis;
 use crate::engine::ClientId;
 use crate::protocol::frame::FrameDecoder;
 
+use super::output::Output;
+
 /// Why a connection is being closed, which decides how (spec §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
@@ -88,7 +90,7 @@ pub struct Session {
     /// When the line currently being read started; the read deadline counts from here.
     pub(super) line_started: Millis,
     /// Output queued but not yet written. Unallocated while empty.
-    pub(super) output: Vec<u8>,
+    pub(super) output: Output,
     /// Request processing state.
     pub(super) phase: Phase,
     /// Authentication state.
@@ -126,7 +128,7 @@ impl Session {
             decoder: FrameDecoder::default(),
             lines: 0,
             line_started: now,
-            output: Vec::new(),
+            output: Output::default(),
             phase: Phase::Open,
             auth,
             paused: false,
@@ -145,7 +147,7 @@ impl Session {
 
     /// Bytes waiting to be written to the peer.
     pub fn output(&self) -> &[u8] {
-        &self.output
+        self.output.pending()
     }
 
     /// Bytes read but not yet processed.
