@@ -382,11 +382,6 @@ impl Engine {
         lease_s: u64,
         two_phase: bool,
     ) -> u32 {
-        let serial = self.clients.get(owner).map(|state| state.serial);
-        debug_assert!(
-            serial.is_some(),
-            "lease granted to unknown client {owner:?}"
-        );
         let token = self.tokens.issue();
         let expires = now.plus_secs(lease_s);
         let entry = self.leases.vacant_entry();
@@ -397,7 +392,7 @@ impl Engine {
             resource,
             owner: Owner {
                 client: owner,
-                serial: serial.unwrap_or(0),
+                serial: 0, // set below, with the owner's lease list
             },
             timer,
             two_phase,
@@ -414,6 +409,9 @@ impl Engine {
         );
         if let Some(state) = self.clients.get_mut(owner) {
             state.leases.push_back(&mut self.leases, lease, owner_link);
+            self.leases[lease as usize].owner.serial = state.serial;
+        } else {
+            debug_assert!(false, "lease granted to unknown client {owner:?}");
         }
         self.keys.touch(resource, now);
         lease

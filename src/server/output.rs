@@ -32,12 +32,20 @@ impl Output {
     }
 
     /// The buffer to append to, holding an allocation (from `pool` if it had none).
+    #[inline]
     pub fn append(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
         if self.sent > 0 && self.sent >= self.len() {
-            self.buf.drain(..self.sent);
-            self.sent = 0;
+            self.reclaim_front();
         }
         pool.ensure(&mut self.buf)
+    }
+
+    /// Moves the unwritten bytes to the front. Only after a partial write, so off the
+    /// request path.
+    #[cold]
+    fn reclaim_front(&mut self) {
+        self.buf.drain(..self.sent);
+        self.sent = 0;
     }
 
     /// Appends `bytes`, taking over their allocation instead of copying when nothing is
