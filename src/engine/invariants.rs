@@ -72,21 +72,18 @@ impl Engine {
     }
 
     fn check_clients(&mut self) {
-        let connected = self
-            .leases
-            .iter()
-            .filter(|(_, l)| self.clients.contains(l.owner.client))
-            .count();
+        let mut connected = 0;
+        for (_, lease) in self.leases.iter() {
+            if let Some(owner) = self.clients.get(lease.owner.client) {
+                assert_eq!(lease.owner.serial, owner.serial, "lease has a wrong serial");
+                connected += 1;
+            }
+        }
         let listed: usize = self.clients.iter().map(|c| c.leases.len() as usize).sum();
         assert_eq!(
             connected, listed,
             "leases of connected clients differ from their lease lists"
         );
-        for (_, lease) in self.leases.iter() {
-            if let Some(owner) = self.clients.get(lease.owner.client) {
-                assert_eq!(lease.owner.serial, owner.serial, "lease has a wrong serial");
-            }
-        }
         let mut releasing = Vec::new();
         self.releasing
             .collect_into(&mut self.leases, owner_link, &mut releasing);

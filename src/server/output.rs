@@ -52,8 +52,8 @@ impl Output {
     /// pending (a `stats` listing can be megabytes).
     pub fn append_vec(&mut self, bytes: &mut Vec<u8>, pool: &mut BufPool) {
         if self.is_empty() {
-            self.sent = 0;
-            self.buf.clear();
+            // Nothing pending means `buf` is empty (`consume` clears it), so only its
+            // allocation, if any, is left to hand back.
             pool.release_if_empty(&mut self.buf);
             self.buf = std::mem::take(bytes);
         } else {
