@@ -18,6 +18,7 @@ mod invariants;
 mod keyspace;
 mod list;
 mod locking;
+mod publishing;
 pub mod signal;
 mod stats;
 #[cfg(test)]
@@ -31,6 +32,8 @@ use self::clients::Clients;
 use self::fences::FenceIndex;
 use self::keyspace::Keyspace;
 use self::list::{Link, List};
+pub use self::publishing::SIGNAL_BUDGET;
+use self::publishing::SignalWork;
 use self::signal::SignalIndex;
 pub use self::stats::{ServerFigures, StatsCursor};
 use crate::clock::Millis;
@@ -210,6 +213,8 @@ pub struct Engine {
     timers: TimerWheel<Due>,
     gc_timer: Option<TimerId>,
     signals: SignalIndex,
+    /// Signal operations queued behind a publish that spans turns, and this turn's units.
+    signal_work: SignalWork,
     /// Reused by operations that must walk a list while changing it.
     scratch: Vec<u32>,
 }
@@ -233,6 +238,7 @@ impl Engine {
             timers: TimerWheel::new(),
             gc_timer: None,
             signals: SignalIndex::default(),
+            signal_work: SignalWork::default(),
             scratch: Vec::new(),
         }
     }
@@ -310,6 +316,7 @@ impl Engine {
     /// wait timeouts and idle GC. Handles at most [`EXPIRE_BUDGET`] of them; returns `true` if
     /// more are due, in which case the caller should call again soon (next loop turn).
     pub fn expire(&mut self, now: Millis, out: &mut impl Outbox) -> bool {
+        let signal_backlog = self.run_signal_work(out);
         self.disconnect_budget = EXPIRE_BUDGET;
         let mut budget = EXPIRE_BUDGET - self.release_departed(now, EXPIRE_BUDGET, out);
         while budget > 0 {
@@ -325,14 +332,16 @@ impl Engine {
                 Due::IdleGc => budget -= self.on_idle_gc(now, budget),
             }
         }
-        !self.releasing.is_empty() || self.timers.next_deadline().is_some_and(|at| at <= now)
+        signal_backlog
+            || !self.releasing.is_empty()
+            || self.timers.next_deadline().is_some_and(|at| at <= now)
     }
 
     /// The earliest time at which [`Engine::expire`] may have work; `None` if no timer is armed
     /// and no departed client's lease waits for release (then [`Millis::ZERO`]: at once). May
     /// be earlier than any real deadline (the wheel's cascading points), never later.
     pub fn next_deadline(&self) -> Option<Millis> {
-        if self.releasing.is_empty() {
+        if self.releasing.is_empty() && !self.signal_work_pending() {
             self.timers.next_deadline()
         } else {
             Some(Millis::ZERO)
@@ -349,7 +358,8 @@ impl Engine {
         let Some(state) = self.clients.get_mut(client) else {
             return;
         };
-        self.signals.remove_client(client, &mut state.subscriptions);
+        let mut subs = std::mem::take(&mut state.subscriptions);
+        self.drop_subscriptions(client, &mut subs);
         self.drop_waiters_of(now, client);
         self.unregister(now, client, out);
     }
@@ -394,98 +404,5 @@ impl Engine {
             self.waiters.len(),
             self.signals.len(),
         )
-    }
-
-    fn listen(
-        &mut self,
-        client: ClientId,
-        pattern: &[u8],
-        group: &[u8],
-        out: &mut impl Outbox,
-    ) -> Outcome {
-        let max = self.config.max_subscriptions;
-        let response = match self.clients.get_mut(client) {
-            Some(state) => {
-                match self
-                    .signals
-                    .listen(client, &mut state.subscriptions, pattern, group, max)
-                {
-                    signal::ListenOutcome::Added | signal::ListenOutcome::AlreadySubscribed => {
-                        Response::Ok
-                    }
-                    signal::ListenOutcome::LimitReached | signal::ListenOutcome::InvalidPattern => {
-                        Response::Error
-                    }
-                }
-            }
-            None => Response::Error,
-        };
-        out.reply(client, response);
-        Outcome::Answered
-    }
-
-    fn unlisten(
-        &mut self,
-        client: ClientId,
-        pattern: &[u8],
-        group: &[u8],
-        out: &mut impl Outbox,
-    ) -> Outcome {
-        let response = match self.clients.get_mut(client) {
-            Some(state) => {
-                match self
-                    .signals
-                    .unlisten(client, &mut state.subscriptions, pattern, group)
-                {
-                    signal::UnlistenOutcome::Removed | signal::UnlistenOutcome::NotSubscribed => {
-                        Response::Ok
-                    }
-                    signal::UnlistenOutcome::InvalidPattern => Response::Error,
-                }
-            }
-            None => Response::Error,
-        };
-        out.reply(client, response);
-        Outcome::Answered
-    }
-
-    fn signal(
-        &mut self,
-        client: ClientId,
-        channel: &[u8],
-        payload: &[u8],
-        out: &mut impl Outbox,
-    ) -> Outcome {
-        let mut sink = PushSink {
-            out: &mut *out,
-            channel,
-            payload,
-            line_len: crate::protocol::response::push_len(channel, payload),
-        };
-        let count = self.signals.publish(channel, &mut sink);
-        out.reply(client, Response::Delivered { count });
-        Outcome::Answered
-    }
-}
-
-/// Adapts an [`Outbox`] to the signal index: offers one push line to each selected subscriber.
-struct PushSink<'o, 'p, O: Outbox> {
-    out: &'o mut O,
-    channel: &'p [u8],
-    payload: &'p [u8],
-    line_len: usize,
-}
-
-impl<O: Outbox> signal::DeliverySink for PushSink<'_, '_, O> {
-    fn has_room(&mut self, client: ClientId) -> bool {
-        self.out.has_room(client, self.line_len)
-    }
-
-    fn deliver(&mut self, client: ClientId) {
-        self.out.push(client, self.channel, self.payload);
-    }
-
-    fn evict(&mut self, client: ClientId) {
-        self.out.evict(client);
     }
 }

@@ -1,0 +1,355 @@
+//! Signal operations (`listen`, `unlisten`, `signal`, a subscriber leaving) in arrival order, with
+//! the work of each turn bounded.
+//!
+//! A publish may match many patterns and reach many subscribers, so it runs in units
+//! ([`SIGNAL_BUDGET`] per call of [`Engine::expire`], shared by the publishes of the requests in
+//! between) and may span loop turns. Its publisher waits for `ok <count>` meanwhile, like a blocked
+//! acquire, so its later requests stay behind it. The index must not change while a publish is in
+//! progress, so every signal operation that arrives meanwhile is queued and applied in arrival order
+//! once the publish completes: each publish sees exactly the subscriptions it would have seen had it
+//! run in one go at the moment it arrived, and signals reach every subscriber in the order they were
+//! accepted. The requester of a queued operation waits for its answer. Departed subscribers' entries
+//! are reclaimed with the units left over.
+
+use std::collections::VecDeque;
+
+use super::signal::{self, ClientSubscriptions};
+use super::{ClientId, Engine, Outbox, Outcome};
+use crate::protocol::Response;
+
+/// Units of signal work per call of [`Engine::expire`] (one loop turn): a unit is a pattern looked
+/// at, a subscriber offered a copy, or a departed subscription removed; a copy delivered costs
+/// [`copy_cost`] more. About a millisecond of work.
+pub const SIGNAL_BUDGET: u64 = 16_384;
+
+/// A signal operation waiting for the publish in progress.
+#[derive(Debug)]
+pub(super) enum SignalOp {
+    Publish {
+        client: ClientId,
+        channel: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    Listen {
+        client: ClientId,
+        pattern: Vec<u8>,
+        group: Vec<u8>,
+    },
+    Unlisten {
+        client: ClientId,
+        pattern: Vec<u8>,
+        group: Vec<u8>,
+    },
+    /// A client left; its subscriptions go once the operations before this one are done.
+    Depart {
+        client: ClientId,
+        subs: ClientSubscriptions,
+    },
+}
+
+/// The publish in progress: who asked and what its copies carry.
+#[derive(Debug)]
+struct Current {
+    publisher: ClientId,
+    channel: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+/// The queue of signal operations and the units left in this turn.
+#[derive(Debug)]
+pub(super) struct SignalWork {
+    current: Option<Current>,
+    queue: VecDeque<SignalOp>,
+    units: u64,
+    budget: u64,
+}
+
+impl Default for SignalWork {
+    fn default() -> SignalWork {
+        SignalWork {
+            current: None,
+            queue: VecDeque::new(),
+            units: SIGNAL_BUDGET,
+            budget: SIGNAL_BUDGET,
+        }
+    }
+}
+
+impl SignalWork {
+    /// Whether new signal operations must queue: a publish is in progress or others wait.
+    fn busy(&self) -> bool {
+        self.current.is_some() || !self.queue.is_empty()
+    }
+}
+
+/// Units a delivered copy of a push line of `line_len` bytes costs on top of the offer: the
+/// bytes copied into the subscriber's output.
+fn copy_cost(line_len: usize) -> u64 {
+    1 + line_len as u64 / 128
+}
+
+impl Engine {
+    /// Sets the units of signal work per turn (tests and fuzz targets use small ones to make
+    /// publishes span turns); [`SIGNAL_BUDGET`] by default.
+    #[doc(hidden)]
+    pub fn set_signal_budget(&mut self, units: u64) {
+        let work = &mut self.signal_work;
+        work.budget = units.max(1);
+        work.units = work.units.min(work.budget);
+    }
+
+    /// Whether signal work is left for the next call of [`Engine::expire`].
+    pub(super) fn signal_work_pending(&self) -> bool {
+        self.signal_work.busy() || self.signals.has_departed()
+    }
+
+    /// `listen`, now or (if the index is busy) in turn.
+    pub(super) fn listen(
+        &mut self,
+        client: ClientId,
+        pattern: &[u8],
+        group: &[u8],
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        if self.signal_work.busy() {
+            let (pattern, group) = (pattern.to_vec(), group.to_vec());
+            return self.queue_signal_op(SignalOp::Listen {
+                client,
+                pattern,
+                group,
+            });
+        }
+        self.apply_listen(client, pattern, group, out);
+        Outcome::Answered
+    }
+
+    /// `unlisten`, now or (if the index is busy) in turn.
+    pub(super) fn unlisten(
+        &mut self,
+        client: ClientId,
+        pattern: &[u8],
+        group: &[u8],
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        if self.signal_work.busy() {
+            let (pattern, group) = (pattern.to_vec(), group.to_vec());
+            return self.queue_signal_op(SignalOp::Unlisten {
+                client,
+                pattern,
+                group,
+            });
+        }
+        self.apply_unlisten(client, pattern, group, out);
+        Outcome::Answered
+    }
+
+    /// `signal`: publishes now if the index is free and this turn's units suffice; otherwise the
+    /// publisher waits for its count.
+    pub(super) fn signal(
+        &mut self,
+        client: ClientId,
+        channel: &[u8],
+        payload: &[u8],
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        if self.signal_work.busy() {
+            let (channel, payload) = (channel.to_vec(), payload.to_vec());
+            return self.queue_signal_op(SignalOp::Publish {
+                client,
+                channel,
+                payload,
+            });
+        }
+        self.signals.begin_publish(channel);
+        if let Some(count) = self.continue_publish(channel, payload, out) {
+            out.reply(client, Response::Delivered { count });
+            return Outcome::Answered;
+        }
+        self.signal_work.current = Some(Current {
+            publisher: client,
+            channel: channel.to_vec(),
+            payload: payload.to_vec(),
+        });
+        Outcome::Waiting
+    }
+
+    /// Takes a departing client's subscriptions out of the index, or queues that behind the
+    /// operations in progress; its own queued `listen`/`unlisten` are dropped (nobody waits for
+    /// their answer), its queued publishes still go out.
+    pub(super) fn drop_subscriptions(&mut self, client: ClientId, subs: &mut ClientSubscriptions) {
+        let work = &mut self.signal_work;
+        if !work.busy() {
+            self.signals.remove_client(client, subs);
+            return;
+        }
+        work.queue.retain(|op| match op {
+            SignalOp::Listen { client: c, .. } | SignalOp::Unlisten { client: c, .. } => {
+                *c != client
+            }
+            SignalOp::Publish { .. } | SignalOp::Depart { .. } => true,
+        });
+        if !subs.is_empty() {
+            let subs = std::mem::take(subs);
+            work.queue.push_back(SignalOp::Depart { client, subs });
+        }
+    }
+
+    /// One turn of signal work: continues the publish in progress, then applies queued operations in
+    /// order, then reclaims departed subscriptions, until this turn's units run out. Returns `true`
+    /// if work is left.
+    pub(super) fn run_signal_work(&mut self, out: &mut impl Outbox) -> bool {
+        self.signal_work.units = self.signal_work.budget;
+        loop {
+            if let Some(current) = self.signal_work.current.take() {
+                let Some(count) = self.continue_publish(&current.channel, &current.payload, out)
+                else {
+                    self.signal_work.current = Some(current);
+                    return true;
+                };
+                out.reply(current.publisher, Response::Delivered { count });
+            }
+            if self.signal_work.units == 0 {
+                return self.signal_work_pending();
+            }
+            match self.signal_work.queue.pop_front() {
+                Some(op) => self.apply_queued(op, out),
+                None => {
+                    let units = &mut self.signal_work.units;
+                    return !self.signals.reclaim(units);
+                }
+            }
+        }
+    }
+
+    fn queue_signal_op(&mut self, op: SignalOp) -> Outcome {
+        self.signal_work.queue.push_back(op);
+        Outcome::Waiting
+    }
+
+    /// Applies an operation that waited in the queue (the index is free).
+    fn apply_queued(&mut self, op: SignalOp, out: &mut impl Outbox) {
+        match op {
+            SignalOp::Publish {
+                client,
+                channel,
+                payload,
+            } => {
+                self.signals.begin_publish(&channel);
+                match self.continue_publish(&channel, &payload, out) {
+                    Some(count) => out.reply(client, Response::Delivered { count }),
+                    None => {
+                        self.signal_work.current = Some(Current {
+                            publisher: client,
+                            channel,
+                            payload,
+                        })
+                    }
+                }
+            }
+            SignalOp::Listen {
+                client,
+                pattern,
+                group,
+            } => self.apply_listen(client, &pattern, &group, out),
+            SignalOp::Unlisten {
+                client,
+                pattern,
+                group,
+            } => self.apply_unlisten(client, &pattern, &group, out),
+            SignalOp::Depart { client, mut subs } => self.signals.remove_client(client, &mut subs),
+        }
+    }
+
+    /// Offers copies of the publish in progress on `channel` with this turn's units; `Some(count)`
+    /// once it completes.
+    fn continue_publish(
+        &mut self,
+        channel: &[u8],
+        payload: &[u8],
+        out: &mut impl Outbox,
+    ) -> Option<u64> {
+        let line_len = crate::protocol::response::push_len(channel, payload);
+        let mut sink = PushSink {
+            out,
+            channel,
+            payload,
+            line_len,
+        };
+        let units = &mut self.signal_work.units;
+        self.signals
+            .continue_publish(units, copy_cost(line_len), &mut sink)
+    }
+
+    fn apply_listen(
+        &mut self,
+        client: ClientId,
+        pattern: &[u8],
+        group: &[u8],
+        out: &mut impl Outbox,
+    ) {
+        let max = self.config.max_subscriptions;
+        let response = match self.clients.get_mut(client) {
+            Some(state) => {
+                match self
+                    .signals
+                    .listen(client, &mut state.subscriptions, pattern, group, max)
+                {
+                    signal::ListenOutcome::Added | signal::ListenOutcome::AlreadySubscribed => {
+                        Response::Ok
+                    }
+                    signal::ListenOutcome::LimitReached | signal::ListenOutcome::InvalidPattern => {
+                        Response::Error
+                    }
+                }
+            }
+            None => Response::Error,
+        };
+        out.reply(client, response);
+    }
+
+    fn apply_unlisten(
+        &mut self,
+        client: ClientId,
+        pattern: &[u8],
+        group: &[u8],
+        out: &mut impl Outbox,
+    ) {
+        let response = match self.clients.get_mut(client) {
+            Some(state) => {
+                match self
+                    .signals
+                    .unlisten(client, &mut state.subscriptions, pattern, group)
+                {
+                    signal::UnlistenOutcome::Removed | signal::UnlistenOutcome::NotSubscribed => {
+                        Response::Ok
+                    }
+                    signal::UnlistenOutcome::InvalidPattern => Response::Error,
+                }
+            }
+            None => Response::Error,
+        };
+        out.reply(client, response);
+    }
+}
+
+/// Adapts an [`Outbox`] to the signal index: offers one push line to each selected subscriber.
+struct PushSink<'o, 'p, O: Outbox> {
+    out: &'o mut O,
+    channel: &'p [u8],
+    payload: &'p [u8],
+    line_len: usize,
+}
+
+impl<O: Outbox> signal::DeliverySink for PushSink<'_, '_, O> {
+    fn has_room(&mut self, client: ClientId) -> bool {
+        self.out.has_room(client, self.line_len)
+    }
+
+    fn deliver(&mut self, client: ClientId) {
+        self.out.push(client, self.channel, self.payload);
+    }
+
+    fn evict(&mut self, client: ClientId) {
+        self.out.evict(client);
+    }
+}
