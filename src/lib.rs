@@ -14,7 +14,9 @@
 //! - [`timer`]: the hierarchical timer wheel used by the engine and the event loop.
 //! - [`token`]: lease tokens that double as fencing tokens.
 //! - [`server`]: the single-threaded mio event loop that owns every connection and the engine.
-//! - [`clock`]: the only place that reads the OS clock.
+//! - [`clock`]: the only place that reads the OS clock (log lines aside, which carry their own
+//!   timestamps).
+//! - [`logging`]: the process's logger; hands lines to a logging thread and never blocks.
 //! - [`client`]: a blocking client (locks and semaphores with background renewal, signals,
 //!   `stats`, TLS, auth, sharding over several servers); used by `dflockctl` and
 //!   `dflockd-bench`.
@@ -39,6 +41,7 @@ pub mod config;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod logging;
 pub mod protocol;
 pub mod server;
 pub mod timer;

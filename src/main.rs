@@ -28,17 +28,29 @@ fn main() -> ExitCode {
         },
         None => None,
     };
-    init_logging(config.debug);
+    // Per-request detail only with --debug.
+    let level = if config.debug {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    };
+    if let Err(e) = dflockd::logging::init(level) {
+        eprintln!("cannot start logging: {e}");
+        return ExitCode::from(1);
+    }
     for warning in &warnings {
         warn!("{warning}");
     }
-    match run(&config, tls) {
+    let status = match run(&config, tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             error!("{message}");
             ExitCode::from(1)
         }
-    }
+    };
+    // The last lines (shutdown, or why the server could not start) are still queued.
+    log::logger().flush();
+    status
 }
 
 fn run(config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), String> {
@@ -101,22 +113,4 @@ fn pin_to_core(core: u32) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Logs go to stderr as text: `info` by default, `debug` (per-request detail) with `--debug`.
-fn init_logging(debug: bool) {
-    let level = if debug {
-        LevelFilter::Debug
-    } else {
-        LevelFilter::Info
-    };
-    let config = simplelog::ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .set_target_level(LevelFilter::Off)
-        .set_thread_level(LevelFilter::Off)
-        // rustls narrates every handshake at debug level; keep --debug about our own requests.
-        .add_filter_ignore_str("rustls")
-        .build();
-    // Fails only if a logger is already installed, which cannot happen at start-up.
-    let _ = simplelog::WriteLogger::init(level, config, std::io::stderr());
 }

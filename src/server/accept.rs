@@ -11,6 +11,7 @@ use std::io;
 
 use log::warn;
 
+use super::warnings::RateLimiter;
 use crate::clock::Millis;
 
 /// First back-off after an accept error.
@@ -21,7 +22,7 @@ const BACKOFF_MAX_MS: u64 = 1_000;
 const WARN_INTERVAL_MS: u64 = 5_000;
 
 /// Accept bookkeeping.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AcceptState {
     /// The listener may have connections waiting.
     pub pending: bool,
@@ -29,7 +30,18 @@ pub struct AcceptState {
     backing_off: bool,
     /// The next back-off delay (0 = not failing).
     next_backoff_ms: u64,
-    last_warning: Option<Millis>,
+    warnings: RateLimiter,
+}
+
+impl Default for AcceptState {
+    fn default() -> AcceptState {
+        AcceptState {
+            pending: false,
+            backing_off: false,
+            next_backoff_ms: 0,
+            warnings: RateLimiter::new(WARN_INTERVAL_MS),
+        }
+    }
 }
 
 impl AcceptState {
@@ -59,12 +71,8 @@ impl AcceptState {
                 let delay = self.next_backoff_ms.max(BACKOFF_MIN_MS);
                 self.next_backoff_ms = (delay * 2).min(BACKOFF_MAX_MS);
                 self.backing_off = true;
-                if self
-                    .last_warning
-                    .is_none_or(|at| now.since(at) >= WARN_INTERVAL_MS)
-                {
-                    warn!("accept failed: {error}; retrying in {delay} ms");
-                    self.last_warning = Some(now);
+                if let Some(suppressed) = self.warnings.admit(now) {
+                    warn!("accept failed: {error}; retrying in {delay} ms{suppressed}");
                 }
                 Some(delay)
             }

@@ -24,6 +24,7 @@ use subtle::ConstantTimeEq;
 
 use super::bufpool::BufPool;
 use super::session::{AuthState, CloseReason, Phase, Session};
+use super::warnings::{PeerWarnings, Suppressed, WarnKind};
 use crate::clock::Millis;
 use crate::engine::{ClientId, Engine, Outbox, Outcome, ServerFigures, StatsCursor};
 use crate::protocol::frame::{Decoded, Frame};
@@ -126,6 +127,8 @@ struct Queues {
     /// Sessions that entered [`Phase::Closing`] and still need [`Dispatcher::disconnect`].
     closing: Vec<ClientId>,
     counters: Counters,
+    /// Rate limits of the warnings peers can trigger.
+    warnings: PeerWarnings,
 }
 
 impl Dispatcher {
@@ -146,6 +149,7 @@ impl Dispatcher {
                 fanout_waiters: Vec::new(),
                 closing: Vec::new(),
                 counters: Counters::default(),
+                warnings: PeerWarnings::default(),
             },
         }
     }
@@ -163,6 +167,12 @@ impl Dispatcher {
     /// Counts an event or effect that arrived for a connection that had already gone.
     pub fn count_stale_id(&mut self) {
         self.queues.counters.stale_ids += 1;
+    }
+
+    /// A warning of `kind` a peer triggered at `now`: `Some` (to be appended to the line) if it
+    /// may be logged, `None` while its kind is rate-limited.
+    pub fn admit_warning(&mut self, kind: WarnKind, now: Millis) -> Option<Suppressed> {
+        self.queues.warnings.admit(kind, now)
     }
 
     /// Whether shutdown has begun.
@@ -600,10 +610,12 @@ impl Dispatcher {
 
     fn fail_auth<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
         if let Some(session) = table.session(id) {
-            warn!(
-                "conn {} {}: authentication failed",
-                session.serial, session.peer
-            );
+            if let Some(suppressed) = self.queues.warnings.admit(WarnKind::AuthFailure, now) {
+                warn!(
+                    "conn {} {}: authentication failed{suppressed}",
+                    session.serial, session.peer
+                );
+            }
         }
         self.answer_and_close(table, id, now, Response::ErrorAuth, CloseReason::AuthFailed);
     }
@@ -832,12 +844,14 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
         let Some(session) = open_session(self.table, &mut q.counters, client) else {
             return;
         };
-        warn!(
-            "conn {} {}: slow consumer ({} bytes of output pending), disconnecting",
-            session.serial,
-            session.peer,
-            session.output.len()
-        );
+        if let Some(suppressed) = q.warnings.admit(WarnKind::SlowConsumer, self.now) {
+            warn!(
+                "conn {} {}: slow consumer ({} bytes of output pending), disconnecting{suppressed}",
+                session.serial,
+                session.peer,
+                session.output.len()
+            );
+        }
         session.phase = Phase::Closing(CloseReason::SlowConsumer);
         q.closing.push(client);
         q.counters.slow_consumers += 1;

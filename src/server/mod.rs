@@ -24,6 +24,7 @@ pub mod session;
 mod shutdown;
 mod tls;
 mod transport;
+pub mod warnings;
 
 use std::collections::HashMap;
 use std::io;
@@ -46,6 +47,7 @@ pub use self::shutdown::ShutdownHandle;
 use self::tls::TlsConn;
 pub use self::tls::load_server_config as load_tls;
 use self::transport::{ReadOutcome, Transport, WriteOutcome};
+use self::warnings::WarnKind;
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
 use crate::engine::{ClientId, Engine, EngineConfig};
@@ -486,13 +488,19 @@ impl Server {
     fn admit(&mut self, mut stream: mio::net::TcpStream, peer: SocketAddr, now: Millis) {
         let caps = &self.settings;
         if caps.max_connections > 0 && self.conns.len() as u64 >= caps.max_connections {
-            debug!("{peer}: refused, --max-connections reached");
+            self.warn_refused(
+                now,
+                format_args!("{peer}: refused, --max-connections reached"),
+            );
             return;
         }
         if caps.max_connections_per_ip > 0 {
             let open = self.per_ip.entry(peer.ip()).or_insert(0);
             if *open >= caps.max_connections_per_ip {
-                debug!("{peer}: refused, --max-connections-per-ip reached");
+                self.warn_refused(
+                    now,
+                    format_args!("{peer}: refused, --max-connections-per-ip reached"),
+                );
                 return;
             }
             *open += 1;
@@ -510,7 +518,7 @@ impl Server {
             token_of(id),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            warn!("{peer}: cannot register connection: {e}");
+            self.warn_refused(now, format_args!("{peer}: cannot register connection: {e}"));
             self.forget_ip(peer.ip());
             return;
         }
@@ -522,7 +530,7 @@ impl Server {
                     Some(now.plus_ms(self.settings.tls_handshake_timeout_ms)),
                 ),
                 Err(e) => {
-                    warn!("{peer}: cannot start TLS: {e}");
+                    self.warn_refused(now, format_args!("{peer}: cannot start TLS: {e}"));
                     self.forget_ip(peer.ip());
                     return;
                 }
@@ -535,6 +543,14 @@ impl Server {
         conn.handshake_deadline = handshake_deadline;
         entry.insert(conn);
         self.refresh_timer(id);
+    }
+
+    /// Logs why a connection was refused, rate-limited: a peer can arrange for every one of its
+    /// connections to be refused.
+    fn warn_refused(&mut self, now: Millis, why: std::fmt::Arguments<'_>) {
+        if let Some(suppressed) = self.dispatcher.admit_warning(WarnKind::Refused, now) {
+            warn!("{why}{suppressed}");
+        }
     }
 
     /// Writes every connection that got a response this turn, those left with output by the

@@ -13,6 +13,7 @@ mod hostile;
 mod lifecycle;
 mod limits;
 mod locks;
+mod logging;
 mod pipelining;
 mod protocol;
 mod signals;

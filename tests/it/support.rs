@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,6 +68,34 @@ impl TestServer {
             addr,
             log,
         }
+    }
+
+    /// Starts the server with its stderr on a pipe that nobody reads after the start-up line:
+    /// once the pipe's buffer is full, every write the server makes to it would block. Returns
+    /// the pipe so the test can drain it later (the log of this server stays empty).
+    pub fn start_with_stalled_log(args: &[&str]) -> (TestServer, BufReader<ChildStderr>) {
+        let mut child = dflockd_command(args).spawn().expect("spawn dflockd");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+                let _ = child.kill();
+                panic!("dflockd did not report its address");
+            }
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                break addr
+                    .parse::<SocketAddr>()
+                    .expect("address in the start-up line");
+            }
+        };
+        let server = TestServer {
+            child: Some(child),
+            addr,
+            log: Arc::default(),
+        };
+        (server, stderr)
     }
 
     /// A new client connection.
