@@ -209,6 +209,13 @@ struct Slot {
     handle: ClientSubscriptions,
 }
 
+/// Reclaims departed clients' entries with a budget the input picks (none: leave them for later).
+fn reclaim(input: &mut Input<'_>, index: &mut SignalIndex) {
+    let mut units = input.below(8) as u64;
+    let done = index.reclaim(&mut units);
+    assert!(done || units == 0, "reclaim stopped with units left");
+}
+
 fn leave(index: &mut SignalIndex, model: &mut Model, slot: &mut Slot) {
     index.remove_client(slot.id, &mut slot.handle);
     assert!(
@@ -229,7 +236,18 @@ fn publish(input: &mut Input<'_>, index: &mut SignalIndex, model: &mut Model, sl
         copies: BTreeMap::new(),
         evicted: BTreeSet::new(),
     };
-    let count = index.publish(&channel, &mut sink);
+    // Offered in slices of a few units, as a publish spread over loop turns is.
+    let slice = input.below(8) as u64;
+    index.begin_publish(&channel);
+    let count = loop {
+        let mut units = if slice == 0 { u64::MAX } else { slice };
+        if let Some(count) = index.continue_publish(&mut units, input.below(3) as u64, &mut sink) {
+            break count;
+        }
+        assert_eq!(units, 0, "a publish paused with units left");
+        assert!(index.is_publishing());
+    };
+    assert!(!index.is_publishing());
     assert_eq!(sink.copies, expected.copies, "copies per client");
     assert_eq!(
         count,
@@ -304,7 +322,9 @@ fn check(index: &SignalIndex, model: &Model, slots: &[Slot]) {
 /// The `subject` target: subscribe, unsubscribe, leave and publish in arbitrary order.
 ///
 /// Input: the subscription cap, then operations on five clients over a small vocabulary of
-/// tokens (so patterns overlap), with a per-publish mask of clients whose buffers are full.
+/// tokens (so patterns overlap), with a per-publish mask of clients whose buffers are full and a
+/// number of units per slice of the publish. Departed clients' entries are reclaimed when the
+/// input says, a few units at a time, so publishes meet departed clients not yet reclaimed.
 /// Checks against the model after every operation: listen and unlisten outcomes (validity, cap,
 /// idempotence); each publish delivers one non-grouped copy to every matching client with room
 /// and one copy per matching queue group to the first member with room in round-robin order from
@@ -351,6 +371,7 @@ pub fn subject(data: &[u8]) {
                 assert_eq!(got, model.unlisten(*id, &pattern, group), "unlisten");
             }
             4 => leave(&mut index, &mut model, &mut slots[slot]),
+            5 => reclaim(&mut input, &mut index),
             _ => publish(&mut input, &mut index, &mut model, &mut slots),
         }
         check(&index, &model, &slots);
@@ -359,5 +380,7 @@ pub fn subject(data: &[u8]) {
         leave(&mut index, &mut model, slot);
     }
     check(&index, &model, &slots);
+    let mut unlimited = u64::MAX;
+    assert!(index.reclaim(&mut unlimited), "unlimited reclaim");
     assert!(index.is_empty(), "index not empty after every client left");
 }

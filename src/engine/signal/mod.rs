@@ -138,6 +138,8 @@ pub struct SignalIndex {
     /// Entries of departed clients whose subscriptions [`SignalIndex::reclaim`] has still to remove,
     /// oldest first.
     departing: VecDeque<u32>,
+    /// Subscriptions of departed clients not yet reclaimed.
+    departed_subscriptions: usize,
     /// Number of the current (or last) publish. Client entries record it instead of a per-publish set, so
     /// nothing needs clearing between publishes.
     epoch: u64,
@@ -348,6 +350,7 @@ impl SignalIndex {
         for &subscription in &subscriptions {
             self.withdraw(subscription);
         }
+        self.departed_subscriptions += subscriptions.len();
         let entry = &mut self.clients[slot as usize];
         mem::swap(&mut entry.subscriptions, &mut subscriptions);
         entry.departed = true;
@@ -364,6 +367,7 @@ impl SignalIndex {
                     return false;
                 }
                 *units -= 1;
+                self.departed_subscriptions -= 1;
                 self.detach(subscription);
             }
             self.clients.remove(slot as usize);
@@ -510,9 +514,9 @@ impl SignalIndex {
             .map_or(0, |slot| self.clients[slot as usize].subscriptions.len())
     }
 
-    /// Total number of subscriptions of all clients, departed ones not yet reclaimed included.
+    /// Total number of subscriptions of all clients.
     pub fn len(&self) -> usize {
-        self.subscriptions.len()
+        self.subscriptions.len() - self.departed_subscriptions
     }
 
     /// True when the index holds no subscription and no entry of any kind (clients, patterns, groups,
@@ -566,6 +570,12 @@ impl SignalIndex {
             assert!(!client.subscriptions.is_empty());
             assert_eq!(client.departed, self.departing.contains(&to_slot(slot)));
         }
+        let departed: usize = self
+            .departing
+            .iter()
+            .map(|&slot| self.clients[slot as usize].subscriptions.len())
+            .sum();
+        assert_eq!(departed, self.departed_subscriptions);
 
         assert_eq!(self.group_slots.len(), self.groups.len());
         for (slot, group) in &self.groups {
@@ -587,6 +597,12 @@ impl SignalIndex {
             assert_eq!(self.pattern_slots.get(&entry.pattern), Some(&slot));
             assert_eq!(classify_pattern(&entry.pattern), Some(entry.kind));
             assert_eq!(entry.anchor.is_some(), entry.kind == PatternKind::Wildcard);
+            let departed = entry
+                .plain
+                .iter()
+                .filter(|member| self.clients[member.client as usize].departed)
+                .count();
+            assert_eq!(departed, entry.departed_plain as usize);
             if let Some(anchor) = entry.anchor {
                 wildcards += 1;
                 assert_eq!(self.wildcards.slot_at(&entry.pattern, anchor), Some(slot));
