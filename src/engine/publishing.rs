@@ -11,7 +11,7 @@
 //! accepted. The requester of a queued operation waits for its answer. Departed subscribers' entries
 //! are reclaimed with the units left over.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use super::signal::{self, ClientSubscriptions};
 use super::{ClientId, Engine, Outbox, Outcome};
@@ -60,6 +60,9 @@ struct Current {
 pub(super) struct SignalWork {
     current: Option<Current>,
     queue: VecDeque<SignalOp>,
+    /// Clients whose [`SignalOp::Depart`] is queued. The publishes ahead of it count them as
+    /// subscribers with room, as they would have had they run at once, but send them nothing.
+    departed: HashSet<ClientId>,
     units: u64,
     budget: u64,
 }
@@ -69,6 +72,7 @@ impl Default for SignalWork {
         SignalWork {
             current: None,
             queue: VecDeque::new(),
+            departed: HashSet::new(),
             units: SIGNAL_BUDGET,
             budget: SIGNAL_BUDGET,
         }
@@ -79,6 +83,17 @@ impl SignalWork {
     /// Whether new signal operations must queue: a publish is in progress or others wait.
     fn busy(&self) -> bool {
         self.current.is_some() || !self.queue.is_empty()
+    }
+
+    /// Whether `client` waits for the answer to a signal operation.
+    fn awaits(&self, client: ClientId) -> bool {
+        self.current.as_ref().is_some_and(|c| c.publisher == client)
+            || self.queue.iter().any(|op| match op {
+                SignalOp::Publish { client: c, .. }
+                | SignalOp::Listen { client: c, .. }
+                | SignalOp::Unlisten { client: c, .. } => *c == client,
+                SignalOp::Depart { .. } => false,
+            })
     }
 }
 
@@ -96,6 +111,14 @@ impl Engine {
         let work = &mut self.signal_work;
         work.budget = units.max(1);
         work.units = work.units.min(work.budget);
+    }
+
+    /// Whether `client` waits for the answer to a `signal`, `listen` or `unlisten` queued behind a
+    /// publish. Unlike [`Engine::is_waiting`], such a request is never cancelled: its answer
+    /// comes within a few turns. O(queued operations); for tests.
+    #[doc(hidden)]
+    pub fn awaits_signal_work(&self, client: ClientId) -> bool {
+        self.signal_work.awaits(client)
     }
 
     /// Whether signal work is left for the next call of [`Engine::expire`].
@@ -190,6 +213,7 @@ impl Engine {
         });
         if !subs.is_empty() {
             let subs = std::mem::take(subs);
+            work.departed.insert(client);
             work.queue.push_back(SignalOp::Depart { client, subs });
         }
     }
@@ -256,7 +280,10 @@ impl Engine {
                 pattern,
                 group,
             } => self.apply_unlisten(client, &pattern, &group, out),
-            SignalOp::Depart { client, mut subs } => self.signals.remove_client(client, &mut subs),
+            SignalOp::Depart { client, mut subs } => {
+                self.signal_work.departed.remove(&client);
+                self.signals.remove_client(client, &mut subs);
+            }
         }
     }
 
@@ -269,15 +296,16 @@ impl Engine {
         out: &mut impl Outbox,
     ) -> Option<u64> {
         let line_len = crate::protocol::response::push_len(channel, payload);
+        let work = &mut self.signal_work;
         let mut sink = PushSink {
             out,
+            departed: &work.departed,
             channel,
             payload,
             line_len,
         };
-        let units = &mut self.signal_work.units;
         self.signals
-            .continue_publish(units, copy_cost(line_len), &mut sink)
+            .continue_publish(&mut work.units, copy_cost(line_len), &mut sink)
     }
 
     fn apply_listen(
@@ -335,6 +363,8 @@ impl Engine {
 /// Adapts an [`Outbox`] to the signal index: offers one push line to each selected subscriber.
 struct PushSink<'o, 'p, O: Outbox> {
     out: &'o mut O,
+    /// See [`SignalWork::departed`].
+    departed: &'p HashSet<ClientId>,
     channel: &'p [u8],
     payload: &'p [u8],
     line_len: usize,
@@ -342,11 +372,13 @@ struct PushSink<'o, 'p, O: Outbox> {
 
 impl<O: Outbox> signal::DeliverySink for PushSink<'_, '_, O> {
     fn has_room(&mut self, client: ClientId) -> bool {
-        self.out.has_room(client, self.line_len)
+        self.departed.contains(&client) || self.out.has_room(client, self.line_len)
     }
 
     fn deliver(&mut self, client: ClientId) {
-        self.out.push(client, self.channel, self.payload);
+        if !self.departed.contains(&client) {
+            self.out.push(client, self.channel, self.payload);
+        }
     }
 
     fn evict(&mut self, client: ClientId) {

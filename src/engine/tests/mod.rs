@@ -9,6 +9,8 @@
 //! answered, and nothing reaches a client that has left. It also requires every test to read each
 //! reply before the client's next request, so no response goes unchecked.
 
+mod signal_turns;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::{ClientId, EXPIRE_BUDGET, Engine, EngineConfig, Outbox, Outcome, ServerFigures};
@@ -31,15 +33,21 @@ struct Recorder {
     evictions: Vec<ClientId>,
     /// Bytes of pushes each client can still take; a client missing here has unlimited room.
     room: HashMap<ClientId, usize>,
+    /// Clients that have left: like the server, the recorder says they have no room and ignores
+    /// their eviction.
+    gone: HashSet<ClientId>,
+    /// Replies and pushes in the order they were sent, as wire-like text.
+    trace: Vec<(ClientId, String)>,
 }
 
 impl Outbox for Recorder {
     fn reply(&mut self, client: ClientId, response: Response) {
+        self.trace.push((client, format!("{response:?}")));
         self.replies.push((client, response));
     }
 
     fn has_room(&mut self, client: ClientId, line_len: usize) -> bool {
-        self.room.get(&client).is_none_or(|&left| left >= line_len)
+        !self.gone.contains(&client) && self.room.get(&client).is_none_or(|&left| left >= line_len)
     }
 
     fn push(&mut self, client: ClientId, channel: &[u8], payload: &[u8]) {
@@ -48,15 +56,19 @@ impl Outbox for Recorder {
             assert!(*left >= len, "push to {client:?} without room");
             *left -= len;
         }
-        self.pushes.push((
-            client,
+        let (channel, payload) = (
             String::from_utf8_lossy(channel).into_owned(),
             String::from_utf8_lossy(payload).into_owned(),
-        ));
+        );
+        self.trace
+            .push((client, format!("sig {channel} {payload}")));
+        self.pushes.push((client, channel, payload));
     }
 
     fn evict(&mut self, client: ClientId) {
-        self.evictions.push(client);
+        if !self.gone.contains(&client) {
+            self.evictions.push(client);
+        }
     }
 }
 
@@ -256,6 +268,7 @@ impl Harness {
         self.waiting.remove(&client);
         self.inbox.remove(&client);
         self.out.room.remove(&client);
+        self.out.gone.insert(client);
         self.engine.disconnect(self.now, client, &mut self.out);
         self.check(None);
     }
@@ -374,7 +387,7 @@ impl Harness {
         }
         for &client in &self.connected {
             assert_eq!(
-                self.engine.is_waiting(client),
+                self.engine.is_waiting(client) || self.engine.awaits_signal_work(client),
                 self.waiting.contains(&client),
                 "engine and harness disagree on whether {client:?} waits"
             );
