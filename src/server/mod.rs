@@ -25,7 +25,6 @@ mod shutdown;
 mod tls;
 mod transport;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -49,6 +48,7 @@ use self::transport::{ReadOutcome, Transport, WriteOutcome};
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
 use crate::engine::{ClientId, Engine, EngineConfig};
+use crate::table::IncrementalMap;
 use crate::timer::TimerWheel;
 use crate::token::TokenIssuer;
 
@@ -110,7 +110,7 @@ pub struct Server {
     /// Connection numbers, counted from 1 per accepted connection (spec §1).
     accepted: u64,
     /// Open connections per peer address, kept only when `--max-connections-per-ip` is set.
-    per_ip: HashMap<IpAddr, u64>,
+    per_ip: IncrementalMap<IpAddr, u64>,
     accept: AcceptState,
     settings: Settings,
     /// Loop-wide read buffer; connections keep only unprocessed remainders.
@@ -162,7 +162,7 @@ impl Server {
             io_timers: TimerWheel::new(),
             generations: Generations::default(),
             accepted: 0,
-            per_ip: HashMap::new(),
+            per_ip: IncrementalMap::default(),
             accept: AcceptState::default(),
             settings: Settings {
                 read_timeout_ms: config.read_timeout_s.saturating_mul(1000),
@@ -490,12 +490,12 @@ impl Server {
             return;
         }
         if caps.max_connections_per_ip > 0 {
-            let open = self.per_ip.entry(peer.ip()).or_insert(0);
-            if *open >= caps.max_connections_per_ip {
+            let open = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+            if open >= caps.max_connections_per_ip {
                 debug!("{peer}: refused, --max-connections-per-ip reached");
                 return;
             }
-            *open += 1;
+            self.per_ip.insert(peer.ip(), open + 1);
         }
         if let Err(e) = stream.set_nodelay(true) {
             debug!("{peer}: set_nodelay failed: {e}");
