@@ -6,7 +6,8 @@
 //! 3. run due engine timers (lease expiry, wait timeouts, idle GC) and I/O timers (read and
 //!    write deadlines, lingering closes, accept retries, the shutdown deadline);
 //! 4. serve the ready queue: at most one read per connection per turn, whose complete requests
-//!    are answered at once (so a flood from one client cannot starve the others);
+//!    are answered at once (so a flood from one client cannot starve the others), and at most
+//!    `HANDSHAKES_PER_TURN` reads that advance a TLS handshake;
 //! 5. accept at most `--accept-batch` new connections;
 //! 6. write every connection that got output this turn, once, and finish closes (whose released
 //!    locks may produce grants, which are written in the same pass).
@@ -63,6 +64,11 @@ const PUSH_WRITES_PER_TURN: usize = 32;
 /// listing) leaves in pieces over several turns instead of delaying everyone else while the
 /// kernel copies it.
 const WRITE_BYTES_PER_TURN: usize = 256 * 1024;
+/// TLS handshake steps (reads of a connection still handshaking, each of which may run rustls'
+/// key exchange and signature, about 0.3 ms of CPU) per turn. Connections beyond it stay on the
+/// ready queue for the next turn, so a burst of ClientHellos spreads over turns of a few
+/// milliseconds instead of one turn of hundreds; their handshake deadlines keep running.
+const HANDSHAKES_PER_TURN: usize = 16;
 /// Readiness events fetched per poll.
 const EVENT_CAPACITY: usize = 1024;
 
@@ -366,22 +372,33 @@ impl Server {
     /// Serves the connections queued at the start of this phase; ones re-queued while serving
     /// wait for the next turn, which bounds the work per turn.
     fn serve_ready(&mut self, now: Millis) {
+        let mut handshakes = HANDSHAKES_PER_TURN;
         for _ in 0..self.dispatcher.ready_len() {
             let Some(id) = self.dispatcher.next_ready(&mut self.conns) else {
                 break;
             };
-            self.serve(id, now);
+            self.serve(id, now, &mut handshakes);
             self.refresh_timer(id);
         }
     }
 
     /// One read (if the socket may have data and there is room for it) and the processing of
-    /// whatever requests are complete.
-    fn serve(&mut self, id: ClientId, now: Millis) {
+    /// whatever requests are complete. A read that would advance a TLS handshake takes one of
+    /// the turn's `handshakes`; with none left, the connection is served next turn.
+    fn serve(&mut self, id: ClientId, now: Millis, handshakes: &mut usize) {
         let room = self.dispatcher.input_room(&mut self.conns, id);
         let Some(conn) = self.conns.session_conn(id) else {
             return;
         };
+        if conn.read_ready && conn.transport.is_handshaking() {
+            if *handshakes == 0 {
+                // Still readable, so back on the ready queue, which keeps the next poll from
+                // sleeping.
+                self.dispatcher.schedule(&mut self.conns, id);
+                return;
+            }
+            *handshakes -= 1;
+        }
         if conn.closing.is_some() || conn.session.close_reason().is_some() {
             self.discard_input(id, now);
             return;
