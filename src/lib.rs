@@ -11,6 +11,7 @@
 //! - [`protocol`]: framing, request parsing and response encoding; no I/O.
 //! - [`engine`]: the lock, semaphore and signal state machine, pure and driven by an explicit
 //!   clock; effects leave through an [`engine::Outbox`].
+//! - [`table`]: hash tables that resize a little per insert or remove, never all at once.
 //! - [`timer`]: the hierarchical timer wheel used by the engine and the event loop.
 //! - [`token`]: lease tokens that double as fencing tokens.
 //! - [`server`]: the single-threaded mio event loop that owns every connection and the engine.
@@ -44,5 +45,6 @@ pub mod fuzzing;
 pub mod logging;
 pub mod protocol;
 pub mod server;
+pub mod table;
 pub mod timer;
 pub mod token;

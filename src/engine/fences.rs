@@ -3,30 +3,24 @@
 //!
 //! Fences are unique per grant, so the fence alone identifies a lease; the caller still compares
 //! the whole token. The table stores only lease slots (4 bytes each) and takes each fence from the
-//! lease itself. Fences are issued by the server, not chosen by clients, so a fast hash without
+//! lease itself; it resizes incrementally ([`IncrementalTable`]), a few entries per grant or
+//! release. Fences are issued by the server, not chosen by clients, so a fast hash without
 //! flooding resistance is fine here.
 
 use std::hash::BuildHasher;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
+
+use crate::table::IncrementalTable;
 
 /// Lease slots indexed by fence.
 #[derive(Debug, Default)]
 pub struct FenceIndex {
-    table: HashTable<u32>,
+    table: IncrementalTable<u32>,
     hasher: DefaultHashBuilder,
 }
 
 impl FenceIndex {
-    /// An empty index with room for `leases` leases before it grows (growing rehashes every
-    /// entry at once).
-    pub fn with_capacity(leases: usize) -> FenceIndex {
-        FenceIndex {
-            table: HashTable::with_capacity(leases),
-            hasher: DefaultHashBuilder::default(),
-        }
-    }
-
     /// Records that `lease` holds `fence`. `fence_of` gives the fence of any indexed lease.
     pub fn insert(&mut self, fence: u64, lease: u32, fence_of: impl Fn(u32) -> u64) {
         let hasher = &self.hasher;
@@ -43,14 +37,15 @@ impl FenceIndex {
             .copied()
     }
 
-    /// Forgets `lease`, which holds `fence`.
-    pub fn remove(&mut self, fence: u64, lease: u32) {
-        if let Ok(entry) = self
-            .table
-            .find_entry(self.hasher.hash_one(fence), |&slot| slot == lease)
-        {
-            entry.remove();
-        }
+    /// Forgets `lease`, which holds `fence`. `fence_of` gives the fence of any lease still
+    /// indexed.
+    pub fn remove(&mut self, fence: u64, lease: u32, fence_of: impl Fn(u32) -> u64) {
+        let hasher = &self.hasher;
+        self.table.remove(
+            hasher.hash_one(fence),
+            |&slot| slot == lease,
+            |&slot| hasher.hash_one(fence_of(slot)),
+        );
     }
 
     /// Number of indexed leases.

@@ -140,7 +140,7 @@ impl Engine {
             self.two_phase.len(),
             "two-phase map out of step"
         );
-        for (&(client, resource), &state) in &self.two_phase {
+        for (&(client, resource), &state) in self.two_phase.iter() {
             match state {
                 TwoPhase::Queued(waiter) => {
                     let w = &self.waiters[waiter as usize];

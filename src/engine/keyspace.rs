@@ -6,17 +6,19 @@
 //! never the whole keyspace.
 //!
 //! Each key is stored once, in its resource; the index is a hash table of resource slots (4 bytes
-//! per entry) whose hashes are computed from the resources themselves. Keys come from clients,
-//! so they are hashed with std's randomly keyed SipHash, which resists hash flooding.
+//! per entry) whose hashes are computed from the resources themselves. It resizes incrementally
+//! ([`IncrementalTable`]), so neither a million new keys nor their collection stalls a turn. Keys
+//! come from clients, so they are hashed with std's randomly keyed SipHash, which resists hash
+//! flooding.
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 
-use hashbrown::HashTable;
 use slab::Slab;
 
 use super::list::{Link, List};
 use crate::clock::Millis;
 use crate::protocol::Namespace;
+use crate::table::IncrementalTable;
 
 /// A key as clients send it. Keys of up to 16 bytes (most of them) are stored inline: a separate
 /// heap block would cost more than the key itself.
@@ -78,6 +80,12 @@ fn key_hash(hasher: &RandomState, ns: Namespace, key: &[u8]) -> u64 {
     state.finish()
 }
 
+/// The index hash of the resource in `slot`, for entries the index moves while it resizes.
+fn slot_hash(hasher: &RandomState, resources: &Slab<Resource>, slot: u32) -> u64 {
+    let r = &resources[slot as usize];
+    key_hash(hasher, r.ns(), &r.key)
+}
+
 fn idle_link(resource: &mut Resource) -> &mut Link {
     &mut resource.idle_link
 }
@@ -97,23 +105,13 @@ pub struct Keyspace {
     /// Resource entries; indices are stable while the resource lives.
     pub resources: Slab<Resource>,
     /// Slots of `resources`, found by the hash of (namespace, key).
-    index: HashTable<u32>,
+    index: IncrementalTable<u32>,
     hasher: RandomState,
     /// Idle resources, oldest activity first.
     idle: List,
 }
 
 impl Keyspace {
-    /// An empty keyspace whose index has room for `keys` keys. Growing a hash table rehashes
-    /// every entry in one go, which with a million keys would stall the event loop for a moment,
-    /// so the index is sized up front from `--max-locks` (see [`Engine::new`](super::Engine::new)).
-    pub fn with_capacity(keys: usize) -> Keyspace {
-        Keyspace {
-            index: HashTable::with_capacity(keys),
-            ..Keyspace::default()
-        }
-    }
-
     fn hash(&self, ns: Namespace, key: &[u8]) -> u64 {
         key_hash(&self.hasher, ns, key)
     }
@@ -170,8 +168,7 @@ impl Keyspace {
         let (hasher, resources) = (&self.hasher, &self.resources);
         self.index
             .insert_unique(key_hash(hasher, ns, key), index, |&slot| {
-                let r = &resources[slot as usize];
-                key_hash(hasher, r.ns(), &r.key)
+                slot_hash(hasher, resources, slot)
             });
         Ok(index)
     }
@@ -223,10 +220,12 @@ impl Keyspace {
             }
             self.idle.remove(&mut self.resources, index, idle_link);
             let resource = self.resources.remove(index as usize);
-            let hash = self.hash(resource.ns(), &resource.key);
-            if let Ok(entry) = self.index.find_entry(hash, |&slot| slot == index) {
-                entry.remove();
-            }
+            let (hasher, resources) = (&self.hasher, &self.resources);
+            self.index.remove(
+                key_hash(hasher, resource.ns(), &resource.key),
+                |&slot| slot == index,
+                |&slot| slot_hash(hasher, resources, slot),
+            );
             removed += 1;
         }
         removed

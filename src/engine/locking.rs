@@ -445,7 +445,10 @@ impl Engine {
         }
         let l = self.leases.remove(lease as usize);
         self.timers.cancel(l.timer);
-        self.by_fence.remove(l.token.fence, lease);
+        let leases = &self.leases;
+        self.by_fence.remove(l.token.fence, lease, |slot| {
+            leases[slot as usize].token.fence
+        });
         if l.two_phase {
             self.two_phase.remove(&(owner, resource));
         }

@@ -24,8 +24,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
-
+use hashbrown::DefaultHashBuilder;
 use slab::Slab;
 
 use self::clients::Clients;
@@ -38,6 +37,7 @@ use self::signal::SignalIndex;
 pub use self::stats::{ServerFigures, StatsCursor};
 use crate::clock::Millis;
 use crate::protocol::{Request, Response};
+use crate::table::IncrementalMap;
 use crate::timer::{TimerId, TimerWheel};
 use crate::token::{LeaseToken, TokenIssuer};
 
@@ -56,7 +56,8 @@ pub struct ClientId {
 pub struct EngineConfig {
     /// Lease used when a request names none (`--default-lease-ttl`).
     pub default_lease_s: u64,
-    /// Most resources (locks and semaphores together) that may exist (`--max-locks`).
+    /// Most resources (locks and semaphores together) that may exist (`--max-locks`). A limit
+    /// only: the indexes grow with what exists, not with this.
     pub max_locks: u64,
     /// Most waiters per resource; 0 = unlimited (`--max-waiters`).
     pub max_waiters: u64,
@@ -179,11 +180,6 @@ enum Due {
     IdleGc,
 }
 
-/// The key and fence indexes are sized for `--max-locks` keys up to this many, so that reaching
-/// the cap never rehashes a large table in one go; beyond it they grow on demand. At the limit the
-/// two indexes take about 4 MB of memory that is actually touched.
-const PRESIZED_KEYS: u64 = 1 << 20;
-
 /// Most timers [`Engine::expire`] handles per call, so that a mass expiry is spread over loop
 /// turns instead of stalling every other client. Also the most leases of departed clients that
 /// one call of [`Engine::expire`] releases, and that all calls of [`Engine::disconnect`] between
@@ -201,7 +197,9 @@ pub struct Engine {
     /// Lease by token fence (unique per grant), for `r`/`n` by token in O(1).
     by_fence: FenceIndex,
     waiters: Slab<Waiter>,
-    two_phase: HashMap<(ClientId, u32), TwoPhase>,
+    /// Two-phase state by (client, resource). Both are server-assigned numbers, so a fast hash
+    /// without flooding resistance is fine.
+    two_phase: IncrementalMap<(ClientId, u32), TwoPhase, DefaultHashBuilder>,
     clients: Clients,
     /// Leases of departed clients (auto-release on) still to be released, in grant order,
     /// linked through `owner_link`: a client that held more than [`EXPIRE_BUDGET`] leases has
@@ -223,15 +221,14 @@ impl Engine {
     /// An empty engine.
     pub fn new(config: EngineConfig, tokens: TokenIssuer) -> Engine {
         debug_assert!(config.gc_interval_ms > 0, "gc interval must be positive");
-        let presized = config.max_locks.min(PRESIZED_KEYS) as usize;
         Engine {
             config,
             tokens,
-            keys: Keyspace::with_capacity(presized),
+            keys: Keyspace::default(),
             leases: Slab::new(),
-            by_fence: FenceIndex::with_capacity(presized),
+            by_fence: FenceIndex::default(),
             waiters: Slab::new(),
-            two_phase: HashMap::new(),
+            two_phase: IncrementalMap::default(),
             clients: Clients::default(),
             releasing: List::default(),
             disconnect_budget: EXPIRE_BUDGET,

@@ -385,6 +385,38 @@ fn a_stalled_handshake_is_dropped_at_the_handshake_deadline() {
     assert_eq!(done.request("ping", "_", ""), "ok");
 }
 
+/// Far more ClientHellos arrive together than the server handshakes in one loop turn: those it
+/// defers to later turns are not lost, and every client completes its handshake and is served.
+#[test]
+fn a_burst_of_handshakes_beyond_one_turn_all_complete() {
+    const CLIENTS: usize = 200;
+    let pki = Pki::new();
+    let server = pki.start(&[]);
+    // Every ClientHello is sent before any client reads the server's answer, so they reach the
+    // server together.
+    let started: Vec<(ClientConnection, TcpStream)> = (0..CLIENTS)
+        .map(|_| {
+            let mut socket = tcp(server.addr);
+            let mut tls = ClientConnection::new(pki.client.clone(), server_name())
+                .expect("client connection");
+            while tls.wants_write() {
+                tls.write_tls(&mut socket).expect("send the ClientHello");
+            }
+            (tls, socket)
+        })
+        .collect();
+    for (i, (mut tls, mut socket)) in started.into_iter().enumerate() {
+        while tls.is_handshaking() {
+            tls.complete_io(&mut socket)
+                .unwrap_or_else(|e| panic!("client {i}: TLS handshake: {e}"));
+        }
+        let mut client = TlsClient {
+            stream: StreamOwned::new(tls, socket),
+        };
+        grant(&client.request("l", &format!("k{i}"), "0"));
+    }
+}
+
 #[test]
 fn the_read_deadline_also_covers_the_handshake() {
     let pki = Pki::new();

@@ -1596,6 +1596,73 @@ fn disconnect_with_auto_release_frees_everything_the_client_had() {
     h.finish();
 }
 
+/// Thousands of keys, leases and two-phase states make the key, fence and two-phase indexes
+/// resize (grow, then shrink as everything goes) a few entries per request; every entry stays
+/// reachable in the middle of each resize.
+#[test]
+fn indexes_stay_consistent_while_they_resize() {
+    const N: usize = 3_000;
+    let mut h = Harness::new(EngineConfig {
+        max_locks: N as u64,
+        ..EngineConfig::default()
+    });
+    let [a, b] = [h.client(), h.client()];
+    let keys: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(h.apply(a, "e", key, ""), Outcome::Answered);
+        assert_eq!(h.apply(b, "e", key, ""), Outcome::Answered);
+        if i % 97 == 0 {
+            h.engine.check_invariants();
+        }
+    }
+    let replies = std::mem::take(&mut h.out.replies);
+    let mut tokens = Vec::new();
+    for pair in replies.chunks(2) {
+        assert_eq!(pair[0].0, a);
+        tokens.push(acquired(pair[0].1, 33));
+        assert_eq!(pair[1], (b, Response::Queued));
+    }
+    // a collects and releases every grant; each release grants b's queued entry.
+    for (i, (key, token)) in keys.iter().zip(&tokens).enumerate() {
+        assert_eq!(h.apply(a, "w", key, "0"), Outcome::Answered);
+        assert_eq!(h.apply(a, "r", key, &token.to_string()), Outcome::Answered);
+        if i % 97 == 0 {
+            h.engine.check_invariants();
+        }
+    }
+    let replies = std::mem::take(&mut h.out.replies);
+    for (pair, token) in replies.chunks(2).zip(&tokens) {
+        assert_eq!(
+            pair[0],
+            (
+                a,
+                Response::Granted {
+                    token: *token,
+                    lease_s: 33
+                }
+            )
+        );
+        assert_eq!(pair[1], (a, Response::Ok));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(h.apply(b, "w", key, "0"), Outcome::Answered);
+        if i % 97 == 0 {
+            h.engine.check_invariants();
+        }
+    }
+    let replies = std::mem::take(&mut h.out.replies);
+    assert_eq!(replies.len(), N);
+    for (to, response) in replies {
+        assert_eq!(to, b);
+        assert!(
+            !tokens.contains(&granted(response, 33)),
+            "a token granted twice"
+        );
+    }
+    assert_eq!(h.holders(), N);
+    h.finish();
+}
+
 #[test]
 fn a_client_holding_many_leases_is_released_in_slices_in_grant_order() {
     let count = 2 * EXPIRE_BUDGET + 10;
