@@ -318,7 +318,9 @@ impl World {
         };
         let auth = input.flag();
         let read_timeout_ms = limits.read_timeout_ms;
-        let engine = Engine::new(config.clone(), TokenIssuer::deterministic(0x5e55));
+        let mut engine = Engine::new(config.clone(), TokenIssuer::deterministic(0x5e55));
+        // Small budgets make publishes span turns, with requests of others arriving meanwhile.
+        engine.set_signal_budget(*input.pick(&[1, 3, 16, crate::engine::SIGNAL_BUDGET]));
         World {
             dispatcher: Dispatcher::new(engine, limits, auth.then_some(SECRET)),
             table: Slab::new(),

@@ -12,9 +12,10 @@
 //! Work that could take long is spread over loop turns so no request waits behind it:
 //! - Responses (and grants) go on the *dirty* list, written every turn. Signal pushes go on the
 //!   *push* list, of which the caller writes a bounded number of connections per turn; a fan-out
-//!   to ten thousand subscribers thus takes several turns, and while more than
-//!   [`FANOUT_BACKLOG`] connections wait for pushes, a `signal` request is held back (its
-//!   publisher paused) until they are written, so publishers cannot outrun delivery.
+//!   to ten thousand subscribers thus takes several turns. While more than
+//!   [`FANOUT_BACKLOG_BYTES`] of pushes wait to be written, across all connections, a `signal`
+//!   request is held back (its publisher paused), so publishers cannot outrun delivery; below
+//!   it publishers go on, and the pushes that pile up for a subscriber leave in one write.
 //! - A `stats` listing is written [`STATS_STEP`] table slots per turn; its requester waits.
 
 use std::collections::VecDeque;
@@ -50,8 +51,9 @@ impl<S: AsMut<Session>> SessionTable for slab::Slab<S> {
     }
 }
 
-/// Connections with pushes waiting to be written beyond which `signal` requests are held back.
-pub const FANOUT_BACKLOG: usize = 128;
+/// Bytes of signal pushes waiting to be written, over all connections, at which `signal`
+/// requests are held back.
+pub const FANOUT_BACKLOG_BYTES: usize = 4 << 20;
 /// Requests of one connection processed per loop turn; a client that pipelines thousands is
 /// served in slices, taking turns with everyone else.
 pub const REQUESTS_PER_TURN: usize = 512;
@@ -122,7 +124,10 @@ struct Queues {
     dirty: Vec<ClientId>,
     /// Sessions with new signal pushes to write.
     pushes: VecDeque<ClientId>,
-    /// Sessions holding back a `signal` request until `pushes` drains below `FANOUT_BACKLOG`.
+    /// Bytes of pushes placed in outputs and not yet written (the sum of `Session::push_bytes`).
+    push_bytes: usize,
+    /// Sessions holding back a `signal` request until `push_bytes` drops below
+    /// [`FANOUT_BACKLOG_BYTES`].
     fanout_waiters: Vec<ClientId>,
     /// Sessions that entered [`Phase::Closing`] and still need [`Dispatcher::disconnect`].
     closing: Vec<ClientId>,
@@ -146,6 +151,7 @@ impl Dispatcher {
                 ready: VecDeque::new(),
                 dirty: Vec::new(),
                 pushes: VecDeque::new(),
+                push_bytes: 0,
                 fanout_waiters: Vec::new(),
                 closing: Vec::new(),
                 counters: Counters::default(),
@@ -321,6 +327,9 @@ impl Dispatcher {
 
     /// Releases what a closing connection holds in the engine (spec §11); grants go to others.
     pub fn disconnect<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
+        if let Some(session) = table.session(id) {
+            self.queues.push_bytes -= std::mem::take(&mut session.push_bytes);
+        }
         let (engine, mut router) = split(&mut self.engine, &mut self.queues, table, now);
         engine.disconnect(now, id, &mut router);
     }
@@ -374,7 +383,7 @@ impl Dispatcher {
                 into.push(id);
             }
         }
-        if q.pushes.len() < FANOUT_BACKLOG {
+        if q.push_bytes < FANOUT_BACKLOG_BYTES {
             for id in q.fanout_waiters.drain(..) {
                 if let Some(session) = table.session(id) {
                     session.fanout_wait = false;
@@ -443,6 +452,9 @@ impl Dispatcher {
             return;
         };
         session.output.consume(n, &mut self.queues.pool);
+        let pushes_written = n.min(session.push_bytes);
+        session.push_bytes -= pushes_written;
+        self.queues.push_bytes -= pushes_written;
         // Rounded up so that a soft limit of 1 byte still resumes once the output is empty.
         if session.paused && session.output.len() < self.queues.limits.soft_output.div_ceil(2) {
             session.paused = false;
@@ -476,7 +488,7 @@ impl Dispatcher {
             }
             match session.decoder.decode(&input[used..]) {
                 Decoded::Frame { frame, consumed } => {
-                    if frame.cmd == b"signal" && self.queues.pushes.len() >= FANOUT_BACKLOG {
+                    if frame.cmd == b"signal" && self.queues.push_bytes >= FANOUT_BACKLOG_BYTES {
                         // Hold the publisher until the fan-out already queued is written. The
                         // decoder has reset, and the frame stays in the input for later.
                         session.fanout_wait = true;
@@ -831,7 +843,11 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
         let Some(session) = open_session(self.table, &mut q.counters, client) else {
             return;
         };
+        let before = session.output.len();
         response::encode_push(channel, payload, session.output.append(&mut q.pool));
+        let placed = session.output.len() - before;
+        session.push_bytes += placed;
+        q.push_bytes += placed;
         if !session.pushes_queued {
             session.pushes_queued = true;
             q.pushes.push_back(session.id);

@@ -106,6 +106,11 @@ pub struct Session {
     pub(super) dirty: bool,
     /// On the dispatcher's push list (has new signal pushes to write).
     pub(super) pushes_queued: bool,
+    /// Bytes of signal pushes in `output` not yet written, part of the dispatcher's total of
+    /// pushes pending. Written bytes count as pushes first, so this may fall a little short of
+    /// the truth when replies are mixed in; it is an estimate for holding publishers back, not a
+    /// bound.
+    pub(super) push_bytes: usize,
     /// Holds back a `signal` request until the server has written out the pushes already
     /// queued (see [`super::dispatch`]): a publisher cannot outrun its fan-out.
     pub(super) fanout_wait: bool,
@@ -136,6 +141,7 @@ impl Session {
             queued: false,
             dirty: false,
             pushes_queued: false,
+            push_bytes: 0,
             fanout_wait: false,
         }
     }
