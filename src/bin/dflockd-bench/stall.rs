@@ -5,6 +5,7 @@
 
 use std::io::{self, BufRead, BufReader, ErrorKind as IoKind, Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -15,6 +16,9 @@ use clap::{Args, ValueEnum};
 use mio::{Events, Interest, Poll, Token};
 
 use super::stats::{self, Summary};
+
+mod attacks;
+mod rss;
 use super::{IO_GRACE, json_string};
 use dflockd::client::{Client, Connection, Error as ClientError, Kind};
 
@@ -37,6 +41,10 @@ const STATS_REQUESTS: usize = 5;
 /// Channel the fanout subscribers listen on and the signal's channel.
 const PATTERN: &str = "stall.>";
 const CHANNEL: &str = "stall.x";
+/// How long the probe keeps watching after the scenario ended (the `after` window).
+const SETTLE: Duration = Duration::from_secs(1);
+/// Default number of stats-flood connections.
+const FLOOD_CONNS: usize = 5_000;
 
 /// Arguments of `dflockd-bench stall`.
 #[derive(Args, Debug)]
@@ -54,10 +62,36 @@ const CHANNEL: &str = "stall.x";
     closes; the bulk work lasts until a try-lock of the last key succeeds (the server needs \
     --max-locks > SIZE);\n  \
     orphan: as disconnect, against a server run with --no-auto-release-on-disconnect; the \
-    bulk work is the 0.5 s after the close, after which the last key must still be held.\n\n\
-    The report gives the probe's ping latency (p50, p99, max) in three windows: the \
-    baseline, the set-up and the bulk work. A ping counts for every window its round \
-    trip overlaps. Plain TCP only, no auth."
+    bulk work is the 0.5 s after the close, after which the last key must still be held;\n  \
+    deep-patterns: --conns connections (default 1) share SIZE distinct `listen` patterns of \
+    235 tokens (17 tokens each empty or `*`, 217 empty ones, then `>`; at most 252 bytes, \
+    under the 256-byte key limit), all matching the channel of 234 dots; then one publisher \
+    pipelines --signals signals on that channel and the bulk work lasts until every \
+    subscriber read all of them;\n  \
+    auth-fail: SIZE connections each send a wrong `auth` (the server needs --auth-token; \
+    give the right one to the probe with --token); the bulk work lasts until the server \
+    closed them all (at most 30 s). For the stalled log sink variant start the server \
+    with its stderr on a pipe nobody reads, e.g. `dflockd --auth-token s 2> >(sleep 600)` \
+    or a fifo nobody opens for reading;\n  \
+    tls-hello: SIZE connections each send a TLS ClientHello (against a TLS server; the \
+    probe trusts --tls-ca) and wait for the server's answer (at most 30 s), then close; \
+    with --drop they close right after the ClientHello and the bulk work is --duration \
+    seconds;\n  \
+    stats-flood: SIZE idle keys as in stats (the server needs --max-locks > SIZE), then \
+    --conns connections (default 5000, capped at the open-file soft limit minus 64) each \
+    pipeline --requests `stats` and never read; they stay open for --duration seconds;\n  \
+    storm: SIZE connections `listen stall.x`, of which 5 read and the others never do; 5 \
+    publishers send 60 KiB signals on stall.x one at a time for --duration seconds;\n  \
+    group-leave: SIZE connections `listen stall.x stall` (one queue group) close at once; \
+    the bulk work lasts until a `signal stall.x` reaches nobody.\n\n\
+    The report gives the probe's ping latency (p50, p99, max) in four windows: the \
+    baseline, the set-up, the bulk work and the second after it. A ping counts for every \
+    window its round trip overlaps. A ping unanswered for 10 s ends the probe and is \
+    reported as probe_failed_at_s (since the baseline started). With --server-pid the \
+    report adds the server's resident memory (VmRSS) before the run, its highest sample \
+    during the run (every 10 ms), after the last window, and the lifetime high-water mark \
+    (VmHWM), in KiB. Every scenario's connections are plain TCP, except tls-hello's; \
+    the probe uses TLS with --tls-ca and authenticates with --token."
 )]
 pub struct StallArgs {
     /// Which bulk work to trigger.
@@ -68,8 +102,9 @@ pub struct StallArgs {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6388")]
     servers: String,
 
-    /// Keys or subscribers [default: expiry 1000000, fanout 10000, stats 100000,
-    /// disconnect and orphan 1000000].
+    /// Keys, subscribers, patterns or connections [default: expiry, disconnect and orphan
+    /// 1000000; fanout 10000; stats and stats-flood 100000; deep-patterns, auth-fail and
+    /// tls-hello 2000; storm 1000; group-leave 10000].
     #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     size: Option<usize>,
 
@@ -77,6 +112,43 @@ pub struct StallArgs {
     #[arg(long, value_name = "S", default_value_t = 3,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     lease: u64,
+
+    /// Connections of deep-patterns (subscribers) and stats-flood (flooders)
+    /// [default: deep-patterns 1, stats-flood 5000].
+    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    conns: Option<usize>,
+
+    /// Signals the deep-patterns publisher pipelines.
+    #[arg(long, value_name = "N", default_value_t = 512,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    signals: usize,
+
+    /// `stats` requests each stats-flood connection pipelines.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1000))]
+    requests: usize,
+
+    /// Length of storm's publishing, of stats-flood's hold and of tls-hello --drop's watch, in
+    /// seconds.
+    #[arg(long, value_name = "S", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=60))]
+    duration: u64,
+
+    /// tls-hello: close each connection right after its ClientHello.
+    #[arg(long)]
+    drop: bool,
+
+    /// Authenticate the probe (and the helper connections) with this token.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+
+    /// Connect the probe with TLS, trusting the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+
+    /// Report this server process's resident memory (read from /proc/PID/status).
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
 
     /// Print the result as one JSON object on one line.
     #[arg(long)]
@@ -96,6 +168,18 @@ enum Scenario {
     Disconnect,
     /// A client holding many locks disconnects from a server that keeps them held.
     Orphan,
+    /// Signals matched against many long wildcard patterns.
+    DeepPatterns,
+    /// Many failing authentications at once.
+    AuthFail,
+    /// Many TLS handshakes started at once.
+    TlsHello,
+    /// Many connections asking for a large `stats` reply they never read.
+    StatsFlood,
+    /// Large signals to many subscribers that never read.
+    Storm,
+    /// Many members of one queue group leaving at once.
+    GroupLeave,
 }
 
 impl Scenario {
@@ -106,15 +190,28 @@ impl Scenario {
             Scenario::Stats => "stats",
             Scenario::Disconnect => "disconnect",
             Scenario::Orphan => "orphan",
+            Scenario::DeepPatterns => "deep-patterns",
+            Scenario::AuthFail => "auth-fail",
+            Scenario::TlsHello => "tls-hello",
+            Scenario::StatsFlood => "stats-flood",
+            Scenario::Storm => "storm",
+            Scenario::GroupLeave => "group-leave",
         }
     }
 
     fn default_size(self) -> usize {
         match self {
             Scenario::Expiry | Scenario::Disconnect | Scenario::Orphan => 1_000_000,
-            Scenario::Fanout => 10_000,
-            Scenario::Stats => 100_000,
+            Scenario::Fanout | Scenario::GroupLeave => 10_000,
+            Scenario::Stats | Scenario::StatsFlood => 100_000,
+            Scenario::DeepPatterns | Scenario::AuthFail | Scenario::TlsHello => 2_000,
+            Scenario::Storm => 1_000,
         }
+    }
+
+    /// `--size`, or this scenario's default.
+    fn size(self, args: &StallArgs) -> usize {
+        args.size.unwrap_or(self.default_size())
     }
 }
 
@@ -146,45 +243,53 @@ pub fn main(args: &StallArgs) -> ExitCode {
     }
 }
 
-/// Probes through the baseline and the scenario, then renders the report.
+/// Probes through the baseline, the scenario and the settling after it, then renders the
+/// report.
 fn run(args: &StallArgs) -> Result<String, String> {
-    let size = args.size.unwrap_or(args.scenario.default_size());
-    let client = Client::builder([args.servers.clone()])
-        .connect_timeout(IO_GRACE)
-        .io_timeout(IO_GRACE)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let size = args.scenario.size(args);
+    let client = client(args)?;
     let connect = || {
         client
             .connect(0)
             .map_err(|e| format!("cannot connect: {e}"))
     };
     let probe_conn = connect()?;
+    let memory = args.server_pid.map(rss::Sampler::start).transpose()?;
     let stop = AtomicBool::new(false);
-    let (samples, baseline, work) = thread::scope(|scope| {
+    let (probed, [baseline, after], work) = thread::scope(|scope| {
         let probe = scope.spawn(|| probe(probe_conn, &stop));
         let from = Instant::now();
         thread::sleep(BASELINE);
         let baseline = (from, Instant::now());
-        let work = match args.scenario {
-            Scenario::Expiry => expiry(&args.servers, size, args.lease),
-            Scenario::Fanout => connect().and_then(|c| fanout(&args.servers, size, c)),
-            Scenario::Stats => connect().and_then(|c| stats_reply(&args.servers, size, c)),
-            Scenario::Disconnect => connect().and_then(|c| disconnect(&args.servers, size, c)),
-            Scenario::Orphan => connect().and_then(|c| orphan(&args.servers, size, c)),
-        };
+        let work = scenario(args, size, connect);
+        // The scenario's connections are closed by now; the probe watches the aftermath.
+        let ended = Instant::now();
+        thread::sleep(SETTLE);
         stop.store(true, Ordering::Relaxed);
-        let samples = probe.join().expect("the probe thread does not panic");
-        (samples, baseline, work)
+        let probed = probe.join().expect("the probe thread does not panic");
+        (probed, [baseline, (ended, Instant::now())], work)
     });
-    let samples = samples.map_err(|e| format!("probe ping failed: {e}"))?;
-    let work = work?;
+    let mut work = work?;
+    if let Some(failure) = &probed.failure {
+        eprintln!("dflockd-bench stall: probe ping failed: {}", failure.error);
+        work.facts.extend([
+            (
+                "probe_failed_at_s",
+                (failure.sent - baseline.0).as_secs_f64(),
+            ),
+            ("probe_unanswered_s", failure.waited.as_secs_f64()),
+        ]);
+    }
+    if let Some(memory) = memory {
+        work.facts.extend(memory.finish()?.facts());
+    }
     let windows = [
         ("baseline", baseline),
         ("setup", work.setup),
         ("bulk", work.bulk),
+        ("after", after),
     ]
-    .map(|(name, (from, to))| (name, to - from, window(&samples, from, to)));
+    .map(|(name, (from, to))| (name, to - from, window(&probed.samples, from, to)));
     Ok(if args.json {
         render_json(args.scenario, size, &work.facts, &windows)
     } else {
@@ -192,18 +297,91 @@ fn run(args: &StallArgs) -> Result<String, String> {
     })
 }
 
-/// Pings one at a time until `stop` is raised.
-fn probe(mut conn: Connection, stop: &AtomicBool) -> Result<Vec<Sample>, ClientError> {
+/// The client for the probe and the helper connections: TLS and token as given.
+fn client(args: &StallArgs) -> Result<Client, String> {
+    let mut builder = Client::builder([args.servers.clone()])
+        .connect_timeout(IO_GRACE)
+        .io_timeout(IO_GRACE);
+    if let Some(ca) = &args.tls_ca {
+        builder = builder.tls_ca_file(ca);
+    }
+    if let Some(token) = &args.token {
+        builder = builder.auth_token(token);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// Runs the chosen scenario; `connect` opens a helper connection like the probe's.
+fn scenario(
+    args: &StallArgs,
+    size: usize,
+    connect: impl Fn() -> Result<Connection, String>,
+) -> Result<Work, String> {
+    let addr = args.servers.as_str();
+    let duration = Duration::from_secs(args.duration);
+    match args.scenario {
+        Scenario::Expiry => expiry(addr, size, args.lease),
+        Scenario::Fanout => connect().and_then(|c| fanout(addr, size, c)),
+        Scenario::Stats => connect().and_then(|c| stats_reply(addr, size, c)),
+        Scenario::Disconnect => connect().and_then(|c| disconnect(addr, size, c)),
+        Scenario::Orphan => connect().and_then(|c| orphan(addr, size, c)),
+        Scenario::DeepPatterns => {
+            attacks::deep_patterns(addr, size, args.conns.unwrap_or(1), args.signals)
+        }
+        Scenario::AuthFail => attacks::auth_fail(addr, size),
+        Scenario::TlsHello => attacks::tls_hello(addr, size, args.drop.then_some(duration)),
+        Scenario::StatsFlood => {
+            let flood = attacks::Flood {
+                conns: args.conns.unwrap_or(FLOOD_CONNS),
+                requests: args.requests,
+                hold: duration,
+            };
+            attacks::stats_flood(addr, size, flood)
+        }
+        Scenario::Storm => attacks::storm(addr, size, duration),
+        Scenario::GroupLeave => connect().and_then(|c| attacks::group_leave(addr, size, c)),
+    }
+}
+
+/// A ping that got no answer; it ended the probe.
+struct ProbeFailure {
+    sent: Instant,
+    waited: Duration,
+    error: ClientError,
+}
+
+/// What the probe saw: every answered ping and the failure that ended it early, if any.
+struct Probed {
+    samples: Vec<Sample>,
+    failure: Option<ProbeFailure>,
+}
+
+/// Pings one at a time until `stop` is raised or a ping fails. A failure ends the probe
+/// but not the run: a server stalled for longer than the I/O timeout is itself a result.
+fn probe(mut conn: Connection, stop: &AtomicBool) -> Probed {
     let mut samples = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let sent = Instant::now();
-        conn.ping()?;
+        if let Err(error) = conn.ping() {
+            let failure = ProbeFailure {
+                sent,
+                waited: sent.elapsed(),
+                error,
+            };
+            return Probed {
+                samples,
+                failure: Some(failure),
+            };
+        }
         samples.push(Sample {
             sent,
             rtt: sent.elapsed(),
         });
     }
-    Ok(samples)
+    Probed {
+        samples,
+        failure: None,
+    }
 }
 
 /// Latency summary of the pings whose round trip overlaps `[from, to]`, so a ping held up
@@ -238,6 +416,15 @@ impl Raw {
             })
         };
         open().map_err(|e| format!("cannot connect to {addr}: {e}"))
+    }
+
+    /// The socket, for reading pushes elsewhere once every reply has been read.
+    fn into_stream(self) -> TcpStream {
+        debug_assert!(
+            self.reader.buffer().is_empty(),
+            "bytes after the last reply"
+        );
+        self.writer
     }
 
     /// Writes `requests` at once, then reads one reply per request and hands it to `check`.
@@ -374,20 +561,8 @@ fn hold_and_leave(addr: &str, size: usize) -> Result<(Instant, Instant), String>
 
 /// Many idle keys, then a few `stats` requests that must list them all.
 fn stats_reply(addr: &str, size: usize, mut conn: Connection) -> Result<Work, String> {
-    let mut raw = Raw::connect(addr)?;
     let start = Instant::now();
-    for first in (0..size).step_by(BATCH) {
-        let keys = first..size.min(first + BATCH);
-        let tokens = acquire_batch(&mut raw, keys.clone(), 60)?;
-        let releases: String = keys
-            .zip(&tokens)
-            .map(|(i, token)| format!("r\nstall-{i}\n{token}\n"))
-            .collect();
-        raw.batch(releases.as_bytes(), tokens.len(), |reply| match reply {
-            "ok" => Ok(()),
-            _ => Err(format!("release answered {reply:?}")),
-        })?;
-    }
+    create_idle_keys(addr, size)?;
     let triggered = Instant::now();
     let (mut slowest, mut bytes) = (Duration::ZERO, 0);
     for _ in 0..STATS_REQUESTS {
@@ -407,14 +582,33 @@ fn stats_reply(addr: &str, size: usize, mut conn: Connection) -> Result<Work, St
     })
 }
 
+/// Leaves `size` idle keys `stall-<i>` behind (pipelined `l` + `r`), which `stats` lists.
+fn create_idle_keys(addr: &str, size: usize) -> Result<(), String> {
+    let mut raw = Raw::connect(addr)?;
+    for first in (0..size).step_by(BATCH) {
+        let keys = first..size.min(first + BATCH);
+        let tokens = acquire_batch(&mut raw, keys.clone(), 60)?;
+        let releases: String = keys
+            .zip(&tokens)
+            .map(|(i, token)| format!("r\nstall-{i}\n{token}\n"))
+            .collect();
+        raw.batch(releases.as_bytes(), tokens.len(), |reply| match reply {
+            "ok" => Ok(()),
+            _ => Err(format!("release answered {reply:?}")),
+        })?;
+    }
+    Ok(())
+}
+
 /// Many subscribers, then signals published one at a time on `publisher`.
 fn fanout(addr: &str, size: usize, mut publisher: Connection) -> Result<Work, String> {
     raise_fd_limit().map_err(|e| format!("cannot raise the open-file limit: {e}"))?;
     let start = Instant::now();
-    let (poll, subscribers) = subscribe(addr, size)?;
+    let listen = format!("listen\n{PATTERN}\n\n");
+    let mut subscribers = Subscribers::new(subscribe(addr, size, &listen)?)?;
     let triggered = Instant::now();
     let (arrival, published) = thread::scope(|scope| {
-        let counter = scope.spawn(move || count_deliveries(poll, subscribers));
+        let counter = scope.spawn(|| subscribers.await_lines(SIGNALS, DELIVERY_DEADLINE));
         let published =
             (0..SIGNALS).try_for_each(|n| match publisher.emit(CHANNEL, &format!("payload-{n}")) {
                 Ok(count) if count == size as u64 => Ok(()),
@@ -441,20 +635,17 @@ fn fanout(addr: &str, size: usize, mut publisher: Connection) -> Result<Work, St
     })
 }
 
-/// Opens `size` connections subscribed to [`PATTERN`], registered for reading with a poll.
-fn subscribe(addr: &str, size: usize) -> Result<(Poll, Vec<mio::net::TcpStream>), String> {
+/// Opens `size` connections that each send `request` (a `listen`) and checks every reply.
+fn subscribe(addr: &str, size: usize, request: &str) -> Result<Vec<TcpStream>, String> {
     let failed = |e: io::Error| format!("subscriber set-up: {e}");
     let mut streams = Vec::with_capacity(size);
-    let request = format!("listen\n{PATTERN}\n\n");
     // All requests first, all replies after: the server answers while we keep connecting.
     for _ in 0..size {
         let mut stream = TcpStream::connect(addr).map_err(failed)?;
         stream.write_all(request.as_bytes()).map_err(failed)?;
         streams.push(stream);
     }
-    let poll = Poll::new().map_err(failed)?;
-    let mut subscribers = Vec::with_capacity(size);
-    for (i, mut stream) in streams.into_iter().enumerate() {
+    for stream in &mut streams {
         let mut reply = [0; 3];
         stream.set_read_timeout(Some(IO_GRACE)).map_err(failed)?;
         stream.read_exact(&mut reply).map_err(failed)?;
@@ -464,65 +655,110 @@ fn subscribe(addr: &str, size: usize) -> Result<(Poll, Vec<mio::net::TcpStream>)
                 String::from_utf8_lossy(&reply)
             ));
         }
-        stream.set_nonblocking(true).map_err(failed)?;
-        let mut stream = mio::net::TcpStream::from_std(stream);
-        poll.registry()
-            .register(&mut stream, Token(i), Interest::READABLE)
-            .map_err(failed)?;
-        subscribers.push(stream);
     }
-    Ok((poll, subscribers))
+    Ok(streams)
 }
 
-/// Counts pushed lines until every subscriber has [`SIGNALS`] of them; returns when every
-/// subscriber had its first one and when all had arrived.
-fn count_deliveries(
-    mut poll: Poll,
-    mut subscribers: Vec<mio::net::TcpStream>,
-) -> Result<(Instant, Instant), String> {
-    let deadline = Instant::now() + DELIVERY_DEADLINE;
-    let mut lines = vec![0; subscribers.len()];
-    let (mut reached, mut complete) = (0, 0);
-    let mut first_all = None;
-    let mut events = Events::with_capacity(1024);
-    let mut buf = vec![0; 64 * 1024];
-    while complete < subscribers.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(format!(
-                "only {complete} of {} subscribers got every signal within {}s",
-                subscribers.len(),
-                DELIVERY_DEADLINE.as_secs()
-            ));
+/// Subscribed connections read through one poll; counts the lines pushed to each.
+struct Subscribers {
+    poll: Poll,
+    events: Events,
+    streams: Vec<mio::net::TcpStream>,
+    /// Lines read so far, per subscriber.
+    lines: Vec<usize>,
+    /// Subscribers the server disconnected; they are no longer registered.
+    gone: Vec<bool>,
+    buf: Vec<u8>,
+}
+
+impl Subscribers {
+    /// Registers `streams`, whose replies have all been read, for reading.
+    fn new(streams: Vec<TcpStream>) -> Result<Subscribers, String> {
+        let failed = |e: io::Error| format!("subscriber set-up: {e}");
+        let poll = Poll::new().map_err(failed)?;
+        let mut registered = Vec::with_capacity(streams.len());
+        for (i, stream) in streams.into_iter().enumerate() {
+            stream.set_nonblocking(true).map_err(failed)?;
+            let mut stream = mio::net::TcpStream::from_std(stream);
+            poll.registry()
+                .register(&mut stream, Token(i), Interest::READABLE)
+                .map_err(failed)?;
+            registered.push(stream);
         }
-        poll.poll(&mut events, Some(left))
-            .map_err(|e| format!("poll: {e}"))?;
-        for event in &events {
+        let n = registered.len();
+        Ok(Subscribers {
+            poll,
+            events: Events::with_capacity(1024),
+            streams: registered,
+            lines: vec![0; n],
+            gone: vec![false; n],
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// Waits at most `timeout` for pushes and counts what arrived; a subscriber that reaches
+    /// end of stream or an error is marked gone.
+    fn pump(&mut self, timeout: Duration) -> Result<(), String> {
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Err(e) if e.kind() == IoKind::Interrupted => return Ok(()),
+            result => result.map_err(|e| format!("poll: {e}"))?,
+        }
+        for event in &self.events {
             let i = event.token().0;
-            let before = lines[i];
             // Edge-triggered: drain the socket before waiting again.
-            loop {
-                match subscribers[i].read(&mut buf) {
-                    Ok(0) => return Err(format!("subscriber {i} was disconnected")),
-                    Ok(n) => lines[i] += buf[..n].iter().filter(|&&b| b == b'\n').count(),
+            while !self.gone[i] {
+                match self.streams[i].read(&mut self.buf) {
+                    Ok(0) => self.gone[i] = true,
+                    Ok(n) => self.lines[i] += self.buf[..n].iter().filter(|&&b| b == b'\n').count(),
                     Err(e) if e.kind() == IoKind::WouldBlock => break,
                     Err(e) if e.kind() == IoKind::Interrupted => {}
-                    Err(e) => return Err(format!("subscriber {i}: {e}")),
+                    Err(_) => self.gone[i] = true,
                 }
             }
-            reached += usize::from(before == 0 && lines[i] > 0);
-            complete += usize::from(before < SIGNALS && lines[i] >= SIGNALS);
+            if self.gone[i] {
+                // Deregistering cannot fail for a registered socket; a failure would only
+                // leave a spurious event behind, which the `gone` check absorbs.
+                let _ = self.poll.registry().deregister(&mut self.streams[i]);
+            }
         }
-        if first_all.is_none() && reached == subscribers.len() {
-            first_all = Some(Instant::now());
-        }
+        Ok(())
     }
-    let all = Instant::now();
-    Ok((first_all.unwrap_or(all), all))
+
+    /// Counts pushed lines until every subscriber has `expected` of them; returns when every
+    /// subscriber had its first one and when all had arrived.
+    fn await_lines(
+        &mut self,
+        expected: usize,
+        limit: Duration,
+    ) -> Result<(Instant, Instant), String> {
+        let deadline = Instant::now() + limit;
+        let mut first_all = None;
+        while self.lines.iter().any(|&n| n < expected) {
+            if let Some(i) = self.gone.iter().position(|&gone| gone) {
+                return Err(format!("subscriber {i} was disconnected"));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let complete = self.lines.iter().filter(|&&n| n >= expected).count();
+                return Err(format!(
+                    "only {complete} of {} subscribers got every signal within {}s",
+                    self.lines.len(),
+                    limit.as_secs()
+                ));
+            }
+            self.pump(left)?;
+            if first_all.is_none() && self.lines.iter().all(|&n| n > 0) {
+                first_all = Some(Instant::now());
+            }
+        }
+        let all = Instant::now();
+        Ok((first_all.unwrap_or(all), all))
+    }
 }
 
-/// Lifts the soft open-file limit to the hard one: every subscriber is a socket.
-fn raise_fd_limit() -> io::Result<()> {
+/// Lifts the soft open-file limit to the hard one (every subscriber is a socket) and returns
+/// the new soft limit.
+fn raise_fd_limit() -> io::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -536,7 +772,7 @@ fn raise_fd_limit() -> io::Result<()> {
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(limit.rlim_cur)
 }
 
 /// `value` to the microsecond, so it prints without float noise.
