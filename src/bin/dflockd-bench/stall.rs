@@ -66,8 +66,8 @@ const FLOOD_CONNS: usize = 5_000;
     deep-patterns: --conns connections (default 1) share SIZE distinct `listen` patterns of \
     235 tokens (17 tokens each empty or `*`, 217 empty ones, then `>`; at most 252 bytes, \
     under the 256-byte key limit), all matching the channel of 234 dots; then one publisher \
-    pipelines --signals signals on that channel and the bulk work lasts until every \
-    subscriber read all of them;\n  \
+    pipelines --signals signals on that channel and the bulk work lasts until it read every \
+    `ok` reply (at most 30 s; the subscribers read their pushes);\n  \
     auth-fail: SIZE connections each send a wrong `auth` (the server needs --auth-token; \
     give the right one to the probe with --token); the bulk work lasts until the server \
     closed them all (at most 30 s). For the stalled log sink variant start the server \
@@ -432,20 +432,43 @@ impl Raw {
         &mut self,
         requests: &[u8],
         count: usize,
-        mut check: impl FnMut(&str) -> Result<(), String>,
+        check: impl FnMut(&str) -> Result<(), String>,
     ) -> Result<(), String> {
+        self.batch_by(requests, count, None, check).map(drop)
+    }
+
+    /// As [`Raw::batch`]; with a `deadline`, reading stops there instead of failing, and the
+    /// result is the number of replies read.
+    fn batch_by(
+        &mut self,
+        requests: &[u8],
+        count: usize,
+        deadline: Option<Instant>,
+        mut check: impl FnMut(&str) -> Result<(), String>,
+    ) -> Result<usize, String> {
         self.writer
             .write_all(requests)
             .map_err(|e| format!("write: {e}"))?;
-        for _ in 0..count {
+        for done in 0..count {
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(done);
+                }
+                self.writer
+                    .set_read_timeout(Some(left))
+                    .map_err(|e| format!("read timeout: {e}"))?;
+            }
             self.line.clear();
             match self.reader.read_line(&mut self.line) {
                 Ok(0) => return Err("the server closed the connection".to_owned()),
                 Ok(_) => check(self.line.trim_end())?,
+                // A socket read timeout reports `WouldBlock` on Unix.
+                Err(e) if deadline.is_some() && e.kind() == IoKind::WouldBlock => return Ok(done),
                 Err(e) => return Err(format!("read: {e}")),
             }
         }
-        Ok(())
+        Ok(count)
     }
 }
 
@@ -720,6 +743,14 @@ impl Subscribers {
                 // leave a spurious event behind, which the `gone` check absorbs.
                 let _ = self.poll.registry().deregister(&mut self.streams[i]);
             }
+        }
+        Ok(())
+    }
+
+    /// Counts pushed lines until `stop` is raised.
+    fn drain(&mut self, stop: &AtomicBool) -> Result<(), String> {
+        while !stop.load(Ordering::Relaxed) {
+            self.pump(Duration::from_millis(10))?;
         }
         Ok(())
     }
