@@ -437,8 +437,8 @@ impl Raw {
         self.batch_by(requests, count, None, check).map(drop)
     }
 
-    /// As [`Raw::batch`]; with a `deadline`, reading stops there instead of failing, and the
-    /// result is the number of replies read.
+    /// As [`Raw::batch`]; with a `deadline`, reading stops there or at the server's close
+    /// instead of failing, and the result is the number of replies read.
     fn batch_by(
         &mut self,
         requests: &[u8],
@@ -461,6 +461,7 @@ impl Raw {
             }
             self.line.clear();
             match self.reader.read_line(&mut self.line) {
+                Ok(0) if deadline.is_some() => return Ok(done),
                 Ok(0) => return Err("the server closed the connection".to_owned()),
                 Ok(_) => check(self.line.trim_end())?,
                 // A socket read timeout reports `WouldBlock` on Unix.

@@ -90,6 +90,7 @@ pub fn deep_patterns(
     let expected = format!("ok {conns}");
     let deadline = triggered + ANSWER_DEADLINE;
     let stop = AtomicBool::new(false);
+    let mut errors = 0;
     let (replies, read) = thread::scope(|scope| {
         // Subscribers read their pushes, so none is cut off as a slow consumer.
         let reader = scope.spawn(|| subscribers.drain(&stop));
@@ -103,6 +104,10 @@ pub fn deep_patterns(
             let answered =
                 publisher.batch_by(requests.as_bytes(), batch.len(), Some(deadline), |reply| {
                     if reply == expected {
+                        Ok(())
+                    } else if reply == "error" {
+                        // The server gave up on the connection; it closes next.
+                        errors += 1;
                         Ok(())
                     } else {
                         Err(format!("signal answered {reply:?}, expected {expected:?}"))
@@ -133,6 +138,7 @@ pub fn deep_patterns(
             ("longest_pattern_bytes", longest.unwrap_or(0) as f64),
             ("signals", signals as f64),
             ("replies_within_30s", replies as f64),
+            ("error_replies", errors as f64),
             (
                 "pushes_read",
                 subscribers.lines.iter().sum::<usize>() as f64,
