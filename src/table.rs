@@ -22,6 +22,7 @@
 //! [`IncrementalMap`] adds owned keys and a stored hasher on top, for what would otherwise be a
 //! `std::collections::HashMap`.
 
+use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::mem;
 
@@ -226,22 +227,31 @@ impl<K: Hash + Eq, V, S: BuildHasher> IncrementalMap<K, V, S> {
         self.table.is_empty()
     }
 
-    /// The value under `key`, if any.
-    pub fn get(&self, key: &K) -> Option<&V> {
+    /// The value under `key` (or a borrowed form of it, as with `HashMap`), if any.
+    pub fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
         self.table
-            .find(self.hasher.hash_one(key), |(k, _)| k == key)
+            .find(self.hasher.hash_one(key), |(k, _)| k.borrow() == key)
             .map(|(_, v)| v)
     }
 
     /// The value under `key`, if any, to change it.
-    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+    pub fn get_mut<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
         self.table
-            .find_mut(self.hasher.hash_one(key), |(k, _)| k == key)
+            .find_mut(self.hasher.hash_one(key), |(k, _)| k.borrow() == key)
             .map(|(_, v)| v)
     }
 
     /// Whether `key` has a value.
-    pub fn contains_key(&self, key: &K) -> bool {
+    pub fn contains_key<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
         self.get(key).is_some()
     }
 
@@ -258,12 +268,15 @@ impl<K: Hash + Eq, V, S: BuildHasher> IncrementalMap<K, V, S> {
     }
 
     /// Removes the value under `key` and returns it, if any.
-    pub fn remove(&mut self, key: &K) -> Option<V> {
+    pub fn remove<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         let hasher = &self.hasher;
         self.table
             .remove(
                 hasher.hash_one(key),
-                |(k, _)| k == key,
+                |(k, _)| k.borrow() == key,
                 |(k, _)| hasher.hash_one(k),
             )
             .map(|(_, v)| v)

@@ -35,7 +35,7 @@ mod pattern;
 mod tests;
 mod wildcards;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::mem;
 
 use slab::Slab;
@@ -44,6 +44,7 @@ use self::order::JoinOrder;
 pub use self::pattern::{PatternKind, classify_pattern, pattern_matches};
 use self::wildcards::{Anchor, ScanCursor, Wildcards};
 use super::ClientId;
+use crate::table::IncrementalMap;
 
 /// Result of [`SignalIndex::listen`].
 #[must_use]
@@ -123,15 +124,15 @@ impl ClientSubscriptions {
 #[derive(Debug, Default)]
 pub struct SignalIndex {
     /// Every subscribed pattern, literal or wildcard, to its slot in `patterns`.
-    pattern_slots: HashMap<Box<[u8]>, u32>,
+    pattern_slots: IncrementalMap<Box<[u8]>, u32>,
     patterns: Slab<PatternEntry>,
     /// Queue groups by [`group_key`]; the pattern slot in the key keeps equal names under different
     /// patterns apart (they are different groups, §13.4).
-    group_slots: HashMap<Box<[u8]>, u32>,
+    group_slots: IncrementalMap<Box<[u8]>, u32>,
     groups: Slab<QueueGroup>,
     /// (client slot, target) to subscription slot: `listen` and `unlisten` find an existing subscription in
     /// O(1) instead of scanning a client's or a target's list, either of which can be long.
-    memberships: HashMap<(u32, Target), u32>,
+    memberships: IncrementalMap<(u32, Target), u32>,
     subscriptions: Slab<Subscription>,
     clients: Slab<ClientEntry>,
     wildcards: Wildcards,

@@ -18,6 +18,8 @@
 
 use std::collections::HashMap;
 
+use crate::table::IncrementalMap;
+
 use super::pattern::{ANY_TOKEN, REST_TOKEN, tokens, wildcard_matches};
 
 /// Channels whose scan results are cached; the cache is emptied when full.
@@ -67,7 +69,7 @@ struct Cached {
 #[derive(Debug, Default)]
 pub(super) struct Wildcards {
     /// Pattern slots by [`bucket_key`].
-    buckets: HashMap<Box<[u8]>, Vec<u32>>,
+    buckets: IncrementalMap<Box<[u8]>, Vec<u32>>,
     /// Patterns without a literal token.
     unanchored: Vec<u32>,
     /// One past the highest position any pattern is anchored at: later channel tokens need no
@@ -109,14 +111,19 @@ impl Wildcards {
         self.depth = self.depth.max(position + 1);
         let token = token_at(pattern, position);
         let key = bucket_key(&mut self.key, position, token);
-        let bucket = match self.buckets.get_mut(key) {
-            Some(bucket) => bucket,
-            None => self.buckets.entry(key.into()).or_default(),
+        let at = match self.buckets.get_mut(key) {
+            Some(bucket) => {
+                bucket.push(slot);
+                bucket.len() - 1
+            }
+            None => {
+                self.buckets.insert(key.into(), vec![slot]);
+                0
+            }
         };
-        bucket.push(slot);
         Anchor {
             position,
-            at: to_u32(bucket.len() - 1),
+            at: to_u32(at),
         }
     }
 
@@ -220,7 +227,8 @@ impl Wildcards {
 
     /// Number of patterns filed (invariant checks).
     pub(super) fn len(&self) -> usize {
-        self.unanchored.len() + self.buckets.values().map(Vec::len).sum::<usize>()
+        let filed: usize = self.buckets.iter().map(|(_, bucket)| bucket.len()).sum();
+        self.unanchored.len() + filed
     }
 
     /// The slot filed at `anchor` under `pattern` (invariant checks).
