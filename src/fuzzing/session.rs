@@ -472,7 +472,7 @@ impl World {
         if !self.busy() {
             self.now = self.now.plus_ms(sleep_ms);
         }
-        self.backlog = self.dispatcher.expire(&mut self.table, self.now);
+        self.backlog = self.dispatcher.start_turn(&mut self.table, self.now);
         self.read_deadlines();
         self.serve_ready();
         self.dispatcher.continue_stats(&mut self.table, self.now);
@@ -498,6 +498,9 @@ impl World {
     /// Serves the sessions queued at the start of the phase: one read each, or a resume.
     fn serve_ready(&mut self) {
         for _ in 0..self.dispatcher.ready_len() {
+            if self.dispatcher.turn_is_full() {
+                break;
+            }
             let Some(id) = self.dispatcher.next_ready(&mut self.table) else {
                 break;
             };
@@ -802,7 +805,7 @@ impl World {
         );
         for _ in 0..2 {
             self.now = self.now.plus_ms(FAR_MS);
-            while self.dispatcher.expire(&mut self.table, self.now) {}
+            while self.dispatcher.start_turn(&mut self.table, self.now) {}
         }
         let engine = &mut self.dispatcher.engine;
         engine.check_invariants();

@@ -16,7 +16,12 @@
 //!   [`FANOUT_BACKLOG_BYTES`] of pushes wait to be written, across all connections, a `signal`
 //!   request is held back (its publisher paused), so publishers cannot outrun delivery; below
 //!   it publishers go on, and the pushes that pile up for a subscriber leave in one write.
-//! - A `stats` listing is written [`STATS_STEP`] table slots per turn; its requester waits.
+//! - Each turn serves at most [`REQUESTS_PER_TURN`] requests of one connection and
+//!   [`TURN_REQUESTS`] of all connections together; the rest wait in their inputs for the next
+//!   turn, in the order of the ready queue.
+//! - `stats` listings are written in steps of [`STATS_STEP`] table slots, at most
+//!   [`STATS_STEPS_PER_TURN`] steps per turn in all, the oldest listing first; their requesters
+//!   wait.
 
 use std::collections::VecDeque;
 
@@ -57,9 +62,15 @@ pub const FANOUT_BACKLOG_BYTES: usize = 4 << 20;
 /// Requests of one connection processed per loop turn; a client that pipelines thousands is
 /// served in slices, taking turns with everyone else.
 pub const REQUESTS_PER_TURN: usize = 512;
-/// Table slots a `stats` listing looks at per loop turn: about 40 KB of JSON, a fraction of a
+/// Requests of all connections together processed per loop turn: with requests costing a few
+/// microseconds each (a `signal` more only within the engine's signal budget), a turn's request
+/// work stays near a millisecond however many connections pipeline.
+pub const TURN_REQUESTS: usize = 1024;
+/// Table slots a step of a `stats` listing looks at: about 40 KB of JSON, a fraction of a
 /// millisecond.
 pub const STATS_STEP: usize = 1024;
+/// Steps of `stats` listings per loop turn, all listings together.
+pub const STATS_STEPS_PER_TURN: usize = 4;
 
 /// Per-connection limits of the request path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,8 +107,12 @@ pub struct Dispatcher {
     auth_token: Option<Box<[u8]>>,
     /// Shutdown has begun: every further request is answered `error_draining`.
     draining: bool,
-    /// `stats` listings being written, a step per turn.
-    stats_jobs: Vec<StatsJob>,
+    /// `stats` listings being written, oldest first.
+    stats_jobs: VecDeque<StatsJob>,
+    /// Requests this turn may still process ([`TURN_REQUESTS`] at the start of a turn).
+    turn_requests: usize,
+    /// Steps of `stats` listings this turn may still take.
+    stats_steps: usize,
     /// What routing engine effects into sessions needs; kept apart from `engine` so both can be
     /// borrowed at once.
     queues: Queues,
@@ -144,7 +159,9 @@ impl Dispatcher {
             engine,
             auth_token: auth_token.map(Box::from),
             draining: false,
-            stats_jobs: Vec::new(),
+            stats_jobs: VecDeque::new(),
+            turn_requests: TURN_REQUESTS,
+            stats_steps: STATS_STEPS_PER_TURN,
             queues: Queues {
                 limits,
                 pool: BufPool::default(),
@@ -312,9 +329,12 @@ impl Dispatcher {
         engine.cancel_waits(now, &mut router);
     }
 
-    /// Runs due engine timers (lease expiry, wait timeouts, idle GC). Returns `true` if more are
-    /// due and the caller should call again without sleeping.
-    pub fn expire<T: SessionTable>(&mut self, table: &mut T, now: Millis) -> bool {
+    /// Starts a loop turn: refills the turn's budgets and runs due engine work (lease expiry,
+    /// wait timeouts, idle GC, signal work). Returns `true` if more is due and the caller should
+    /// call again without sleeping.
+    pub fn start_turn<T: SessionTable>(&mut self, table: &mut T, now: Millis) -> bool {
+        self.turn_requests = TURN_REQUESTS;
+        self.stats_steps = STATS_STEPS_PER_TURN;
         let (engine, mut router) = split(&mut self.engine, &mut self.queues, table, now);
         engine.expire(now, &mut router)
     }
@@ -406,26 +426,40 @@ impl Dispatcher {
         !self.queues.dirty.is_empty()
     }
 
-    /// Writes the next step of every `stats` listing in progress, answering those that finish.
+    /// Continues the `stats` listings in progress, oldest first, with the steps left in this
+    /// turn, answering those that finish.
     pub fn continue_stats<T: SessionTable>(&mut self, table: &mut T, now: Millis) {
-        let mut jobs = std::mem::take(&mut self.stats_jobs);
-        jobs.retain_mut(|job| {
+        while self.stats_steps > 0 {
+            let Some(mut job) = self.stats_jobs.pop_front() else {
+                return;
+            };
             let live = table
                 .session(job.client)
                 .is_some_and(|session| session.close_reason().is_none());
-            live && !self.step_stats(table, now, job)
-        });
-        jobs.append(&mut self.stats_jobs);
-        self.stats_jobs = jobs;
+            if live && !self.step_stats(table, now, &mut job) {
+                self.stats_jobs.push_front(job);
+            }
+        }
     }
 
-    /// One step of a listing; answers and returns `true` when it is complete.
+    /// Whether this turn's request budget is spent: the caller should leave the rest of the
+    /// ready queue for the next turn.
+    pub fn turn_is_full(&self) -> bool {
+        self.turn_requests == 0
+    }
+
+    /// One step of a listing, if the turn has one left; answers and returns `true` when it is
+    /// complete.
     fn step_stats<T: SessionTable>(
         &mut self,
         table: &mut T,
         now: Millis,
         job: &mut StatsJob,
     ) -> bool {
+        if self.stats_steps == 0 {
+            return false;
+        }
+        self.stats_steps -= 1;
         if !self
             .engine
             .write_stats_step(now, &mut job.cursor, &mut job.line, STATS_STEP)
@@ -481,7 +515,7 @@ impl Dispatcher {
             if !session.accepts_requests() {
                 return used;
             }
-            if handled == REQUESTS_PER_TURN {
+            if handled == REQUESTS_PER_TURN || self.turn_requests == 0 {
                 // The rest waits in the input for the next turn.
                 schedule(&mut self.queues.ready, session);
                 return used;
@@ -497,6 +531,7 @@ impl Dispatcher {
                     }
                     used += consumed;
                     handled += 1;
+                    self.turn_requests -= 1;
                     session.lines = 0;
                     session.line_started = now;
                     self.handle(table, id, now, &frame);
@@ -672,7 +707,7 @@ impl Dispatcher {
             if let Some(session) = table.session(id) {
                 session.phase = Phase::Waiting;
             }
-            self.stats_jobs.push(job);
+            self.stats_jobs.push_back(job);
         }
     }
 

@@ -308,7 +308,7 @@ impl Server {
     }
 
     fn run_timers(&mut self, now: Millis) {
-        self.engine_backlog = self.dispatcher.expire(&mut self.conns, now);
+        self.engine_backlog = self.dispatcher.start_turn(&mut self.conns, now);
         // Bounded like engine timers, so that no burst of deadlines (or a timer re-armed in the
         // past) can keep the loop from serving anyone else.
         for _ in 0..crate::engine::EXPIRE_BUDGET {
@@ -376,6 +376,10 @@ impl Server {
     fn serve_ready(&mut self, now: Millis) {
         let mut handshakes = HANDSHAKES_PER_TURN;
         for _ in 0..self.dispatcher.ready_len() {
+            if self.dispatcher.turn_is_full() {
+                // The rest stay queued, so the next poll does not sleep.
+                break;
+            }
             let Some(id) = self.dispatcher.next_ready(&mut self.conns) else {
                 break;
             };
