@@ -836,3 +836,61 @@ fn subscriptions_end_with_their_connection() {
     });
     assert_eq!(publish(&mut p, "x.y", "gone"), 0);
 }
+
+/// A publish that matches a thousand deep patterns is spread over loop turns: a `ping` from
+/// another client is answered while the publisher's pipelined signals are still being
+/// delivered, and every signal still reaches the subscriber once, in order, with its count.
+#[test]
+fn a_ping_is_answered_while_a_long_publish_is_in_progress() {
+    // More matching patterns than the server caches results for, so every signal scans them.
+    const PATTERNS: usize = 1100;
+    const SIGNALS: usize = 200;
+    let server = TestServer::start(&[]);
+    let mut subscriber = server.connect();
+    // 11 leading tokens, each empty or `*`, tell the patterns apart; a long run of empty tokens
+    // follows, and all of them match the channel of 230 dots.
+    let tail = ".".repeat(200);
+    for n in 0..PATTERNS {
+        let head: Vec<&str> = (0..11)
+            .map(|bit| if n >> bit & 1 == 1 { "*" } else { "" })
+            .collect();
+        subscriber.send("listen", &format!("{}{tail}.>", head.join(".")), "");
+    }
+    for _ in 0..PATTERNS {
+        assert_eq!(subscriber.read_line(), "ok");
+    }
+    let channel = ".".repeat(230);
+    let mut publisher = std::net::TcpStream::connect(server.addr).unwrap();
+    let mut wire = String::new();
+    for n in 0..SIGNALS {
+        wire.push_str(&format!("signal\n{channel}\n{n}\n"));
+    }
+    publisher.write_all(wire.as_bytes()).unwrap();
+
+    let mut bystander = server.connect();
+    assert_eq!(bystander.request("ping", "_", ""), "ok");
+    // By now only part of the signals can have been answered.
+    publisher.set_nonblocking(true).unwrap();
+    let mut replies = Vec::new();
+    let mut buf = [0u8; 65_536];
+    while let Ok(n @ 1..) = publisher.read(&mut buf) {
+        replies.extend_from_slice(&buf[..n]);
+    }
+    let answered = replies.iter().filter(|&&b| b == b'\n').count();
+    assert!(
+        answered < SIGNALS,
+        "all {SIGNALS} signals were answered before the ping"
+    );
+    publisher.set_nonblocking(false).unwrap();
+    publisher.set_read_timeout(Some(REPLY_TIMEOUT * 4)).unwrap();
+    while replies.iter().filter(|&&b| b == b'\n').count() < SIGNALS {
+        let n = publisher.read(&mut buf).expect("the remaining replies");
+        assert!(n > 0, "publisher closed");
+        replies.extend_from_slice(&buf[..n]);
+    }
+    let expected = "ok 1\n".repeat(SIGNALS);
+    assert_eq!(String::from_utf8(replies).unwrap(), expected);
+    let got = payloads(&mut subscriber, &channel);
+    let sent: Vec<String> = (0..SIGNALS).map(|n| n.to_string()).collect();
+    assert_eq!(got, sent, "one copy of each signal, in publish order");
+}
