@@ -36,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod client;
 pub mod clock;
 pub mod config;

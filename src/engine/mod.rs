@@ -31,10 +31,10 @@ use self::clients::Clients;
 use self::fences::FenceIndex;
 use self::keyspace::Keyspace;
 use self::list::{Link, List};
-pub use self::publishing::SIGNAL_BUDGET;
 use self::publishing::SignalWork;
 use self::signal::SignalIndex;
 pub use self::stats::{ServerFigures, StatsCursor};
+use crate::budget::EXPIRE_BUDGET;
 use crate::clock::Millis;
 use crate::protocol::{Request, Response};
 use crate::table::IncrementalMap;
@@ -179,13 +179,6 @@ enum Due {
     WaitTimeout(u32),
     IdleGc,
 }
-
-/// Most timers [`Engine::expire`] handles per call, so that a mass expiry is spread over loop
-/// turns instead of stalling every other client. Also the most leases of departed clients that
-/// one call of [`Engine::expire`] releases, and that all calls of [`Engine::disconnect`] between
-/// two calls of `expire` release together. Releasing a lease of a million costs about a
-/// microsecond (cache misses), so a turn spends about a millisecond on this at most.
-pub const EXPIRE_BUDGET: usize = 1024;
 
 /// The engine: every piece of lock, semaphore and signal state.
 #[derive(Debug)]

@@ -15,12 +15,8 @@ use std::collections::{HashSet, VecDeque};
 
 use super::signal::{self, ClientSubscriptions};
 use super::{ClientId, Engine, Outbox, Outcome};
+use crate::budget::SIGNAL_BUDGET;
 use crate::protocol::Response;
-
-/// Units of signal work per call of [`Engine::expire`] (one loop turn): a unit is a pattern looked
-/// at, a subscriber offered a copy, or a departed subscription removed; a copy delivered costs
-/// [`copy_cost`] more. About a millisecond of work.
-pub const SIGNAL_BUDGET: u64 = 16_384;
 
 /// A signal operation waiting for the publish in progress.
 #[derive(Debug)]

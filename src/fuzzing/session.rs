@@ -18,6 +18,7 @@ use slab::Slab;
 use super::frame::{Naive, naive_frame};
 use super::lines::{Line, Reply, parse_line};
 use super::{Input, engine_config};
+use crate::budget::{PUSH_WRITES_PER_TURN, READ_CHUNK};
 use crate::clock::Millis;
 use crate::engine::{ClientId, Engine, EngineConfig};
 use crate::protocol::frame::Frame;
@@ -31,9 +32,6 @@ use crate::token::{TOKEN_LEN, TokenIssuer};
 const PEERS: usize = 3;
 /// The shared secret when authentication is on.
 const SECRET: &[u8] = b"s3cret";
-/// As in the event loop: bytes taken per read, push connections written per turn.
-const READ_CHUNK: usize = 64 * 1024;
-const PUSH_WRITES_PER_TURN: usize = 512;
 /// Further ahead than any deadline the vocabulary can set.
 const FAR_MS: u64 = 10_000_000_000_000_000;
 /// Busy turns in a row without progress after which the loop is declared stuck.
@@ -320,7 +318,7 @@ impl World {
         let read_timeout_ms = limits.read_timeout_ms;
         let mut engine = Engine::new(config.clone(), TokenIssuer::deterministic(0x5e55));
         // Small budgets make publishes span turns, with requests of others arriving meanwhile.
-        engine.set_signal_budget(*input.pick(&[1, 3, 16, crate::engine::SIGNAL_BUDGET]));
+        engine.set_signal_budget(*input.pick(&[1, 3, 16, crate::budget::SIGNAL_BUDGET]));
         World {
             dispatcher: Dispatcher::new(engine, limits, auth.then_some(SECRET)),
             table: Slab::new(),

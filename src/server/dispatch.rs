@@ -31,6 +31,9 @@ use subtle::ConstantTimeEq;
 use super::bufpool::BufPool;
 use super::session::{AuthState, CloseReason, Phase, Session};
 use super::warnings::{PeerWarnings, Suppressed, WarnKind};
+use crate::budget::{
+    FANOUT_BACKLOG_BYTES, REQUESTS_PER_TURN, STATS_STEP, STATS_STEPS_PER_TURN, TURN_REQUESTS,
+};
 use crate::clock::Millis;
 use crate::engine::{ClientId, Engine, Outbox, Outcome, ServerFigures, StatsCursor};
 use crate::protocol::frame::{Decoded, Frame};
@@ -55,22 +58,6 @@ impl<S: AsMut<Session>> SessionTable for slab::Slab<S> {
         self.len()
     }
 }
-
-/// Bytes of signal pushes waiting to be written, over all connections, at which `signal`
-/// requests are held back.
-pub const FANOUT_BACKLOG_BYTES: usize = 4 << 20;
-/// Requests of one connection processed per loop turn; a client that pipelines thousands is
-/// served in slices, taking turns with everyone else.
-pub const REQUESTS_PER_TURN: usize = 512;
-/// Requests of all connections together processed per loop turn: with requests costing a few
-/// microseconds each (a `signal` more only within the engine's signal budget), a turn's request
-/// work stays near a millisecond however many connections pipeline.
-pub const TURN_REQUESTS: usize = 1024;
-/// Table slots a step of a `stats` listing looks at: about 40 KB of JSON, a fraction of a
-/// millisecond.
-pub const STATS_STEP: usize = 1024;
-/// Steps of `stats` listings per loop turn, all listings together.
-pub const STATS_STEPS_PER_TURN: usize = 4;
 
 /// Per-connection limits of the request path.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -48,31 +48,16 @@ use self::tls::TlsConn;
 pub use self::tls::load_server_config as load_tls;
 use self::transport::{ReadOutcome, Transport, WriteOutcome};
 use self::warnings::WarnKind;
+use crate::budget::{
+    EVENT_CAPACITY, EXPIRE_BUDGET, HANDSHAKES_PER_TURN, PUSH_WRITES_PER_TURN, READ_CHUNK,
+    WRITE_BYTES_PER_TURN,
+};
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
 use crate::engine::{ClientId, Engine, EngineConfig};
 use crate::table::IncrementalMap;
 use crate::timer::TimerWheel;
 use crate::token::TokenIssuer;
-
-/// Size of the loop-wide read buffer: one read per connection per turn takes at most this much.
-const READ_CHUNK: usize = 64 * 1024;
-/// Connections whose signal pushes are written per turn (responses are always written): a large
-/// fan-out spreads over turns instead of delaying unrelated requests. A loopback write costs about
-/// 12 µs of kernel time, so a turn spends well under a millisecond on pushes; and pushes that
-/// wait a few turns share one write per subscriber, which made fan-out cheaper than at 128.
-const PUSH_WRITES_PER_TURN: usize = 32;
-/// Most bytes written to one connection per turn: a reply of megabytes (a large `stats`
-/// listing) leaves in pieces over several turns instead of delaying everyone else while the
-/// kernel copies it.
-const WRITE_BYTES_PER_TURN: usize = 256 * 1024;
-/// TLS handshake steps (reads of a connection still handshaking, each of which may run rustls'
-/// key exchange and signature, about 0.3 ms of CPU) per turn. Connections beyond it stay on the
-/// ready queue for the next turn, so a burst of ClientHellos spreads over turns of a few
-/// milliseconds instead of one turn of hundreds; their handshake deadlines keep running.
-const HANDSHAKES_PER_TURN: usize = 16;
-/// Readiness events fetched per poll.
-const EVENT_CAPACITY: usize = 1024;
 
 /// What an I/O timer is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,7 +296,7 @@ impl Server {
         self.engine_backlog = self.dispatcher.start_turn(&mut self.conns, now);
         // Bounded like engine timers, so that no burst of deadlines (or a timer re-armed in the
         // past) can keep the loop from serving anyone else.
-        for _ in 0..crate::engine::EXPIRE_BUDGET {
+        for _ in 0..EXPIRE_BUDGET {
             let Some((_, timer)) = self.io_timers.poll(now) else {
                 break;
             };

@@ -10,7 +10,7 @@
 //! Every operation whose cost grows with client input is cut into *units* the caller grants, so
 //! the event loop can spread it over turns:
 //! - a publish ([`SignalIndex::begin_publish`], [`SignalIndex::continue_publish`]) finds the matching
-//!   wildcard patterns with [`Wildcards`] and offers copies member by member. While it is in progress the
+//!   wildcard patterns with `Wildcards` (`wildcards.rs`) and offers copies member by member. While it is in progress the
 //!   index must not change (the engine queues other signal operations behind it), so the result is
 //!   exactly that of one uninterrupted publish;
 //! - a departing client ([`SignalIndex::remove_client`]) leaves its queue groups at once, O(log n) each,
@@ -20,8 +20,8 @@
 //! Layout:
 //! - every subscribed pattern, literal or wildcard, has one entry found by its bytes. A channel never
 //!   contains `*` or `>`, so looking the channel up there finds exactly its literal subscribers;
-//! - wildcard patterns are also filed in [`Wildcards`];
-//! - a pattern entry holds its non-grouped members and its queue groups, each group a [`JoinOrder`] with a
+//! - wildcard patterns are also filed in `Wildcards` (`wildcards.rs`);
+//! - a pattern entry holds its non-grouped members and its queue groups, each group a `JoinOrder` (`order.rs`) with a
 //!   round-robin turn counter;
 //! - each client with subscriptions has an entry, reached in O(1) through the [`ClientSubscriptions`]
 //!   handle the engine keeps for it. The entry lists the client's subscriptions and carries the per-publish
@@ -189,7 +189,7 @@ impl Default for Step {
 struct PatternEntry {
     pattern: Box<[u8]>,
     kind: PatternKind,
-    /// Where [`Wildcards`] files it (wildcard patterns only).
+    /// Where `Wildcards` (`wildcards.rs`) files it (wildcard patterns only).
     anchor: Option<Anchor>,
     /// Non-grouped subscribers, in no particular order (swap-removed).
     plain: Vec<Member>,
@@ -233,7 +233,7 @@ struct Subscription {
     target: Target,
     /// Position in the client entry's `subscriptions`.
     in_client: u32,
-    /// Position in the target's member list (a [`JoinOrder`] slot for a group).
+    /// Position in the target's member list (a `JoinOrder` (`order.rs`) slot for a group).
     in_target: u32,
 }
 

@@ -13,7 +13,8 @@ mod signal_turns;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::{ClientId, EXPIRE_BUDGET, Engine, EngineConfig, Outbox, Outcome, ServerFigures};
+use super::{ClientId, Engine, EngineConfig, Outbox, Outcome, ServerFigures};
+use crate::budget::EXPIRE_BUDGET;
 use crate::clock::Millis;
 use crate::protocol::Response;
 use crate::protocol::frame::{Decoded, FrameDecoder};

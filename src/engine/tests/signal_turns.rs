@@ -57,7 +57,7 @@ fn a_publish_over_budget_spans_turns_and_what_arrives_meanwhile_waits_in_order()
         ]
     );
     // With the default budget, such a publish is answered at once again.
-    h.engine.set_signal_budget(crate::engine::SIGNAL_BUDGET);
+    h.engine.set_signal_budget(crate::budget::SIGNAL_BUDGET);
     turns(&mut h);
     assert_eq!(
         h.ask(p, "signal", "x", "third"),

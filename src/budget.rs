@@ -1,0 +1,78 @@
+//! Every bound on the work of one event-loop turn, in one place.
+//!
+//! In a lock server a long turn is an outage: while the loop is busy no lease can be renewed.
+//! So everything whose cost grows with client input stops at one of these budgets and goes on
+//! in the next turn, from where it stopped; the poll does not sleep while such work is left. The
+//! README's Architecture section lists them with the longest turn measured for each kind of
+//! bulk work.
+//!
+//! | constant | per turn | bounds |
+//! |---|---|---|
+//! | [`EVENT_CAPACITY`] | 1 024 events | readiness events taken from one poll |
+//! | [`READ_CHUNK`] | 64 KiB per connection | one read per connection |
+//! | [`REQUESTS_PER_TURN`] | 512 per connection | requests one pipelining connection has served |
+//! | [`TURN_REQUESTS`] | 1 024 in all | requests of all connections together |
+//! | [`HANDSHAKES_PER_TURN`] | 16 | reads that advance a TLS handshake |
+//! | [`EXPIRE_BUDGET`] | 1 024 + 1 024 | due timers and departed clients' releases; leases released by the turn's disconnects |
+//! | [`SIGNAL_BUDGET`] | 16 384 units | signal matching, copies offered and placed, departed subscriptions reclaimed |
+//! | [`STATS_STEP`] x [`STATS_STEPS_PER_TURN`] | 4 x 1 024 slots | `stats` listings, oldest first |
+//! | [`PUSH_WRITES_PER_TURN`] | 32 connections | connections whose signal pushes are written |
+//! | [`WRITE_BYTES_PER_TURN`] | 256 KiB per connection | bytes written to one connection |
+//!
+//! The timer wheel bounds its own cascades (`CASCADE_STEP` in `timer.rs`), and
+//! [`FANOUT_BACKLOG_BYTES`] holds publishers back while pushes wait to be written, so placing
+//! copies cannot outrun writing them.
+
+/// Readiness events fetched per poll.
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// Size of the loop-wide read buffer: one read per connection per turn takes at most this much.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Requests of one connection processed per turn; a client that pipelines thousands is served in
+/// slices, taking turns with everyone else.
+pub const REQUESTS_PER_TURN: usize = 512;
+
+/// Requests of all connections together processed per turn. A request costs a few microseconds
+/// (a `signal` more only within [`SIGNAL_BUDGET`]), so a turn's request work stays near a
+/// millisecond however many connections pipeline; the rest of the ready queue waits a turn.
+pub const TURN_REQUESTS: usize = 1024;
+
+/// TLS handshake steps (reads of a connection still handshaking, each of which may run rustls'
+/// key exchange and signature, about 0.3 ms of CPU) per turn. Connections beyond it stay on the
+/// ready queue for the next turn, so a burst of ClientHellos spreads over turns of a few
+/// milliseconds instead of one turn of hundreds; their handshake deadlines keep running.
+pub const HANDSHAKES_PER_TURN: usize = 16;
+
+/// Most timers the engine handles per turn, so that a mass expiry is spread over turns. Also the
+/// most leases of departed clients released per turn from the release queue, and the most that
+/// all disconnects of one turn release themselves. Releasing a lease of a million costs about a
+/// microsecond (cache misses), so a turn spends about a millisecond on each at most.
+pub const EXPIRE_BUDGET: usize = 1024;
+
+/// Units of signal work per turn: a unit is a wildcard pattern looked at (plus one per 64 bytes
+/// of it), a subscriber offered a copy, or a departed client's subscription removed; a copy
+/// placed costs one more plus one per 128 bytes of its line. About a millisecond of work. A
+/// publish that does not fit continues next turn while its publisher waits.
+pub const SIGNAL_BUDGET: u64 = 16_384;
+
+/// Table slots a step of a `stats` listing looks at: about 40 KB of JSON, a fraction of a
+/// millisecond.
+pub const STATS_STEP: usize = 1024;
+
+/// Steps of `stats` listings per turn, all listings together, the oldest listing first.
+pub const STATS_STEPS_PER_TURN: usize = 4;
+
+/// Connections whose signal pushes are written per turn (responses are always written). A
+/// loopback write costs about 12 µs of kernel time, so a turn spends well under a millisecond on
+/// pushes, and the pushes that pile up for a subscriber meanwhile leave in one write.
+pub const PUSH_WRITES_PER_TURN: usize = 32;
+
+/// Most bytes written to one connection per turn: a reply of megabytes (a large `stats` listing)
+/// leaves in pieces over several turns instead of delaying everyone else while the kernel copies
+/// it.
+pub const WRITE_BYTES_PER_TURN: usize = 256 * 1024;
+
+/// Bytes of signal pushes waiting to be written, over all connections, at which `signal`
+/// requests are held back until writes bring it down.
+pub const FANOUT_BACKLOG_BYTES: usize = 4 << 20;
