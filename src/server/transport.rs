@@ -1,7 +1,7 @@
 //! Byte transport of one connection: reads and writes that report what happened as an action for
 //! the event loop, so `io::ErrorKind::WouldBlock` never leaks into protocol code.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::Shutdown;
 
 use mio::net::TcpStream;
@@ -99,7 +99,7 @@ impl Transport {
             // nothing about the socket.
             Transport::Tls(tls) => tls.read(buf),
             Transport::Plain(stream) => loop {
-                match stream.read(buf) {
+                match recv(stream, buf) {
                     Ok(0) => return ReadOutcome::Eof,
                     Ok(len) => {
                         return ReadOutcome::Data {
@@ -122,7 +122,7 @@ impl Transport {
         match self {
             Transport::Tls(tls) => tls.write(buf),
             Transport::Plain(stream) => loop {
-                match stream.write(buf) {
+                match send(stream, buf) {
                     Ok(0) if !buf.is_empty() => {
                         return WriteOutcome::Failed(io::ErrorKind::WriteZero.into());
                     }
@@ -144,4 +144,17 @@ impl Transport {
         // Fails only if the peer already reset the connection, which the next read reports.
         let _ = self.socket().shutdown(Shutdown::Write);
     }
+}
+
+/// `recv` on a plain socket. Made through rustix, whose system calls skip libc's thread
+/// cancellation bookkeeping: the process has a logging thread, and libc's wrappers cost about a
+/// hundred instructions more per call in a multi-threaded process.
+fn recv(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let (len, _) = rustix::net::recv(stream, buf, rustix::net::RecvFlags::empty())?;
+    Ok(len)
+}
+
+/// `send` on a plain socket, through rustix for the reason given at [`recv`].
+fn send(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    Ok(rustix::net::send(stream, buf, rustix::net::SendFlags::empty())?)
 }
