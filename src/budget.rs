@@ -10,11 +10,13 @@
 //! |---|---|---|
 //! | [`EVENT_CAPACITY`] | 1 024 events | readiness events taken from one poll |
 //! | [`READ_CHUNK`] | 64 KiB per connection | one read per connection |
+//! | [`READS_PER_TURN`] | 256 connections | connections read (or resumed) from the ready queue |
 //! | [`REQUESTS_PER_TURN`] | 512 per connection | requests one pipelining connection has served |
 //! | [`TURN_REQUESTS`] | 1 024 in all | requests of all connections together |
-//! | [`HANDSHAKES_PER_TURN`] | 16 | reads that advance a TLS handshake |
+//! | [`HANDSHAKES_PER_TURN`] | 4 | reads that advance a TLS handshake |
+//! | [`CLOSES_PER_TURN`] | 32 | connections closed (engine cleanup, deregistration, `close`) |
 //! | [`EXPIRE_BUDGET`] | 1 024 + 1 024 | due timers and departed clients' releases; leases released by the turn's disconnects |
-//! | [`SIGNAL_BUDGET`] | 16 384 units | signal matching, copies offered and placed, departed subscriptions reclaimed |
+//! | [`SIGNAL_BUDGET`] | 8 192 units | signal matching, copies offered and placed, departed subscriptions reclaimed |
 //! | [`STATS_STEP`] x [`STATS_STEPS_PER_TURN`] | 4 x 1 024 slots | `stats` listings, oldest first |
 //! | [`PUSH_WRITES_PER_TURN`] | 32 connections | connections whose signal pushes are written |
 //! | [`WRITE_BYTES_PER_TURN`] | 256 KiB per connection | bytes written to one connection |
@@ -29,6 +31,11 @@ pub const EVENT_CAPACITY: usize = 1024;
 /// Size of the loop-wide read buffer: one read per connection per turn takes at most this much.
 pub const READ_CHUNK: usize = 64 * 1024;
 
+/// Connections served from the ready queue per turn (a read, or the resumption of requests
+/// already read); the rest stay queued for the next turn. A read costs a few microseconds of
+/// kernel time, so thousands of clients sending at once are read over several short turns.
+pub const READS_PER_TURN: usize = 256;
+
 /// Requests of one connection processed per turn; a client that pipelines thousands is served in
 /// slices, taking turns with everyone else.
 pub const REQUESTS_PER_TURN: usize = 512;
@@ -40,9 +47,14 @@ pub const TURN_REQUESTS: usize = 1024;
 
 /// TLS handshake steps (reads of a connection still handshaking, each of which may run rustls'
 /// key exchange and signature, about 0.3 ms of CPU) per turn. Connections beyond it stay on the
-/// ready queue for the next turn, so a burst of ClientHellos spreads over turns of a few
-/// milliseconds instead of one turn of hundreds; their handshake deadlines keep running.
-pub const HANDSHAKES_PER_TURN: usize = 16;
+/// ready queue for the next turn, so a burst of ClientHellos spreads over turns of about a
+/// millisecond instead of one turn of hundreds; their handshake deadlines keep running.
+pub const HANDSHAKES_PER_TURN: usize = 4;
+
+/// Connections whose close starts per turn: each releases its engine state (itself bounded by
+/// the budgets here), leaves the poll and is closed, about 10-20 µs with the kernel's TCP work, so
+/// ten thousand clients leaving at once are let go over many short turns.
+pub const CLOSES_PER_TURN: usize = 32;
 
 /// Most timers the engine handles per turn, so that a mass expiry is spread over turns. Also the
 /// most leases of departed clients released per turn from the release queue, and the most that
@@ -50,11 +62,11 @@ pub const HANDSHAKES_PER_TURN: usize = 16;
 /// microsecond (cache misses), so a turn spends about a millisecond on each at most.
 pub const EXPIRE_BUDGET: usize = 1024;
 
-/// Units of signal work per turn: a unit is a wildcard pattern looked at (plus one per 64 bytes
+/// Units of signal work per turn: a unit is a wildcard pattern looked at (plus one per 12 bytes
 /// of it), a subscriber offered a copy, or a departed client's subscription removed; a copy
-/// placed costs one more plus one per 128 bytes of its line. About a millisecond of work. A
+/// placed costs one more plus one per 128 bytes of its line. About 0.8 ms of work. A
 /// publish that does not fit continues next turn while its publisher waits.
-pub const SIGNAL_BUDGET: u64 = 16_384;
+pub const SIGNAL_BUDGET: u64 = 8_192;
 
 /// Table slots a step of a `stats` listing looks at: about 40 KB of JSON, a fraction of a
 /// millisecond.

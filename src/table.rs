@@ -30,12 +30,15 @@ use hashbrown::HashTable;
 
 /// Most entries one insert or remove moves from the old table to the new one during a resize.
 /// Moving an entry rehashes it (for the key index: SipHash of the key plus a cache miss to
-/// reach it), about 0.1 µs, so a step costs microseconds at most.
-const MOVES_PER_STEP: usize = 128;
+/// reach it), about 0.1 µs. A turn may insert or remove a thousand entries (a budget of lease
+/// releases), so this stays small: the resize of a million entries then spreads over a hundred
+/// turns of about a millisecond instead of a few turns of tens. Two would be enough to finish a
+/// resize before the table fills again.
+const MOVES_PER_STEP: usize = 8;
 
 /// Most buckets of the old table one step looks at. Bounds the step when the old table is mostly
 /// empty (a shrink), where finding entries costs more than moving them.
-const VISITS_PER_STEP: usize = 1024;
+const VISITS_PER_STEP: usize = 64;
 
 /// Capacity of a table's first allocation, and the least a shrink leaves.
 const MIN_CAPACITY: usize = 16;

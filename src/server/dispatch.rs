@@ -400,12 +400,13 @@ impl Dispatcher {
         }
     }
 
-    /// Whether there is work the caller should come back for without sleeping: output to write
-    /// or a `stats` listing to continue.
+    /// Whether there is work the caller should come back for without sleeping: output to write,
+    /// a `stats` listing to continue, or closes to finish.
     pub fn has_pending_work(&self) -> bool {
         !self.queues.dirty.is_empty()
             || !self.queues.pushes.is_empty()
             || !self.stats_jobs.is_empty()
+            || !self.queues.closing.is_empty()
     }
 
     /// Whether any session has a response queued since the last [`Dispatcher::append_dirty`].

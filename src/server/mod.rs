@@ -49,8 +49,8 @@ pub use self::tls::load_server_config as load_tls;
 use self::transport::{ReadOutcome, Transport, WriteOutcome};
 use self::warnings::WarnKind;
 use crate::budget::{
-    EVENT_CAPACITY, EXPIRE_BUDGET, HANDSHAKES_PER_TURN, PUSH_WRITES_PER_TURN, READ_CHUNK,
-    WRITE_BYTES_PER_TURN,
+    CLOSES_PER_TURN, EVENT_CAPACITY, EXPIRE_BUDGET, HANDSHAKES_PER_TURN, PUSH_WRITES_PER_TURN,
+    READ_CHUNK, READS_PER_TURN, WRITE_BYTES_PER_TURN,
 };
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
@@ -360,7 +360,7 @@ impl Server {
     /// wait for the next turn, which bounds the work per turn.
     fn serve_ready(&mut self, now: Millis) {
         let mut handshakes = HANDSHAKES_PER_TURN;
-        for _ in 0..self.dispatcher.ready_len() {
+        for _ in 0..self.dispatcher.ready_len().min(READS_PER_TURN) {
             if self.dispatcher.turn_is_full() {
                 // The rest stay queued, so the next poll does not sleep.
                 break;
@@ -566,6 +566,7 @@ impl Server {
     /// is left.
     fn write_and_close(&mut self, now: Millis) {
         let mut push_budget = PUSH_WRITES_PER_TURN;
+        let mut closes = CLOSES_PER_TURN;
         for id in self.write_backlog.drain(..) {
             if let Some(conn) = self.conns.session_conn(id) {
                 conn.write_deferred = false;
@@ -588,7 +589,11 @@ impl Server {
             batch.append(&mut self.to_flush);
             self.to_flush = batch;
             let mut closed_any = false;
-            while let Some(id) = self.dispatcher.next_closing() {
+            while closes > 0 {
+                let Some(id) = self.dispatcher.next_closing() else {
+                    break;
+                };
+                closes -= 1;
                 closed_any = true;
                 self.start_close(id, now);
             }

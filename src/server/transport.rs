@@ -156,5 +156,9 @@ fn recv(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
 
 /// `send` on a plain socket, through rustix for the reason given at [`recv`].
 fn send(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    Ok(rustix::net::send(stream, buf, rustix::net::SendFlags::empty())?)
+    Ok(rustix::net::send(
+        stream,
+        buf,
+        rustix::net::SendFlags::empty(),
+    )?)
 }
