@@ -22,7 +22,8 @@ use crate::protocol::Response;
 #[derive(Debug)]
 pub(super) enum SignalOp {
     Publish {
-        client: ClientId,
+        /// Who waits for `ok <count>`; `None` once that client has left.
+        client: Option<ClientId>,
         channel: Vec<u8>,
         payload: Vec<u8>,
     },
@@ -46,7 +47,8 @@ pub(super) enum SignalOp {
 /// The publish in progress: who asked and what its copies carry.
 #[derive(Debug)]
 struct Current {
-    publisher: ClientId,
+    /// Who waits for `ok <count>`; `None` once that client has left.
+    publisher: Option<ClientId>,
     channel: Vec<u8>,
     payload: Vec<u8>,
 }
@@ -83,11 +85,14 @@ impl SignalWork {
 
     /// Whether `client` waits for the answer to a signal operation.
     fn awaits(&self, client: ClientId) -> bool {
-        self.current.as_ref().is_some_and(|c| c.publisher == client)
+        self.current
+            .as_ref()
+            .is_some_and(|c| c.publisher == Some(client))
             || self.queue.iter().any(|op| match op {
-                SignalOp::Publish { client: c, .. }
-                | SignalOp::Listen { client: c, .. }
-                | SignalOp::Unlisten { client: c, .. } => *c == client,
+                SignalOp::Publish { client: c, .. } => *c == Some(client),
+                SignalOp::Listen { client: c, .. } | SignalOp::Unlisten { client: c, .. } => {
+                    *c == client
+                }
                 SignalOp::Depart { .. } => false,
             })
     }
@@ -174,7 +179,7 @@ impl Engine {
         if self.signal_work.busy() {
             let (channel, payload) = (channel.to_vec(), payload.to_vec());
             return self.queue_signal_op(SignalOp::Publish {
-                client,
+                client: Some(client),
                 channel,
                 payload,
             });
@@ -185,7 +190,7 @@ impl Engine {
             return Outcome::Answered;
         }
         self.signal_work.current = Some(Current {
-            publisher: client,
+            publisher: Some(client),
             channel: channel.to_vec(),
             payload: payload.to_vec(),
         });
@@ -193,19 +198,32 @@ impl Engine {
     }
 
     /// Takes a departing client's subscriptions out of the index, or queues that behind the
-    /// operations in progress; its own queued `listen`/`unlisten` are dropped (nobody waits for
-    /// their answer), its queued publishes still go out.
+    /// operations in progress. Its own queued `listen`/`unlisten` are dropped; its publishes
+    /// still go out (they were accepted before it left), unanswered.
     pub(super) fn drop_subscriptions(&mut self, client: ClientId, subs: &mut ClientSubscriptions) {
         let work = &mut self.signal_work;
         if !work.busy() {
             self.signals.remove_client(client, subs);
             return;
         }
-        work.queue.retain(|op| match op {
+        if let Some(current) = work
+            .current
+            .as_mut()
+            .filter(|c| c.publisher == Some(client))
+        {
+            current.publisher = None;
+        }
+        work.queue.retain_mut(|op| match op {
             SignalOp::Listen { client: c, .. } | SignalOp::Unlisten { client: c, .. } => {
                 *c != client
             }
-            SignalOp::Publish { .. } | SignalOp::Depart { .. } => true,
+            SignalOp::Publish { client: c, .. } => {
+                if *c == Some(client) {
+                    *c = None;
+                }
+                true
+            }
+            SignalOp::Depart { .. } => true,
         });
         if !subs.is_empty() {
             let subs = std::mem::take(subs);
@@ -226,7 +244,7 @@ impl Engine {
                     self.signal_work.current = Some(current);
                     return true;
                 };
-                out.reply(current.publisher, Response::Delivered { count });
+                answer_publish(current.publisher, count, out);
             }
             if self.signal_work.units == 0 {
                 return self.signal_work_pending();
@@ -256,7 +274,7 @@ impl Engine {
             } => {
                 self.signals.begin_publish(&channel);
                 match self.continue_publish(&channel, &payload, out) {
-                    Some(count) => out.reply(client, Response::Delivered { count }),
+                    Some(count) => answer_publish(client, count, out),
                     None => {
                         self.signal_work.current = Some(Current {
                             publisher: client,
@@ -353,6 +371,13 @@ impl Engine {
             None => Response::Error,
         };
         out.reply(client, response);
+    }
+}
+
+/// Sends `ok <count>` to the publisher, unless it has left.
+fn answer_publish(publisher: Option<ClientId>, count: u64, out: &mut impl Outbox) {
+    if let Some(publisher) = publisher {
+        out.reply(publisher, Response::Delivered { count });
     }
 }
 

@@ -130,8 +130,14 @@ struct Waiter {
 
 /// A client's request waiting in the engine.
 #[derive(Clone, Copy, Debug)]
-struct Pending {
-    resource: Resource,
+enum Pending {
+    /// A blocking acquire or wait on this resource.
+    Wait(Resource),
+    /// A `listen` or `unlisten` queued behind a publish that spans turns; `valid` tells whether
+    /// its pattern is.
+    Subscription { valid: bool },
+    /// A `signal` queued or in progress.
+    Publish,
 }
 
 /// What the engine's clients have been told, arranged to predict what they may be told next.
@@ -533,6 +539,12 @@ struct Harness {
     pending: [Option<Pending>; SLOTS],
     model: Model,
     out: Recorder,
+    /// Pushes since the last `ok <count>`: publishes run one after another, each answered after
+    /// its pushes (unless its publisher left).
+    unanswered_pushes: u64,
+    /// A publisher left with its `signal` pending since the last `ok <count>`, so the pushes
+    /// counted above may belong to a publish nobody is answered for.
+    publisher_left: bool,
 }
 
 impl Harness {
@@ -547,6 +559,8 @@ impl Harness {
             }),
             pending: [None; SLOTS],
             model: Model::default(),
+            unanswered_pushes: 0,
+            publisher_left: false,
             out: Recorder {
                 events: Vec::new(),
                 connected: [None; SLOTS],
@@ -576,7 +590,9 @@ impl Harness {
         let client = self.ids[slot];
         // The departing client's state goes first; the grants it frees follow as events.
         self.out.connected[slot] = None;
-        self.pending[slot] = None;
+        if matches!(self.pending[slot].take(), Some(Pending::Publish)) {
+            self.publisher_left = true;
+        }
         let auto_release = self.config.auto_release_on_disconnect;
         let now = self.now;
         for (&resource, queue) in self.model.queues.iter_mut() {
@@ -653,11 +669,12 @@ impl Harness {
                 Event::Reply(client, response) => self.async_answer(call, client, response),
                 Event::Push(client) => {
                     assert!(
-                        matches!(call, Call::Apply(_)),
+                        matches!(call, Call::Apply(_) | Call::Expire),
                         "push outside a signal to {client:?}"
                     );
                     assert!(!evicted.contains(&client), "push after eviction");
                     settled.pushes += 1;
+                    self.unanswered_pushes += 1;
                 }
                 Event::Evict(client) => {
                     assert!(!evicted.contains(&client), "{client:?} evicted twice");
@@ -681,7 +698,35 @@ impl Harness {
         let pending = self.pending[slot]
             .take()
             .unwrap_or_else(|| panic!("unsolicited {response:?} to {client:?}"));
-        let resource = pending.resource;
+        let resource = match pending {
+            Pending::Wait(resource) => resource,
+            Pending::Subscription { valid } => {
+                assert!(call == Call::Expire, "signal work outside expire");
+                let expected = [Response::Ok, Response::Error];
+                assert!(
+                    expected.contains(&response),
+                    "queued listen answered {response:?}"
+                );
+                assert!(
+                    valid || response == Response::Error,
+                    "invalid pattern accepted"
+                );
+                return;
+            }
+            Pending::Publish => {
+                assert!(call == Call::Expire, "signal work outside expire");
+                let Response::Delivered { count } = response else {
+                    panic!("queued signal answered {response:?}");
+                };
+                // Subscribers that left while it was on its way are counted but sent nothing.
+                if !self.publisher_left {
+                    assert!(count >= self.unanswered_pushes, "count below the pushes");
+                }
+                self.unanswered_pushes = 0;
+                self.publisher_left = false;
+                return;
+            }
+        };
         let position = self
             .model
             .position(resource, |w| w.client == client && w.blocked)
@@ -715,9 +760,21 @@ impl Harness {
         }
     }
 
-    /// The request of `slot` waits: only a blocking acquire or wait with a timeout, and only if
-    /// the resource was not certainly free.
+    /// The request of `slot` waits: a blocking acquire or wait with a timeout, only if the
+    /// resource was not certainly free; or a signal operation behind a publish in progress.
     fn waits(&mut self, slot: usize, op: &Op) {
+        match op.request() {
+            Request::Listen { pattern, .. } | Request::Unlisten { pattern, .. } => {
+                let valid = valid_pattern(pattern);
+                self.pending[slot] = Some(Pending::Subscription { valid });
+                return;
+            }
+            Request::Signal { .. } => {
+                self.pending[slot] = Some(Pending::Publish);
+                return;
+            }
+            _ => {}
+        }
         let client = self.ids[slot];
         let resource = op.resource();
         let now = self.now;
@@ -750,7 +807,7 @@ impl Harness {
             }
             _ => panic!("{op:?} waits"),
         }
-        self.pending[slot] = Some(Pending { resource });
+        self.pending[slot] = Some(Pending::Wait(resource));
     }
 
     fn answered(&mut self, slot: usize, op: &Op, response: Response, pushes: usize) {
@@ -781,6 +838,7 @@ impl Harness {
                 }
             }
             Request::Signal { .. } => {
+                // Answered at once: no subscriber left while it was on its way.
                 assert_eq!(
                     response,
                     Response::Delivered {
@@ -788,6 +846,8 @@ impl Harness {
                     },
                     "delivery count"
                 );
+                self.unanswered_pushes = 0;
+                self.publisher_left = false;
             }
             Request::Stats | Request::Ping | Request::Auth { .. } => {
                 unreachable!("not generated")
@@ -1038,7 +1098,10 @@ impl Harness {
         }
         self.model.sweep(self.now);
         for pending in self.pending.iter().flatten() {
-            let overdue = self.model.queues[&pending.resource]
+            let Pending::Wait(resource) = pending else {
+                panic!("signal work left after expiring fully");
+            };
+            let overdue = self.model.queues[resource]
                 .iter()
                 .any(|w| w.blocked && w.deadline <= self.now);
             assert!(!overdue, "a wait outlived its timeout");
@@ -1104,10 +1167,20 @@ impl Harness {
         self.model.check_capacity(self.now);
         self.check_stats();
         for (slot, pending) in self.pending.iter().enumerate() {
+            let id = self.ids[slot];
+            let connected = self.connected(slot);
             assert_eq!(
-                self.engine.is_waiting(self.ids[slot]),
-                pending.is_some() && self.connected(slot),
+                self.engine.is_waiting(id),
+                matches!(pending, Some(Pending::Wait(_))) && connected,
                 "waiting state of slot {slot}"
+            );
+            assert_eq!(
+                self.engine.awaits_signal_work(id),
+                matches!(
+                    pending,
+                    Some(Pending::Subscription { .. } | Pending::Publish)
+                ) && connected,
+                "signal work of slot {slot}"
             );
         }
     }
@@ -1166,12 +1239,18 @@ impl Harness {
 /// may wait; grants follow FIFO order per resource; never more holders than the limit, and no
 /// second limit for a resource; each response fits the model (lease lengths echoed, releases and
 /// renewals of live and dead leases, two-phase state, limit mismatches, try-locks on free
-/// resources, waits never outliving their timeout); `ok <count>` equals the pushes, which only go
-/// to clients with room. At the end every wait is answered once time passes, and after every
+/// resources, waits never outliving their timeout); `ok <count>` equals the pushes of a publish
+/// answered at once (at least its pushes for one that spanned calls of `expire`, where departed
+/// subscribers are counted but sent nothing), which only go to clients with room. The signal
+/// budget is picked from the input (down to one unit), so `listen`, `unlisten` and `signal` also
+/// wait behind a publish in progress and are answered by `expire`. At the end every wait is answered once time passes, and after every
 /// client leaves and the clock moves far ahead the engine is empty.
 pub fn engine(data: &[u8]) {
     let mut input = Input::new(data);
     let mut harness = Harness::new(engine_config(&mut input));
+    // Small budgets make publishes span calls of `expire`, with requests arriving meanwhile.
+    let budget = *input.pick(&[1, 4, 64, crate::budget::SIGNAL_BUDGET]);
+    harness.engine.set_signal_budget(budget);
     while !input.is_empty() {
         harness.step(&mut input);
     }
