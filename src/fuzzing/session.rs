@@ -460,9 +460,14 @@ impl World {
         }
     }
 
-    /// Whether the loop would poll with a zero timeout.
+    /// Whether the loop would poll with a zero timeout: work queued, or engine work due now (a
+    /// publish that a request of this turn started and the turn's units did not finish).
     fn busy(&self) -> bool {
-        self.dispatcher.ready_len() > 0 || self.dispatcher.has_pending_work() || self.backlog
+        let due = self.dispatcher.engine.next_deadline();
+        self.dispatcher.ready_len() > 0
+            || self.dispatcher.has_pending_work()
+            || self.backlog
+            || due.is_some_and(|at| at <= self.now)
     }
 
     /// One turn of the event loop, after sleeping `sleep_ms` if it would sleep at all.
@@ -799,7 +804,11 @@ impl World {
         self.settle();
         assert!(
             self.table.is_empty(),
-            "connections left after every peer left"
+            "connections left after every peer left: {:?}",
+            self.table
+                .iter()
+                .map(|(_, s)| s.phase())
+                .collect::<Vec<_>>()
         );
         for _ in 0..2 {
             self.now = self.now.plus_ms(FAR_MS);
