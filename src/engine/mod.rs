@@ -31,7 +31,7 @@ use self::clients::Clients;
 use self::fences::FenceIndex;
 use self::keyspace::Keyspace;
 use self::list::{Link, List};
-use self::publishing::SignalWork;
+use self::publishing::{Change, SignalWork};
 use self::signal::SignalIndex;
 pub use self::stats::{ServerFigures, StatsCursor};
 use crate::budget::EXPIRE_BUDGET;
@@ -292,8 +292,12 @@ impl Engine {
                 lease_s,
             } => self.enqueue(now, client, ns, key, limit, lease_s, out),
             Request::Wait { ns, key, timeout_s } => self.wait(now, client, ns, key, timeout_s, out),
-            Request::Listen { pattern, group } => self.listen(client, pattern, group, out),
-            Request::Unlisten { pattern, group } => self.unlisten(client, pattern, group, out),
+            Request::Listen { pattern, group } => {
+                self.change_subscription(Change::Listen, client, pattern, group, out)
+            }
+            Request::Unlisten { pattern, group } => {
+                self.change_subscription(Change::Unlisten, client, pattern, group, out)
+            }
             Request::Signal { channel, payload } => self.signal(client, channel, payload, out),
             Request::Stats | Request::Ping | Request::Auth { .. } => {
                 out.reply(client, Response::Error);

@@ -13,7 +13,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use super::signal::{self, ClientSubscriptions};
+use super::signal::{self, ClientSubscriptions, ListenOutcome, UnlistenOutcome};
 use super::{ClientId, Engine, Outbox, Outcome};
 use crate::budget::SIGNAL_BUDGET;
 use crate::protocol::Response;
@@ -27,12 +27,8 @@ pub(super) enum SignalOp {
         channel: Vec<u8>,
         payload: Vec<u8>,
     },
-    Listen {
-        client: ClientId,
-        pattern: Vec<u8>,
-        group: Vec<u8>,
-    },
-    Unlisten {
+    Subscription {
+        change: Change,
         client: ClientId,
         pattern: Vec<u8>,
         group: Vec<u8>,
@@ -42,6 +38,13 @@ pub(super) enum SignalOp {
         client: ClientId,
         subs: ClientSubscriptions,
     },
+}
+
+/// What a `listen` or `unlisten` does to a (pattern, group) subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Change {
+    Listen,
+    Unlisten,
 }
 
 /// The publish in progress: who asked and what its copies carry.
@@ -90,9 +93,7 @@ impl SignalWork {
             .is_some_and(|c| c.publisher == Some(client))
             || self.queue.iter().any(|op| match op {
                 SignalOp::Publish { client: c, .. } => *c == Some(client),
-                SignalOp::Listen { client: c, .. } | SignalOp::Unlisten { client: c, .. } => {
-                    *c == client
-                }
+                SignalOp::Subscription { client: c, .. } => *c == client,
                 SignalOp::Depart { .. } => false,
             })
     }
@@ -127,9 +128,10 @@ impl Engine {
         self.signal_work.busy() || self.signals.has_departed()
     }
 
-    /// `listen`, now or (if the index is busy) in turn.
-    pub(super) fn listen(
+    /// `listen` or `unlisten`, now or (if the index is busy) in turn.
+    pub(super) fn change_subscription(
         &mut self,
+        change: Change,
         client: ClientId,
         pattern: &[u8],
         group: &[u8],
@@ -137,33 +139,14 @@ impl Engine {
     ) -> Outcome {
         if self.signal_work.busy() {
             let (pattern, group) = (pattern.to_vec(), group.to_vec());
-            return self.queue_signal_op(SignalOp::Listen {
+            return self.queue_signal_op(SignalOp::Subscription {
+                change,
                 client,
                 pattern,
                 group,
             });
         }
-        self.apply_listen(client, pattern, group, out);
-        Outcome::Answered
-    }
-
-    /// `unlisten`, now or (if the index is busy) in turn.
-    pub(super) fn unlisten(
-        &mut self,
-        client: ClientId,
-        pattern: &[u8],
-        group: &[u8],
-        out: &mut impl Outbox,
-    ) -> Outcome {
-        if self.signal_work.busy() {
-            let (pattern, group) = (pattern.to_vec(), group.to_vec());
-            return self.queue_signal_op(SignalOp::Unlisten {
-                client,
-                pattern,
-                group,
-            });
-        }
-        self.apply_unlisten(client, pattern, group, out);
+        self.apply_subscription(change, client, pattern, group, out);
         Outcome::Answered
     }
 
@@ -214,9 +197,7 @@ impl Engine {
             current.publisher = None;
         }
         work.queue.retain_mut(|op| match op {
-            SignalOp::Listen { client: c, .. } | SignalOp::Unlisten { client: c, .. } => {
-                *c != client
-            }
+            SignalOp::Subscription { client: c, .. } => *c != client,
             SignalOp::Publish { client: c, .. } => {
                 if *c == Some(client) {
                     *c = None;
@@ -284,16 +265,12 @@ impl Engine {
                     }
                 }
             }
-            SignalOp::Listen {
+            SignalOp::Subscription {
+                change,
                 client,
                 pattern,
                 group,
-            } => self.apply_listen(client, &pattern, &group, out),
-            SignalOp::Unlisten {
-                client,
-                pattern,
-                group,
-            } => self.apply_unlisten(client, &pattern, &group, out),
+            } => self.apply_subscription(change, client, &pattern, &group, out),
             SignalOp::Depart { client, mut subs } => {
                 self.signal_work.departed.remove(&client);
                 self.signals.remove_client(client, &mut subs);
@@ -322,55 +299,38 @@ impl Engine {
             .continue_publish(&mut work.units, copy_cost(line_len), &mut sink)
     }
 
-    fn apply_listen(
+    /// Applies `listen` (within `--max-subscriptions`) or `unlisten` and answers it: `error` for an
+    /// invalid pattern or a listen at the cap, `ok` otherwise (spec §7.10, §7.11).
+    fn apply_subscription(
         &mut self,
+        change: Change,
         client: ClientId,
         pattern: &[u8],
         group: &[u8],
         out: &mut impl Outbox,
     ) {
         let max = self.config.max_subscriptions;
-        let response = match self.clients.get_mut(client) {
-            Some(state) => {
-                match self
-                    .signals
-                    .listen(client, &mut state.subscriptions, pattern, group, max)
-                {
-                    signal::ListenOutcome::Added | signal::ListenOutcome::AlreadySubscribed => {
-                        Response::Ok
-                    }
-                    signal::ListenOutcome::LimitReached | signal::ListenOutcome::InvalidPattern => {
-                        Response::Error
-                    }
+        let accepted = self.clients.get_mut(client).is_some_and(|state| {
+            let subs = &mut state.subscriptions;
+            match change {
+                Change::Listen => matches!(
+                    self.signals.listen(client, subs, pattern, group, max),
+                    ListenOutcome::Added | ListenOutcome::AlreadySubscribed
+                ),
+                Change::Unlisten => {
+                    self.signals.unlisten(client, subs, pattern, group)
+                        != UnlistenOutcome::InvalidPattern
                 }
             }
-            None => Response::Error,
-        };
-        out.reply(client, response);
-    }
-
-    fn apply_unlisten(
-        &mut self,
-        client: ClientId,
-        pattern: &[u8],
-        group: &[u8],
-        out: &mut impl Outbox,
-    ) {
-        let response = match self.clients.get_mut(client) {
-            Some(state) => {
-                match self
-                    .signals
-                    .unlisten(client, &mut state.subscriptions, pattern, group)
-                {
-                    signal::UnlistenOutcome::Removed | signal::UnlistenOutcome::NotSubscribed => {
-                        Response::Ok
-                    }
-                    signal::UnlistenOutcome::InvalidPattern => Response::Error,
-                }
-            }
-            None => Response::Error,
-        };
-        out.reply(client, response);
+        });
+        out.reply(
+            client,
+            if accepted {
+                Response::Ok
+            } else {
+                Response::Error
+            },
+        );
     }
 }
 

@@ -431,7 +431,14 @@ impl SignalIndex {
         sink: &mut impl DeliverySink,
     ) -> Option<u64> {
         let mut publishing = self.publishing.take()?;
-        let done = self.advance_publish(&mut publishing, units, copy_cost, sink);
+        let mut ledger = Ledger {
+            units: *units,
+            copy_cost,
+            count: publishing.count,
+        };
+        let done = self.advance_publish(&mut publishing, &mut ledger, sink);
+        *units = ledger.units;
+        publishing.count = ledger.count;
         if !done {
             self.publishing = Some(publishing);
             return None;
@@ -811,12 +818,11 @@ impl SignalIndex {
         }
     }
 
-    /// Runs `publishing` on until it completes (`true`) or `units` runs out (`false`).
+    /// Runs `publishing` on until it completes (`true`) or the ledger's units run out (`false`).
     fn advance_publish(
         &mut self,
         publishing: &mut Publishing,
-        units: &mut u64,
-        copy_cost: u64,
+        ledger: &mut Ledger,
         sink: &mut impl DeliverySink,
     ) -> bool {
         if let Step::Scan(mut cursor) = publishing.step {
@@ -826,7 +832,7 @@ impl SignalIndex {
                 &mut cursor,
                 |slot| &patterns[slot as usize].pattern,
                 &mut publishing.matched,
-                units,
+                &mut ledger.units,
             );
             if !complete {
                 publishing.step = Step::Scan(cursor);
@@ -856,23 +862,9 @@ impl SignalIndex {
             };
             while let Some(&slot) = list.get(pattern) {
                 let finished = if stage % 2 == 0 {
-                    self.offer_plain(
-                        slot,
-                        &mut item,
-                        units,
-                        copy_cost,
-                        &mut publishing.count,
-                        sink,
-                    )
+                    self.offer_plain(slot, &mut item, ledger, sink)
                 } else {
-                    self.offer_groups(
-                        slot,
-                        &mut item,
-                        units,
-                        copy_cost,
-                        &mut publishing.count,
-                        sink,
-                    )
+                    self.offer_groups(slot, &mut item, ledger, sink)
                 };
                 if !finished {
                     publishing.step = Step::Offer {
@@ -893,24 +885,22 @@ impl SignalIndex {
 
     /// Steps (1) and (3) of a publish for one pattern, from member `next` on: every non-grouped member
     /// not yet served, evicted or departed in this publish gets a copy, or is evicted if it has no room.
-    /// Returns `false` if `units` ran out first, with `next` at the member to continue with.
+    /// Returns `false` if the units ran out first, with `next` at the member to continue with.
     fn offer_plain(
         &mut self,
         pattern: u32,
         next: &mut usize,
-        units: &mut u64,
-        copy_cost: u64,
-        count: &mut u64,
+        ledger: &mut Ledger,
         sink: &mut impl DeliverySink,
     ) -> bool {
         let epoch = self.epoch;
         let plain = &self.patterns[pattern as usize].plain;
         while let Some(member) = plain.get(*next) {
-            if *units == 0 {
+            if ledger.units == 0 {
                 return false;
             }
             *next += 1;
-            *units -= 1;
+            ledger.spend(1);
             let client = &mut self.clients[member.client as usize];
             if client.copied_in == epoch || client.evicted_in == epoch || client.departed {
                 continue;
@@ -918,8 +908,7 @@ impl SignalIndex {
             if sink.has_room(client.id) {
                 sink.deliver(client.id);
                 client.copied_in = epoch;
-                *count += 1;
-                *units = units.saturating_sub(copy_cost);
+                ledger.delivered();
             } else {
                 sink.evict(client.id);
                 client.evicted_in = epoch;
@@ -929,28 +918,48 @@ impl SignalIndex {
     }
 
     /// Steps (2) and (4) of a publish for one pattern, from group `next` on: each queue group delivers at
-    /// most one copy. Returns `false` if `units` ran out first, with `next` at the group to continue with.
+    /// most one copy. Returns `false` if the units ran out first, with `next` at the group to continue
+    /// with.
     fn offer_groups(
         &mut self,
         pattern: u32,
         next: &mut usize,
-        units: &mut u64,
-        copy_cost: u64,
-        count: &mut u64,
+        ledger: &mut Ledger,
         sink: &mut impl DeliverySink,
     ) -> bool {
         let groups = &self.patterns[pattern as usize].groups;
         while let Some(&group) = groups.get(*next) {
-            if *units == 0 {
+            if ledger.units == 0 {
                 return false;
             }
             *next += 1;
             let group = &mut self.groups[group as usize];
             let (delivered, tried) = offer_to_group(group, &mut self.clients, self.epoch, sink);
-            *units = units.saturating_sub(tried + if delivered { copy_cost } else { 0 });
-            *count += u64::from(delivered);
+            ledger.spend(tried);
+            if delivered {
+                ledger.delivered();
+            }
         }
         true
+    }
+}
+
+/// What a stretch of a publish may still spend, and the copies the publish has delivered.
+struct Ledger {
+    units: u64,
+    /// Units a delivered copy costs on top of its offer.
+    copy_cost: u64,
+    count: u64,
+}
+
+impl Ledger {
+    fn spend(&mut self, units: u64) {
+        self.units = self.units.saturating_sub(units);
+    }
+
+    fn delivered(&mut self) {
+        self.count += 1;
+        self.spend(self.copy_cost);
     }
 }
 
