@@ -20,8 +20,10 @@
 //!   [`TURN_REQUESTS`] of all connections together; the rest wait in their inputs for the next
 //!   turn, in the order of the ready queue.
 //! - `stats` listings are written in steps of [`STATS_STEP`] table slots, at most
-//!   [`STATS_STEPS_PER_TURN`] steps per turn in all, the oldest listing first; their requesters
-//!   wait.
+//!   [`STATS_STEPS_PER_TURN`] steps per turn in all, taking turns; their requesters wait. A
+//!   step goes straight into the requester's output, and only while that output is below the
+//!   soft limit, so a client that does not read holds one step of its listing, not all of it;
+//!   pushes for it are held back until the listing's line ends.
 
 use std::collections::VecDeque;
 
@@ -100,6 +102,10 @@ pub struct Dispatcher {
     turn_requests: usize,
     /// Steps of `stats` listings this turn may still take.
     stats_steps: usize,
+    /// Some listing can take a step: one not yet tried, or whose requester's output drained
+    /// below the soft limit. Listings waiting for their requester to read do not keep the loop
+    /// from sleeping.
+    stats_runnable: bool,
     /// What routing engine effects into sessions needs; kept apart from `engine` so both can be
     /// borrowed at once.
     queues: Queues,
@@ -110,8 +116,7 @@ pub struct Dispatcher {
 struct StatsJob {
     client: ClientId,
     cursor: StatsCursor,
-    /// The response line written so far. It joins the session's output whole, so no push lands
-    /// inside it.
+    /// The next piece of the response line, moved into the session's output after each step.
     line: Vec<u8>,
 }
 
@@ -149,6 +154,7 @@ impl Dispatcher {
             stats_jobs: VecDeque::new(),
             turn_requests: TURN_REQUESTS,
             stats_steps: STATS_STEPS_PER_TURN,
+            stats_runnable: false,
             queues: Queues {
                 limits,
                 pool: BufPool::default(),
@@ -405,7 +411,7 @@ impl Dispatcher {
     pub fn has_pending_work(&self) -> bool {
         !self.queues.dirty.is_empty()
             || !self.queues.pushes.is_empty()
-            || !self.stats_jobs.is_empty()
+            || self.stats_runnable
             || !self.queues.closing.is_empty()
     }
 
@@ -414,18 +420,22 @@ impl Dispatcher {
         !self.queues.dirty.is_empty()
     }
 
-    /// Continues the `stats` listings in progress, oldest first, with the steps left in this
-    /// turn, answering those that finish.
+    /// Continues the `stats` listings in progress, each in turn, with the steps left in this
+    /// turn, answering those that finish. A listing whose requester has not read what it was
+    /// sent waits without taking a step.
     pub fn continue_stats<T: SessionTable>(&mut self, table: &mut T, now: Millis) {
-        while self.stats_steps > 0 {
+        self.stats_runnable = false;
+        for _ in 0..self.stats_jobs.len() {
             let Some(mut job) = self.stats_jobs.pop_front() else {
                 return;
             };
-            let live = table
-                .session(job.client)
-                .is_some_and(|session| session.close_reason().is_none());
-            if live && !self.step_stats(table, now, &mut job) {
-                self.stats_jobs.push_front(job);
+            match self.step_stats(table, now, &mut job) {
+                Listing::Over => {}
+                Listing::Going => {
+                    self.stats_jobs.push_back(job);
+                    self.stats_runnable = true;
+                }
+                Listing::Parked => self.stats_jobs.push_back(job),
             }
         }
     }
@@ -436,35 +446,46 @@ impl Dispatcher {
         self.turn_requests == 0
     }
 
-    /// One step of a listing, if the turn has one left; answers and returns `true` when it is
-    /// complete.
+    /// One step of a listing, if the turn has one left and the requester's output is below the
+    /// soft limit, moved into that output; the line's end answers the request.
     fn step_stats<T: SessionTable>(
         &mut self,
         table: &mut T,
         now: Millis,
         job: &mut StatsJob,
-    ) -> bool {
-        if self.stats_steps == 0 {
-            return false;
+    ) -> Listing {
+        let soft_output = self.queues.limits.soft_output;
+        match table.session(job.client) {
+            Some(session) if session.close_reason().is_none() => {
+                if session.output.len() >= soft_output {
+                    return Listing::Parked;
+                }
+                if self.stats_steps == 0 {
+                    return Listing::Going;
+                }
+            }
+            _ => return Listing::Over,
         }
         self.stats_steps -= 1;
-        if !self
+        let done = self
             .engine
-            .write_stats_step(now, &mut job.cursor, &mut job.line, STATS_STEP)
-        {
-            return false;
-        }
+            .write_stats_step(now, &mut job.cursor, &mut job.line, STATS_STEP);
         let Some(session) = table.session(job.client) else {
-            return true;
+            return Listing::Over;
         };
-        response::end_stats(&mut job.line);
         let q = &mut self.queues;
-        // Handed over rather than copied when possible: with 100 000 keys the line is
-        // megabytes, and the copy (growing the output as it went) took milliseconds in one turn.
+        if done {
+            response::end_stats(&mut job.line);
+        }
+        // Handed over rather than copied when the output is empty.
         session.output.append_vec(&mut job.line, &mut q.pool);
-        end_wait(&mut q.ready, session, now);
-        after_output(&mut q.dirty, session, q.limits.soft_output);
-        true
+        session.listing = !done;
+        if done {
+            release_held_pushes(q, session);
+            end_wait(&mut q.ready, session, now);
+        }
+        after_output(&mut q.dirty, session, soft_output);
+        if done { Listing::Over } else { Listing::Going }
     }
 
     /// `n` bytes of `id`'s output reached the socket. Unpauses the session once its output
@@ -474,6 +495,11 @@ impl Dispatcher {
             return;
         };
         session.output.consume(n, &mut self.queues.pool);
+        if session.phase == Phase::Waiting && session.output.len() < self.queues.limits.soft_output
+        {
+            // A listing parked on this output may go on.
+            self.stats_runnable = true;
+        }
         let pushes_written = n.min(session.push_bytes);
         session.push_bytes -= pushes_written;
         self.queues.push_bytes -= pushes_written;
@@ -691,11 +717,12 @@ impl Dispatcher {
             line: Vec::new(),
         };
         response::begin_stats(&mut job.line);
-        if !self.step_stats(table, now, &mut job) {
-            if let Some(session) = table.session(id) {
-                session.phase = Phase::Waiting;
-            }
+        if let Some(session) = table.session(id) {
+            session.phase = Phase::Waiting;
+        }
+        if self.step_stats(table, now, &mut job) != Listing::Over {
             self.stats_jobs.push_back(job);
+            self.stats_runnable = true;
         }
     }
 
@@ -736,6 +763,32 @@ fn split<'t, T: SessionTable>(
     now: Millis,
 ) -> (&'t mut Engine, Router<'t, T>) {
     (engine, Router { table, queues, now })
+}
+
+/// Where a `stats` listing stands after [`Dispatcher::step_stats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listing {
+    /// It can take another step.
+    Going,
+    /// It waits for its requester to read what it was sent.
+    Parked,
+    /// Answered, or its requester has gone.
+    Over,
+}
+
+/// Moves the pushes held back during a `stats` listing into the output, after its line.
+fn release_held_pushes(q: &mut Queues, session: &mut Session) {
+    if session.held_pushes.is_empty() {
+        return;
+    }
+    let held = std::mem::take(&mut session.held_pushes);
+    session.output.append(&mut q.pool).extend_from_slice(&held);
+    session.push_bytes += held.len();
+    q.push_bytes += held.len();
+    if !session.pushes_queued {
+        session.pushes_queued = true;
+        q.pushes.push_back(session.id);
+    }
 }
 
 /// Puts `session` on the ready queue unless it is already there.
@@ -857,8 +910,9 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
 
     fn has_room(&mut self, client: ClientId, line_len: usize) -> bool {
         let q = &mut *self.queues;
-        open_session(self.table, &mut q.counters, client)
-            .is_some_and(|session| session.output.len() + line_len <= q.limits.hard_output)
+        open_session(self.table, &mut q.counters, client).is_some_and(|session| {
+            session.output.len() + session.held_pushes.len() + line_len <= q.limits.hard_output
+        })
     }
 
     fn push(&mut self, client: ClientId, channel: &[u8], payload: &[u8]) {
@@ -866,6 +920,10 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
         let Some(session) = open_session(self.table, &mut q.counters, client) else {
             return;
         };
+        if session.listing {
+            response::encode_push(channel, payload, &mut session.held_pushes);
+            return;
+        }
         let before = session.output.len();
         response::encode_push(channel, payload, session.output.append(&mut q.pool));
         let placed = session.output.len() - before;

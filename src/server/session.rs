@@ -111,6 +111,11 @@ pub struct Session {
     /// the truth when replies are mixed in; it is an estimate for holding publishers back, not a
     /// bound.
     pub(super) push_bytes: usize,
+    /// Signal pushes held back while a `stats` listing is being written into `output` piece by
+    /// piece (a push must not land inside its line); they follow the listing.
+    pub(super) held_pushes: Vec<u8>,
+    /// A `stats` listing has started in `output` and not ended.
+    pub(super) listing: bool,
     /// Holds back a `signal` request until the server has written out the pushes already
     /// queued (see [`super::dispatch`]): a publisher cannot outrun its fan-out.
     pub(super) fanout_wait: bool,
@@ -142,6 +147,8 @@ impl Session {
             dirty: false,
             pushes_queued: false,
             push_bytes: 0,
+            held_pushes: Vec::new(),
+            listing: false,
             fanout_wait: false,
         }
     }

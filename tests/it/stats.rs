@@ -2,6 +2,7 @@
 //! resources are classified. Besides the spec's fields this server reports one counter of its
 //! own, `slow_consumers_disconnected` (clients ignore fields they do not know).
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -180,4 +181,52 @@ fn a_lock_and_a_semaphore_with_the_same_key_are_two_entries() {
     assert_eq!(locks.len(), 2, "{stats}");
     assert!(stats_entry(&stats, "semaphores", "k2").is_some());
     assert!(stats_entry(&stats, "locks", "k2").is_some());
+}
+
+/// Locks `count` keys `k0`... from `c` in one pipelined batch.
+fn lock_many(c: &mut crate::support::Client, count: usize) {
+    let mut batch = Vec::new();
+    for i in 0..count {
+        batch.extend_from_slice(format!("l\nk{i}\n0\n").as_bytes());
+    }
+    c.send_raw(&batch);
+    for _ in 0..count {
+        grant(&c.read_line());
+    }
+}
+
+/// A listing far larger than the output limit is written as the client reads it: a client that
+/// reads a little at a time still gets one complete, valid JSON line, a push that arrives
+/// meanwhile follows the line instead of landing inside it, and a key created after the first
+/// bytes were read is listed (the listing was not built before the client read).
+#[test]
+fn a_large_listing_reaches_a_slow_reader_whole_with_pushes_after_it() {
+    const KEYS: usize = 20_000;
+    let server = TestServer::start(&["--max-locks", "100000", "--max-pending-output", "4096"]);
+    let mut holder = server.connect();
+    lock_many(&mut holder, KEYS);
+    let mut reader = server.connect();
+    assert_eq!(reader.request("listen", "news", ""), "ok");
+    let mut socket = reader.stream().try_clone().unwrap();
+    socket.write_all(b"stats\n_\n\n").unwrap();
+    // Some of the listing has been sent, far from all of it: the server waits for the reader.
+    let mut received = vec![0u8; 1024];
+    socket.read_exact(&mut received).unwrap();
+    assert!(received.starts_with(b"ok {\"connections\":2,"));
+    let mut publisher = server.connect();
+    assert_eq!(publisher.request("signal", "news", "hello"), "ok 1");
+    publisher.lock("late", "0");
+    let mut chunk = [0u8; 1024];
+    while !received.ends_with(b"sig news hello\n") {
+        let n = socket.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the push arrived");
+        received.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8(received).unwrap();
+    let (line, push) = text.split_once('\n').unwrap();
+    assert_eq!(push, "sig news hello\n");
+    let stats: Value = serde_json::from_str(line.strip_prefix("ok ").unwrap()).unwrap();
+    let locks = stats["locks"].as_array().unwrap();
+    assert_eq!(locks.len(), KEYS + 1);
+    assert_eq!(locks[KEYS]["key"], "late");
 }
