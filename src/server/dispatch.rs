@@ -634,7 +634,10 @@ impl Dispatcher {
             _ => {
                 let (engine, mut router) = split(&mut self.engine, &mut self.queues, table, now);
                 if engine.apply(now, id, &request, &mut router) == Outcome::Waiting {
-                    if let Some(session) = table.session(id) {
+                    // Unless the request closed the session: a publisher whose own subscription
+                    // had no room is evicted by its publish.
+                    if let Some(session) = table.session(id).filter(|s| s.close_reason().is_none())
+                    {
                         session.phase = Phase::Waiting;
                     }
                 }
