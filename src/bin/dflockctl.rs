@@ -23,6 +23,7 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use dflockd::client::{
     Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, Enqueued, Error, Guard, Stats,
 };
+use dflockd::config;
 use dflockd::protocol::MAX_SECONDS;
 
 /// The command line could not be used (also clap's own status for usage errors).
@@ -253,7 +254,9 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches =
+        config::env::ignore_empty_variables(Cli::command(), |name| std::env::var_os(name))
+            .get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let outcome = build_client(&cli.connection, &matches).and_then(|client| match cli.command {
         Cmd::Run(args) => run(&client, args),
@@ -696,6 +699,23 @@ mod tests {
         let cli = parse(&["ping", "--servers", "a:1,b:2"]).expect("valid");
         assert_eq!(cli.connection.servers, ["a:1", "b:2"]);
         assert!(parse(&["--tls", "--tls-ca", "ca.pem", "ping"]).is_err());
+    }
+
+    #[test]
+    fn the_shared_list_names_exactly_the_variables_read() {
+        fn variables(command: &clap::Command) -> Vec<String> {
+            let own = command
+                .get_arguments()
+                .filter_map(|arg| arg.get_env()?.to_str().map(str::to_owned));
+            let nested = command.get_subcommands().flat_map(variables);
+            let mut all: Vec<String> = own.chain(nested).collect();
+            all.sort();
+            all.dedup();
+            all
+        }
+        let mut listed = config::env::DFLOCKCTL_VARIABLES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(variables(&Cli::command()), listed);
     }
 
     #[test]
