@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap_mangen::Man;
 
 pub mod env;
 
@@ -194,6 +195,9 @@ pub enum ConfigError {
     },
     /// Values that are valid one by one but not together.
     Conflict(String),
+    /// Not a failure: `--print-man` asked for the manual, a roff man page generated from the same
+    /// definitions as `--help`. `main` prints it on stdout and exits with status 0.
+    ManPage(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -202,6 +206,7 @@ impl fmt::Display for ConfigError {
             Self::Cli(error) => write!(f, "{error}"),
             Self::Invalid { origin, problem } => write!(f, "{origin}: {problem}"),
             Self::Conflict(message) => f.write_str(message),
+            Self::ManPage(_) => f.write_str("--print-man: the man page was requested"),
         }
     }
 }
@@ -210,7 +215,7 @@ impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Cli(error) => Some(error),
-            Self::Invalid { .. } | Self::Conflict(_) => None,
+            Self::Invalid { .. } | Self::Conflict(_) | Self::ManPage(_) => None,
         }
     }
 }
@@ -229,6 +234,10 @@ impl Config {
         let matches = command()
             .try_get_matches_from(args)
             .map_err(ConfigError::Cli)?;
+        // Like --help, this ignores every other setting.
+        if matches.get_flag(PRINT_MAN) {
+            return Err(ConfigError::ManPage(man_page()));
+        }
         let mut resolver = Resolver {
             matches,
             env,
@@ -621,6 +630,9 @@ const IGNORED_HTTP_FLAGS: &[&str] = &[
     "http-cors-allowed-origins",
 ];
 
+/// The flag that prints the man page instead of starting the server.
+const PRINT_MAN: &str = "print-man";
+
 const ABOUT: &str =
     "Distributed lock server: FIFO locks with leases, semaphores and pub/sub signals over TCP";
 
@@ -644,6 +656,12 @@ fn command() -> Command {
     let command = SETTINGS
         .iter()
         .fold(command, |command, setting| setting.add_to(command));
+    let command = command.arg(
+        Arg::new(PRINT_MAN)
+            .long(PRINT_MAN)
+            .action(ArgAction::SetTrue)
+            .help("Print this manual as a roff man page and exit"),
+    );
     IGNORED_HTTP_FLAGS.iter().fold(command, |command, flag| {
         command.arg(
             Arg::new(*flag)
@@ -668,6 +686,15 @@ fn unknown_variable_warnings<'a>(present: impl IntoIterator<Item = &'a str>) -> 
         .chain(env::DFLOCKCTL_VARIABLES.iter().copied())
         .collect();
     env::unknown_variable_warnings(present, &known)
+}
+
+/// The roff man page for `dflockd(1)`, from the same command definition as `--help`.
+fn man_page() -> String {
+    let mut page = Vec::new();
+    Man::new(command())
+        .render(&mut page)
+        .expect("writing to memory cannot fail");
+    String::from_utf8(page).expect("clap_mangen writes UTF-8")
 }
 
 /// Snapshots the variables this module reads; one that is not valid UTF-8 is an error rather than a
@@ -1872,6 +1899,30 @@ mod tests {
         );
         assert!(help.contains("--no-auto-release-on-disconnect"));
         assert!(!help.contains("--http-port"));
+    }
+
+    #[test]
+    fn print_man_renders_the_manual_whatever_the_other_settings() {
+        let env = [("DFLOCKD_PORT", "not a port")];
+        let page = match load(&["--print-man", "--max-locks=0"], &env) {
+            Err(ConfigError::ManPage(page)) => page,
+            other => panic!("--print-man should give the man page, got {other:?}"),
+        };
+        // roff's set-up for apostrophes (`.ie`/`.el`) may precede the title.
+        let title = page
+            .lines()
+            .find(|line| !line.starts_with(".ie ") && !line.starts_with(".el "));
+        assert!(
+            title.is_some_and(|line| line.starts_with(".TH dflockd 1")),
+            "{page}"
+        );
+        // roff escapes each dash of a flag.
+        assert!(page.contains(r"\-\-max\-locks"), "{page}");
+        assert!(page.contains("DFLOCKD_MAX_LOCKS"), "{page}");
+        assert!(
+            !page.contains(r"\-\-http\-port"),
+            "hidden flags stay hidden: {page}"
+        );
     }
 
     #[test]

@@ -12,6 +12,10 @@ fn main() -> ExitCode {
     let Loaded { config, warnings } = match Config::from_process() {
         Ok(loaded) => loaded,
         Err(ConfigError::Cli(e)) => e.exit(),
+        Err(ConfigError::ManPage(page)) => {
+            print!("{page}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("configuration error: {e}");
             return ExitCode::from(1);

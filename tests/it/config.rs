@@ -187,3 +187,19 @@ fn an_empty_token_flag_is_a_start_up_error() {
         );
     }
 }
+
+#[test]
+fn print_man_writes_a_man_page_and_exits_zero() {
+    let out = run_dflockd(&["--print-man"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8_lossy(&out.stdout);
+    // roff's set-up for apostrophes (`.ie`/`.el`) precedes the title.
+    let title = page
+        .lines()
+        .find(|line| !line.starts_with(".ie ") && !line.starts_with(".el "));
+    assert!(
+        title.is_some_and(|line| line.starts_with(".TH dflockd 1")),
+        "{page}"
+    );
+    assert!(page.contains(r"\-\-max\-locks"), "{page}");
+}
