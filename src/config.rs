@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap_mangen::Man;
+
+pub mod env;
 
 /// Largest accepted value for any seconds setting: `i64::MAX` nanoseconds, whole seconds. Bounding every
 /// duration here lets the rest of the server convert seconds to milliseconds or nanoseconds without overflow.
@@ -38,6 +41,11 @@ const MIN_OUTPUT_BUFFER: usize = 65_537;
 /// A client can present at most a 65 536-byte arg line to `auth` (spec §2.2), so a longer token could never be
 /// matched.
 const MAX_AUTH_TOKEN_BYTES: usize = 65_536;
+
+/// Official clients send `ping` on signal connections every 15 s (spec §12). A read timeout must exceed
+/// that, with a second to spare for the ping's trip, or the server cuts idle subscribers off between
+/// pings; shorter timeouts are allowed (the spec only requires > 0) but get a start-up warning.
+const MIN_SUBSCRIBER_SAFE_READ_TIMEOUT_S: u64 = 16;
 
 /// A token file holds a token and perhaps some white space; bounding the read keeps a mistaken path such as
 /// `/dev/zero` from exhausting memory at start-up.
@@ -187,6 +195,9 @@ pub enum ConfigError {
     },
     /// Values that are valid one by one but not together.
     Conflict(String),
+    /// Not a failure: `--print-man` asked for the manual, a roff man page generated from the same
+    /// definitions as `--help`. `main` prints it on stdout and exits with status 0.
+    ManPage(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -195,6 +206,7 @@ impl fmt::Display for ConfigError {
             Self::Cli(error) => write!(f, "{error}"),
             Self::Invalid { origin, problem } => write!(f, "{origin}: {problem}"),
             Self::Conflict(message) => f.write_str(message),
+            Self::ManPage(_) => f.write_str("--print-man: the man page was requested"),
         }
     }
 }
@@ -203,7 +215,7 @@ impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Cli(error) => Some(error),
-            Self::Invalid { .. } | Self::Conflict(_) => None,
+            Self::Invalid { .. } | Self::Conflict(_) | Self::ManPage(_) => None,
         }
     }
 }
@@ -222,6 +234,10 @@ impl Config {
         let matches = command()
             .try_get_matches_from(args)
             .map_err(ConfigError::Cli)?;
+        // Like --help, this ignores every other setting.
+        if matches.get_flag(PRINT_MAN) {
+            return Err(ConfigError::ManPage(man_page()));
+        }
         let mut resolver = Resolver {
             matches,
             env,
@@ -229,16 +245,24 @@ impl Config {
         };
         let config = resolver.config()?;
         resolver.warn_about_ignored_flags();
+        resolver.warnings.extend(read_timeout_warning(&config));
         Ok(Loaded {
             config,
             warnings: resolver.warnings,
         })
     }
 
-    /// Resolves the configuration from the process's arguments and environment.
+    /// Resolves the configuration from the process's arguments and environment, adding a warning for each
+    /// `DFLOCKD_*` variable that is not a setting (a misspelt name would otherwise be silently ignored).
     pub fn from_process() -> Result<Loaded, ConfigError> {
         let env = process_env()?;
-        Self::from_args_and_env(std::env::args_os(), &|name| env.get(name).cloned())
+        let mut loaded =
+            Self::from_args_and_env(std::env::args_os(), &|name| env.get(name).cloned())?;
+        let present: Vec<OsString> = std::env::vars_os().map(|(name, _)| name).collect();
+        loaded.warnings.extend(unknown_variable_warnings(
+            present.iter().filter_map(|name| name.to_str()),
+        ));
+        Ok(loaded)
     }
 
     /// The address to bind, `host:port`, with an IPv6 literal host in brackets (`[::1]:6388`).
@@ -606,6 +630,9 @@ const IGNORED_HTTP_FLAGS: &[&str] = &[
     "http-cors-allowed-origins",
 ];
 
+/// The flag that prints the man page instead of starting the server.
+const PRINT_MAN: &str = "print-man";
+
 const ABOUT: &str =
     "Distributed lock server: FIFO locks with leases, semaphores and pub/sub signals over TCP";
 
@@ -629,6 +656,12 @@ fn command() -> Command {
     let command = SETTINGS
         .iter()
         .fold(command, |command, setting| setting.add_to(command));
+    let command = command.arg(
+        Arg::new(PRINT_MAN)
+            .long(PRINT_MAN)
+            .action(ArgAction::SetTrue)
+            .help("Print this manual as a roff man page and exit"),
+    );
     IGNORED_HTTP_FLAGS.iter().fold(command, |command, flag| {
         command.arg(
             Arg::new(*flag)
@@ -640,12 +673,34 @@ fn command() -> Command {
     })
 }
 
+/// Every variable the server reads, canonical names and deprecated aliases.
+fn server_variables() -> impl Iterator<Item = &'static str> {
+    SETTINGS
+        .iter()
+        .flat_map(|setting| iter::once(setting.env).chain(setting.deprecated_env))
+}
+
+/// Warnings for the `DFLOCKD_*` names in `present` that neither the server nor `dflockctl` reads.
+fn unknown_variable_warnings<'a>(present: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let known: Vec<&str> = server_variables()
+        .chain(env::DFLOCKCTL_VARIABLES.iter().copied())
+        .collect();
+    env::unknown_variable_warnings(present, &known)
+}
+
+/// The roff man page for `dflockd(1)`, from the same command definition as `--help`.
+fn man_page() -> String {
+    let mut page = Vec::new();
+    Man::new(command())
+        .render(&mut page)
+        .expect("writing to memory cannot fail");
+    String::from_utf8(page).expect("clap_mangen writes UTF-8")
+}
+
 /// Snapshots the variables this module reads; one that is not valid UTF-8 is an error rather than a
 /// silently mangled value.
 fn process_env() -> Result<HashMap<&'static str, String>, ConfigError> {
-    let names = SETTINGS
-        .iter()
-        .flat_map(|setting| iter::once(setting.env).chain(setting.deprecated_env));
+    let names = server_variables();
     let mut vars = HashMap::new();
     for name in names {
         match std::env::var(name) {
@@ -848,7 +903,7 @@ impl Resolver<'_> {
         let (origin, content) = match self.token_source() {
             None => return Ok(None),
             Some(TokenSource::Inline(raw)) => (raw.origin, raw.text),
-            Some(TokenSource::File(raw)) => match read_token_file(Path::new(&raw.text)) {
+            Some(TokenSource::File(raw)) => match read_token_file(&raw.text) {
                 Ok(content) => (raw.origin, content),
                 Err(problem) => {
                     return Err(ConfigError::Invalid {
@@ -863,18 +918,16 @@ impl Resolver<'_> {
         Ok(Some(Secret::new(token)))
     }
 
-    /// First match of: explicit non-empty `--auth-token`, explicit non-empty `--auth-token-file`,
-    /// `DFLOCKD_AUTH_TOKEN`, `DFLOCKD_AUTH_TOKEN_FILE`.
+    /// First match of: explicit `--auth-token`, explicit `--auth-token-file`, non-empty
+    /// `DFLOCKD_AUTH_TOKEN`, non-empty `DFLOCKD_AUTH_TOKEN_FILE`.
+    ///
+    /// Unlike spec §17.3, an explicit flag counts even when empty, and then fails validation: the same
+    /// rule as for every other source (and for `dflockctl`), so `--auth-token "$UNSET"` stops the server
+    /// instead of starting it with authentication off.
     fn token_source(&mut self) -> Option<TokenSource> {
-        let non_empty = |raw: &Raw| !raw.text.is_empty();
         self.flag_value(&AUTH_TOKEN)
-            .filter(non_empty)
             .map(TokenSource::Inline)
-            .or_else(|| {
-                self.flag_value(&AUTH_TOKEN_FILE)
-                    .filter(non_empty)
-                    .map(TokenSource::File)
-            })
+            .or_else(|| self.flag_value(&AUTH_TOKEN_FILE).map(TokenSource::File))
             .or_else(|| self.env_value(&AUTH_TOKEN).map(TokenSource::Inline))
             .or_else(|| self.env_value(&AUTH_TOKEN_FILE).map(TokenSource::File))
     }
@@ -889,6 +942,17 @@ impl Resolver<'_> {
             }
         }
     }
+}
+
+/// A warning when `config`'s read timeout would cut off clients that ping at the official interval.
+fn read_timeout_warning(config: &Config) -> Option<String> {
+    (config.read_timeout_s < MIN_SUBSCRIBER_SAFE_READ_TIMEOUT_S).then(|| {
+        format!(
+            "the read timeout of {}s is below {MIN_SUBSCRIBER_SAFE_READ_TIMEOUT_S}s: official clients \
+             ping every 15s, so idle signal subscribers and `dflockctl run` would be disconnected",
+            config.read_timeout_s
+        )
+    })
 }
 
 /// Parses `raw.text`, attributing a failure to `raw.origin`.
@@ -982,7 +1046,14 @@ fn parse_path(text: &str) -> Result<PathBuf, String> {
 }
 
 /// The whole content of the token file at `path`, up to a sanity bound.
-fn read_token_file(path: &Path) -> Result<String, String> {
+fn read_token_file(path: &str) -> Result<String, String> {
+    if path.is_empty() {
+        return Err(
+            "the auth token file path is empty; omit the setting to run without authentication"
+                .to_owned(),
+        );
+    }
+    let path = Path::new(path);
     let unreadable =
         |error: std::io::Error| format!("cannot read auth token file {}: {error}", path.display());
     let mut content = Vec::new();
@@ -1005,7 +1076,10 @@ fn read_token_file(path: &Path) -> Result<String, String> {
 /// Checks a trimmed token; messages describe the problem without quoting the token.
 fn check_token(token: &str) -> Result<(), String> {
     if token.is_empty() {
-        Err("the auth token is empty (after trimming white space)".to_owned())
+        Err(
+            "the auth token is empty or blank; omit the setting to run without authentication"
+                .to_owned(),
+        )
     } else if token.contains(['\r', '\n']) {
         Err("the auth token contains a line break (CR or LF)".to_owned())
     } else if token.len() > MAX_AUTH_TOKEN_BYTES {
@@ -1515,19 +1589,70 @@ mod tests {
     }
 
     #[test]
-    fn explicitly_empty_token_flags_fall_through() {
+    fn explicitly_empty_or_blank_token_flags_are_errors() {
         let file = TempFile::with(b"from-file");
-        let args = ["--auth-token=", "--auth-token-file", file.path()];
-        assert_eq!(
-            token(&args, &[("DFLOCKD_AUTH_TOKEN", "from-env")]).as_deref(),
-            Some("from-file")
+        let env = [("DFLOCKD_AUTH_TOKEN", "from-env")];
+        for (args, flag) in [
+            (&["--auth-token="][..], "auth-token"),
+            (&["--auth-token", " \t "], "auth-token"),
+            (
+                &["--auth-token=", "--auth-token-file", file.path()],
+                "auth-token",
+            ),
+            (&["--auth-token-file="], "auth-token-file"),
+        ] {
+            let (origin, problem) = invalid(args, &env);
+            assert_eq!(origin, Origin::Flag(flag), "{args:?}");
+            assert!(
+                problem.contains("empty") && problem.contains("without authentication"),
+                "{args:?}: {problem}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_token_variables_are_unset_and_blank_ones_are_errors() {
+        assert_eq!(token(&[], &[("DFLOCKD_AUTH_TOKEN", "")]), None);
+        let (origin, problem) = invalid(&[], &[("DFLOCKD_AUTH_TOKEN", "  ")]);
+        assert_eq!(origin, Origin::Env("DFLOCKD_AUTH_TOKEN"));
+        assert!(problem.contains("empty or blank"), "{problem}");
+    }
+
+    #[test]
+    fn a_read_timeout_below_the_client_ping_interval_is_a_warning() {
+        for seconds in ["1", "15"] {
+            let loaded = load(&["--read-timeout", seconds], &[]).expect("valid");
+            assert_eq!(loaded.warnings.len(), 1, "{seconds}");
+            assert!(
+                loaded.warnings[0].contains(&format!("read timeout of {seconds}s is below 16s")),
+                "{:?}",
+                loaded.warnings
+            );
+        }
+        let env = [("DFLOCKD_READ_TIMEOUT_S", "10")];
+        assert_eq!(load(&[], &env).expect("valid").warnings.len(), 1);
+        assert!(
+            load(&["--read-timeout", "16"], &[])
+                .expect("valid")
+                .warnings
+                .is_empty()
         );
-        let args = ["--auth-token=", "--auth-token-file="];
+    }
+
+    #[test]
+    fn variables_of_either_program_are_known_and_others_are_reported() {
+        let mut known: Vec<&str> = server_variables().collect();
+        known.extend(env::DFLOCKCTL_VARIABLES);
+        assert!(unknown_variable_warnings(known.iter().copied()).is_empty());
         assert_eq!(
-            token(&args, &[("DFLOCKD_AUTH_TOKEN", "from-env")]).as_deref(),
-            Some("from-env")
+            unknown_variable_warnings(["DFLOCKD_DEFAULT_LEASE_TTL", "DFLOCKD_MAXLOCKS"]),
+            [
+                "DFLOCKD_DEFAULT_LEASE_TTL is not a dflockd setting and is ignored; \
+                 did you mean DFLOCKD_DEFAULT_LEASE_TTL_S?",
+                "DFLOCKD_MAXLOCKS is not a dflockd setting and is ignored; \
+                 did you mean DFLOCKD_MAX_LOCKS?",
+            ]
         );
-        assert_eq!(token(&args, &[]), None);
     }
 
     #[test]
@@ -1774,6 +1899,30 @@ mod tests {
         );
         assert!(help.contains("--no-auto-release-on-disconnect"));
         assert!(!help.contains("--http-port"));
+    }
+
+    #[test]
+    fn print_man_renders_the_manual_whatever_the_other_settings() {
+        let env = [("DFLOCKD_PORT", "not a port")];
+        let page = match load(&["--print-man", "--max-locks=0"], &env) {
+            Err(ConfigError::ManPage(page)) => page,
+            other => panic!("--print-man should give the man page, got {other:?}"),
+        };
+        // roff's set-up for apostrophes (`.ie`/`.el`) may precede the title.
+        let title = page
+            .lines()
+            .find(|line| !line.starts_with(".ie ") && !line.starts_with(".el "));
+        assert!(
+            title.is_some_and(|line| line.starts_with(".TH dflockd 1")),
+            "{page}"
+        );
+        // roff escapes each dash of a flag.
+        assert!(page.contains(r"\-\-max\-locks"), "{page}");
+        assert!(page.contains("DFLOCKD_MAX_LOCKS"), "{page}");
+        assert!(
+            !page.contains(r"\-\-http\-port"),
+            "hidden flags stay hidden: {page}"
+        );
     }
 
     #[test]

@@ -36,16 +36,28 @@
 
 #![warn(missing_docs)]
 
+// Without the default `server` feature only the client library and what it shares with the
+// server (the protocol and tokens) are built.
+
+#[cfg(feature = "server")]
 pub mod budget;
 pub mod client;
+#[cfg(feature = "server")]
 pub mod clock;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod engine;
+#[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "server")]
 pub mod logging;
 pub mod protocol;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod table;
+#[cfg(feature = "server")]
 pub mod timer;
 pub mod token;

@@ -6,11 +6,16 @@ use std::sync::Arc;
 use dflockd::config::{Config, ConfigError, Loaded};
 use dflockd::server::{Server, load_tls};
 use log::{LevelFilter, error, info, warn};
+use rustix::thread::{CpuSet, sched_setaffinity};
 
 fn main() -> ExitCode {
     let Loaded { config, warnings } = match Config::from_process() {
         Ok(loaded) => loaded,
         Err(ConfigError::Cli(e)) => e.exit(),
+        Err(ConfigError::ManPage(page)) => {
+            print!("{page}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("configuration error: {e}");
             return ExitCode::from(1);
@@ -95,22 +100,14 @@ fn run(config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), St
 /// Pins the calling thread (the event loop runs on it) to one CPU core.
 fn pin_to_core(core: u32) -> Result<(), String> {
     let core = core as usize;
-    // SAFETY: cpu_set_t is plain data; CPU_SET is given an index checked against its capacity,
-    // and sched_setaffinity only reads the set we pass.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if core >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
-            return Err(format!("--cpu {core}: no such CPU core"));
-        }
-        libc::CPU_SET(core, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        return Err(format!(
-            "--cpu {core}: cannot pin to that core ({}); this machine offers {cores} core(s)",
-            std::io::Error::last_os_error()
-        ));
+    // CpuSet::set panics on an index the set cannot hold.
+    if core >= CpuSet::MAX_CPU {
+        return Err(format!("--cpu {core}: no such CPU core"));
     }
-    Ok(())
+    let mut set = CpuSet::new();
+    set.set(core);
+    sched_setaffinity(None, &set).map_err(|e| {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        format!("--cpu {core}: cannot pin to that core ({e}); this machine offers {cores} core(s)")
+    })
 }

@@ -5,7 +5,7 @@
 //! It owns argument handling, process supervision and output formatting; every byte on the
 //! wire goes through the crate's client library (`dflockd::client`).
 
-use std::ffi::OsString;
+use std::ffi::{OsString, c_int};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, IsTerminal, Write};
@@ -19,10 +19,15 @@ use std::time::{Duration, Instant};
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use rustix::process::{Pid, Signal, kill_process};
+use signal_hook::SigId;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::low_level::emulate_default_handler;
 
 use dflockd::client::{
     Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, Enqueued, Error, Guard, Stats,
 };
+use dflockd::config;
 use dflockd::protocol::MAX_SECONDS;
 
 /// The command line could not be used (also clap's own status for usage errors).
@@ -38,10 +43,9 @@ const EXIT_CANNOT_EXECUTE: u8 = 126;
 /// `run`: the command was not found.
 const EXIT_NOT_FOUND: u8 = 127;
 
-/// How often `run` checks on the command and the lock.
+/// How often `run` checks on the command and the lock, and, while it waits in the queue, on
+/// interrupts.
 const POLL: Duration = Duration::from_millis(50);
-/// How often the queue-wait indicator is redrawn.
-const PROGRESS_TICK: Duration = Duration::from_millis(200);
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -253,7 +257,9 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches =
+        config::env::ignore_empty_variables(Cli::command(), |name| std::env::var_os(name))
+            .get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let outcome = build_client(&cli.connection, &matches).and_then(|client| match cli.command {
         Cmd::Run(args) => run(&client, args),
@@ -367,38 +373,76 @@ fn acquire(client: &Client, args: &RunArgs) -> Result<Guard, Failure> {
 }
 
 /// The "waiting for KEY: 12.3s" line on stderr, redrawn in place while it lives; only on a
-/// terminal.
+/// terminal. The line is erased when it is dropped and when SIGINT, SIGTERM or SIGHUP ends
+/// dflockctl during the wait, so the shell's prompt never lands after it.
 struct Progress {
-    stop: Option<(mpsc::Sender<()>, thread::JoinHandle<()>)>,
+    ticker: Option<Ticker>,
 }
+
+/// The thread that draws the progress line, and the signal handlers that tell it to stop.
+struct Ticker {
+    stop: mpsc::Sender<()>,
+    thread: thread::JoinHandle<()>,
+    handlers: Vec<SigId>,
+}
+
+/// The signals that end dflockctl while it waits in the queue.
+const INTERRUPTS: [c_int; 3] = [SIGINT, SIGTERM, SIGHUP];
+
+/// Erases the current terminal line.
+const ERASE_LINE: &str = "\r\x1b[K";
 
 impl Progress {
     fn start(key: &str) -> Progress {
         if !io::stderr().is_terminal() {
-            return Progress { stop: None };
+            return Progress { ticker: None };
         }
+        // The handlers only record the signal; the drawing thread erases the line, then ends
+        // the process as the signal's default action would (and with the same status).
+        let caught = Arc::new(AtomicUsize::new(0));
+        let handlers = INTERRUPTS
+            .iter()
+            .filter_map(|&signal| {
+                signal_hook::flag::register_usize(signal, Arc::clone(&caught), signal as usize).ok()
+            })
+            .collect();
         let (stop, stopped) = mpsc::channel();
         let key = key.to_owned();
         let start = Instant::now();
-        let ticker = thread::spawn(move || {
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(PROGRESS_TICK) {
+        let thread = thread::spawn(move || {
+            // Checked every POLL, so an interrupt is acted on within 50 ms.
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(POLL) {
+                let signal = caught.load(Ordering::Relaxed);
+                if signal != 0 {
+                    eprint!("{ERASE_LINE}");
+                    let _ = emulate_default_handler(signal as c_int);
+                }
                 let waited = start.elapsed().as_secs_f64();
                 eprint!("\rdflockctl: waiting for {key}: {waited:.1}s");
             }
-            // Erase the line so later output starts clean.
-            eprint!("\r\x1b[K");
+            eprint!("{ERASE_LINE}");
         });
         Progress {
-            stop: Some((stop, ticker)),
+            ticker: Some(Ticker {
+                stop,
+                thread,
+                handlers,
+            }),
         }
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        if let Some((stop, ticker)) = self.stop.take() {
-            drop(stop);
-            let _ = ticker.join();
+        if let Some(ticker) = self.ticker.take() {
+            // signal-hook does not restore the default action when the last handler goes, so
+            // until `supervise` installs its own these signals are ignored: for the time it
+            // takes to spawn the command, which must never run without the lock anyway.
+            for handler in ticker.handlers {
+                signal_hook::low_level::unregister(handler);
+            }
+            drop(ticker.stop);
+            let _ = ticker.thread.join();
         }
     }
 }
@@ -436,7 +480,7 @@ fn supervise(child: &mut Child, guard: &Guard, grace: Duration) -> Result<u8, Fa
         }
         let signal = forwarded.swap(0, Ordering::Relaxed);
         if signal != 0 {
-            send_signal(child, signal as libc::c_int);
+            send_signal(child, signal as c_int);
         }
         match lost.recv_timeout(POLL) {
             Ok(loss) => {
@@ -465,30 +509,30 @@ fn supervise(child: &mut Child, guard: &Guard, grace: Duration) -> Result<u8, Fa
 fn forward_signals() -> Result<Arc<AtomicUsize>, Failure> {
     let caught = Arc::new(AtomicUsize::new(0));
     let ignored = Arc::new(AtomicUsize::new(0));
-    let register = |signal: libc::c_int, cell: &Arc<AtomicUsize>| {
+    let register = |signal: c_int, cell: &Arc<AtomicUsize>| {
         signal_hook::flag::register_usize(signal, Arc::clone(cell), signal as usize)
             .map(drop)
             .map_err(|e| Failure::new(EXIT_UNAVAILABLE, format!("cannot handle signals: {e}")))
     };
-    register(libc::SIGTERM, &caught)?;
-    register(libc::SIGHUP, &caught)?;
-    register(libc::SIGINT, &ignored)?;
+    register(SIGTERM, &caught)?;
+    register(SIGHUP, &caught)?;
+    register(SIGINT, &ignored)?;
     Ok(caught)
 }
 
-fn send_signal(child: &Child, signal: libc::c_int) {
-    // A pid from std always fits pid_t.
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: kill(2) takes no pointers. The child has not been reaped (its Child is still
-    // waited on by this thread only), so the pid cannot belong to another process.
-    unsafe {
-        libc::kill(pid, signal);
+/// Sends `signal` to the command. Its pid cannot belong to another process: the child has not
+/// been reaped, since only this thread waits on its `Child`.
+fn send_signal(child: &Child, signal: c_int) {
+    // The signals passed here are the named ones caught or sent above; a failure means the
+    // command has already exited, which the caller's next wait reports.
+    if let Some(signal) = Signal::from_named_raw(signal) {
+        let _ = kill_process(Pid::from_child(child), signal);
     }
 }
 
 /// SIGTERM, then SIGKILL if the command is still running after `grace`.
 fn terminate(child: &mut Child, grace: Duration) {
-    send_signal(child, libc::SIGTERM);
+    send_signal(child, SIGTERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if !matches!(child.try_wait(), Ok(None)) {
@@ -699,10 +743,28 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_list_names_exactly_the_variables_read() {
+        fn variables(command: &clap::Command) -> Vec<String> {
+            let own = command
+                .get_arguments()
+                .filter_map(|arg| arg.get_env()?.to_str().map(str::to_owned));
+            let nested = command.get_subcommands().flat_map(variables);
+            let mut all: Vec<String> = own.chain(nested).collect();
+            all.sort();
+            all.dedup();
+            all
+        }
+        let mut listed = config::env::DFLOCKCTL_VARIABLES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(variables(&Cli::command()), listed);
+    }
+
+    #[test]
     fn exit_codes_follow_the_shell() {
+        use signal_hook::consts::SIGKILL;
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(exit_code(ExitStatus::from_raw(7 << 8)), 7);
-        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGKILL)), 137);
+        assert_eq!(exit_code(ExitStatus::from_raw(SIGKILL)), 137);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The binary's configuration surface (spec §17): `--help`, `--version`, start-up errors that
 //! name the bad flag or variable, and the precedence flag > environment > default.
 
+use std::time::Duration;
+
 use crate::support::{TestServer, grant, run_dflockd};
 
 /// The lease `l` grants without an explicit one, i.e. the effective `--default-lease-ttl`.
@@ -146,4 +148,58 @@ fn deprecated_variables_and_http_flags_start_with_a_warning() {
     server.wait_for_log("DFLOCKD_GC_MAX_UNUSED_TIME", wait);
     server.wait_for_log("--http-port", wait);
     assert_eq!(server.connect().request("ping", "_", ""), "ok");
+}
+
+#[test]
+fn a_misspelt_variable_is_a_warning_naming_the_real_one() {
+    let server = TestServer::start_with_env(&[], &[("DFLOCKD_DEFAULT_LEASE_TTL", "50")]);
+    server.wait_for_log(
+        "[WARN] DFLOCKD_DEFAULT_LEASE_TTL is not a dflockd setting and is ignored; \
+         did you mean DFLOCKD_DEFAULT_LEASE_TTL_S?",
+        Duration::from_secs(5),
+    );
+    // Ignored, as the warning says.
+    assert_eq!(default_lease(&server), 33);
+}
+
+#[test]
+fn a_read_timeout_that_cuts_off_pinging_clients_is_a_warning() {
+    let short = TestServer::start(&["--read-timeout", "10"]);
+    short.wait_for_log("read timeout of 10s is below 16s", Duration::from_secs(5));
+    let default = TestServer::start(&[]);
+    assert!(
+        !default.log().iter().any(|line| line.contains("[WARN]")),
+        "{:?}",
+        default.log()
+    );
+}
+
+#[test]
+fn an_empty_token_flag_is_a_start_up_error() {
+    for args in [&["--auth-token", ""][..], &["--auth-token-file="]] {
+        let out = run_dflockd(args, &[("DFLOCKD_AUTH_TOKEN", "from-env")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("configuration error: --auth-token")
+                && stderr.contains("without authentication"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn print_man_writes_a_man_page_and_exits_zero() {
+    let out = run_dflockd(&["--print-man"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8_lossy(&out.stdout);
+    // roff's set-up for apostrophes (`.ie`/`.el`) precedes the title.
+    let title = page
+        .lines()
+        .find(|line| !line.starts_with(".ie ") && !line.starts_with(".el "));
+    assert!(
+        title.is_some_and(|line| line.starts_with(".TH dflockd 1")),
+        "{page}"
+    );
+    assert!(page.contains(r"\-\-max\-locks"), "{page}");
 }

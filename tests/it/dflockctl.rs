@@ -283,6 +283,43 @@ fn auth_tokens_come_from_flags_files_and_the_environment() {
 }
 
 #[test]
+fn empty_variables_are_unset_and_empty_tokens_are_errors() {
+    let server = TestServer::start(&[]);
+    let addr = server.addr.to_string();
+    let empty_env = output(
+        dflockctl(&addr)
+            .env("DFLOCKD_TLS", "")
+            .env("DFLOCKD_CONNECT_TIMEOUT", "")
+            .env("DFLOCKD_AUTH_TOKEN", "")
+            .arg("ping"),
+    );
+    assert_eq!(empty_env.status.code(), Some(0), "{}", stderr(&empty_env));
+
+    let dir = TempDir::new();
+    let blank_file = dir.file("token", b" \n");
+    let blank_sources: [(&[&str], &str); 4] = [
+        (&["--auth-token", ""], ""),
+        (&["--auth-token", " \t"], ""),
+        (&[], "  "),
+        (&["--auth-token-file", &blank_file], ""),
+    ];
+    for (args, env_token) in blank_sources {
+        let blank = output(
+            dflockctl(&addr)
+                .env("DFLOCKD_AUTH_TOKEN", env_token)
+                .args(args)
+                .arg("ping"),
+        );
+        assert_eq!(blank.status.code(), Some(2), "{}", stderr(&blank));
+        assert!(
+            stderr(&blank).contains("auth token is empty"),
+            "{}",
+            stderr(&blank)
+        );
+    }
+}
+
+#[test]
 fn help_documents_the_exit_statuses() {
     let help = output(dflockctl("127.0.0.1:1").arg("--help"));
     let text = String::from_utf8_lossy(&help.stdout);

@@ -24,6 +24,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use dflockd::client::{Client, Connection, Error as ClientError, Kind, shard_index};
 use dflockd::protocol::{MAX_LINE as MAX_KEY_LEN, MAX_SECONDS};
+use serde::Serialize;
 use stats::Summary;
 
 mod stall;
@@ -49,8 +50,8 @@ const MAX_REPORTED_FAILURES: usize = 5;
         clock starts. One op is one acquire+release pair; its latency is measured from just \
         before the worker asks for its connection until the release response has been read. \
         The report gives total ops, wall time, throughput (ops/s) and mean, min, max, p50, \
-        p99 (linear interpolation between closest ranks) and sample standard deviation of one \
-        op in milliseconds.\n\n\
+        p99 (nearest rank) and standard deviation of one op in milliseconds, from an HDR \
+        histogram keeping 3 significant digits.\n\n\
         Any unexpected response, connection failure or acquire timeout stops the run; the \
         errors are printed to stderr and the exit status is 1 (2 for invalid arguments).",
     args_conflicts_with_subcommands = true
@@ -482,52 +483,54 @@ fn render_header(settings: &Settings) -> String {
     )
 }
 
-/// The machine-readable report: one JSON object on one line.
-fn render_json(settings: &Settings, wall: Duration, s: &Summary) -> String {
-    let servers: Vec<String> = settings.servers.iter().map(|a| json_string(a)).collect();
-    let join = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
-    format!(
-        "{{\"servers\":[{}],\"key\":{},\"workers\":{},\"rounds\":{},\"warmup\":{},\
-         \"lease_s\":{},\"timeout_s\":{},\"connections\":{},\"workers_per_server\":[{}],\
-         \"conns_per_server\":[{}],\"total_ops\":{},\"wall_s\":{:.6},\"ops_per_s\":{:.1},\
-         \"mean_ms\":{:.3},\"min_ms\":{:.3},\"max_ms\":{:.3},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\
-         \"stdev_ms\":{:.3}}}",
-        servers.join(","),
-        json_string(&settings.prefix),
-        settings.jobs.len(),
-        settings.rounds,
-        settings.warmup,
-        settings.lease_s,
-        settings.timeout_s,
-        settings.connections,
-        join(&settings.workers_per_server()),
-        join(&settings.conns_per_server),
-        s.count,
-        wall.as_secs_f64(),
-        ops_per_second(s.count, wall),
-        s.mean_ms,
-        s.min_ms,
-        s.max_ms,
-        s.p50_ms,
-        s.p99_ms,
-        s.stdev_ms,
-    )
+/// The machine-readable report: one JSON object on one line, fields in this order.
+#[derive(Serialize)]
+struct Report<'a> {
+    servers: &'a [String],
+    key: &'a str,
+    workers: usize,
+    rounds: usize,
+    warmup: usize,
+    lease_s: u64,
+    timeout_s: u64,
+    connections: usize,
+    workers_per_server: Vec<usize>,
+    conns_per_server: &'a [usize],
+    total_ops: usize,
+    wall_s: f64,
+    ops_per_s: f64,
+    mean_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    stdev_ms: f64,
 }
 
-/// Quotes `s` as a JSON string.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+fn render_json(settings: &Settings, wall: Duration, s: &Summary) -> String {
+    let report = Report {
+        servers: &settings.servers,
+        key: &settings.prefix,
+        workers: settings.jobs.len(),
+        rounds: settings.rounds,
+        warmup: settings.warmup,
+        lease_s: settings.lease_s,
+        timeout_s: settings.timeout_s,
+        connections: settings.connections,
+        workers_per_server: settings.workers_per_server(),
+        conns_per_server: &settings.conns_per_server,
+        total_ops: s.count,
+        wall_s: wall.as_secs_f64(),
+        // To 0.1 op/s, as the text report shows it.
+        ops_per_s: (ops_per_second(s.count, wall) * 10.0).round() / 10.0,
+        mean_ms: s.mean_ms,
+        min_ms: s.min_ms,
+        max_ms: s.max_ms,
+        p50_ms: s.p50_ms,
+        p99_ms: s.p99_ms,
+        stdev_ms: s.stdev_ms,
+    };
+    serde_json::to_string(&report).expect("the report has string keys only")
 }
 
 /// Prints the failures, at most [`MAX_REPORTED_FAILURES`] of them in full.
@@ -564,14 +567,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut outcome = match run(&settings, &conns) {
+    let outcome = match run(&settings, &conns) {
         Ok(o) => o,
         Err(failures) => {
             report_failures(&failures);
             return ExitCode::FAILURE;
         }
     };
-    let summary = stats::summarize(&mut outcome.latencies_ns)
+    let summary = stats::summarize(&outcome.latencies_ns)
         .expect("rounds >= 1 and workers >= 1, so every successful run has samples");
     if settings.json {
         println!("{}", render_json(&settings, outcome.wall, &summary));
@@ -652,7 +655,8 @@ mod tests {
 
     #[test]
     fn json_report_is_one_escaped_line() {
-        let s = settings(&["--workers", "2", "--key", "a\"b", "--servers", "h:1"]).expect("valid");
+        let s =
+            settings(&["--workers", "2", "--key", "a\"b\u{1}", "--servers", "h:1"]).expect("valid");
         let summary = Summary {
             count: 4,
             mean_ms: 1.0,
@@ -662,20 +666,20 @@ mod tests {
             p99_ms: 1.99,
             stdev_ms: 0.25,
         };
-        let json = render_json(&s, Duration::from_millis(2), &summary);
+        let json = render_json(&s, Duration::from_millis(3), &summary);
+        assert!(!json.contains('\n'), "{json}");
+        assert!(json.starts_with(r#"{"servers":["h:1"],"key":"a\"b\u0001","workers":2,"#));
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
         assert_eq!(
-            json,
-            "{\"servers\":[\"h:1\"],\"key\":\"a\\\"b\",\"workers\":2,\"rounds\":1000,\
-             \"warmup\":0,\"lease_s\":33,\"timeout_s\":10,\"connections\":2,\
-             \"workers_per_server\":[2],\"conns_per_server\":[2],\"total_ops\":4,\
-             \"wall_s\":0.002000,\"ops_per_s\":2000.0,\"mean_ms\":1.000,\"min_ms\":0.500,\
-             \"max_ms\":2.000,\"p50_ms\":1.000,\"p99_ms\":1.990,\"stdev_ms\":0.250}"
+            parsed,
+            serde_json::json!({
+                "servers": ["h:1"], "key": "a\"b\u{1}", "workers": 2, "rounds": 1000, "warmup": 0,
+                "lease_s": 33, "timeout_s": 10, "connections": 2, "workers_per_server": [2],
+                "conns_per_server": [2], "total_ops": 4, "wall_s": 0.003, "ops_per_s": 1333.3,
+                "mean_ms": 1.0, "min_ms": 0.5, "max_ms": 2.0, "p50_ms": 1.0, "p99_ms": 1.99,
+                "stdev_ms": 0.25
+            })
         );
-    }
-
-    #[test]
-    fn json_string_escapes_controls() {
-        assert_eq!(json_string("a\\b\n\u{1}é"), "\"a\\\\b\\u000a\\u0001é\"");
     }
 
     #[test]

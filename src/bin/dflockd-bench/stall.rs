@@ -14,12 +14,15 @@ use std::time::{Duration, Instant};
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, ValueEnum};
 use mio::{Events, Interest, Poll, Token};
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 use super::stats::{self, Summary};
 
 mod attacks;
 mod rss;
-use super::{IO_GRACE, json_string};
+use super::IO_GRACE;
 use dflockd::client::{Client, Connection, Error as ClientError, Kind};
 
 /// How long the probe runs before any bulk work, to give the baseline.
@@ -387,12 +390,12 @@ fn probe(mut conn: Connection, stop: &AtomicBool) -> Probed {
 /// Latency summary of the pings whose round trip overlaps `[from, to]`, so a ping held up
 /// across a window's edge still counts in that window.
 fn window(samples: &[Sample], from: Instant, to: Instant) -> Option<Summary> {
-    let mut ns: Vec<u64> = samples
+    let ns: Vec<u64> = samples
         .iter()
         .filter(|s| s.sent <= to && s.sent + s.rtt >= from)
         .map(|s| u64::try_from(s.rtt.as_nanos()).unwrap_or(u64::MAX))
         .collect();
-    stats::summarize(&mut ns)
+    stats::summarize(&ns)
 }
 
 /// A plain TCP connection for pipelined requests.
@@ -789,22 +792,17 @@ impl Subscribers {
 }
 
 /// Lifts the soft open-file limit to the hard one (every subscriber is a socket) and returns
-/// the new soft limit.
+/// the new soft limit, `u64::MAX` for unlimited.
 fn raise_fd_limit() -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: both calls only read or write the `rlimit` they are given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    limit.rlim_cur = limit.rlim_max;
-    // SAFETY: as above.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(limit.rlim_cur)
+    let limit = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            ..limit
+        },
+    )?;
+    Ok(limit.maximum.unwrap_or(u64::MAX))
 }
 
 /// `value` to the microsecond, so it prints without float noise.
@@ -838,35 +836,65 @@ fn render_text(args: &StallArgs, size: usize, facts: &[(&str, f64)], windows: &[
     out
 }
 
+/// One window of the JSON report; the latencies are `null` when no ping overlapped it.
+#[derive(Serialize)]
+struct WindowReport {
+    window_s: f64,
+    pings: usize,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    max_ms: Option<f64>,
+}
+
+impl WindowReport {
+    fn new(length: Duration, summary: Option<&Summary>) -> Self {
+        Self {
+            window_s: length.as_secs_f64(),
+            pings: summary.map_or(0, |s| s.count),
+            p50_ms: summary.map(|s| s.p50_ms),
+            p99_ms: summary.map(|s| s.p99_ms),
+            max_ms: summary.map(|s| s.max_ms),
+        }
+    }
+}
+
+/// The report as one JSON object: scenario and size, then the facts and the windows as fields
+/// named after them, in order.
+struct StallReport<'a> {
+    scenario: Scenario,
+    size: usize,
+    facts: &'a [(&'a str, f64)],
+    windows: &'a [Window],
+}
+
+impl Serialize for StallReport<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("scenario", self.scenario.name())?;
+        map.serialize_entry("size", &self.size)?;
+        for (name, value) in self.facts {
+            map.serialize_entry(name, &rounded(*value))?;
+        }
+        for (name, length, summary) in self.windows {
+            map.serialize_entry(name, &WindowReport::new(*length, summary.as_ref()))?;
+        }
+        map.end()
+    }
+}
+
 fn render_json(
     scenario: Scenario,
     size: usize,
     facts: &[(&str, f64)],
     windows: &[Window],
 ) -> String {
-    let mut fields = vec![
-        format!("\"scenario\":{}", json_string(scenario.name())),
-        format!("\"size\":{size}"),
-    ];
-    fields.extend(
-        facts
-            .iter()
-            .map(|(name, value)| format!("\"{name}\":{}", rounded(*value))),
-    );
-    fields.extend(windows.iter().map(|(name, length, summary)| {
-        let latency = match summary {
-            Some(s) => format!(
-                "\"pings\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3}",
-                s.count, s.p50_ms, s.p99_ms, s.max_ms
-            ),
-            None => "\"pings\":0,\"p50_ms\":null,\"p99_ms\":null,\"max_ms\":null".to_owned(),
-        };
-        format!(
-            "\"{name}\":{{\"window_s\":{:.6},{latency}}}",
-            length.as_secs_f64()
-        )
-    }));
-    format!("{{{}}}", fields.join(","))
+    let report = StallReport {
+        scenario,
+        size,
+        facts,
+        windows,
+    };
+    serde_json::to_string(&report).expect("the report has string keys only")
 }
 
 #[cfg(test)]
@@ -898,7 +926,8 @@ mod tests {
         ];
         let inside = window(&samples, t0 + ms(10), t0 + ms(20)).expect("two pings overlap");
         assert_eq!(inside.count, 2);
-        assert!((inside.max_ms - 7.0).abs() < 1e-9);
+        // Within the histogram's 3 significant digits.
+        assert!((inside.max_ms - 7.0).abs() < 7.0 * 1e-3, "{inside:?}");
         assert!(window(&samples, t0 + ms(40), t0 + ms(50)).is_none());
     }
 }
