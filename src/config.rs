@@ -79,6 +79,10 @@ pub struct Config {
     pub max_waiters: u64,
     /// Cap on signal subscriptions per connection; 0 = unlimited.
     pub max_subscriptions: u64,
+    /// Most bytes of patterns and group names one connection may subscribe to; 0 = unlimited.
+    pub max_subscription_bytes: u64,
+    /// Most signal subscriptions of all connections together; 0 = unlimited.
+    pub max_total_subscriptions: u64,
     /// Deadline for receiving each request line; > 0.
     pub read_timeout_s: u64,
     /// Deadline for each write; 0 = none.
@@ -470,6 +474,20 @@ const MAX_SUBSCRIPTIONS: Setting = Setting::value(
     Some("0"),
     "Maximum signal subscriptions per connection; 0 = unlimited",
 );
+const MAX_SUBSCRIPTION_BYTES: Setting = Setting::value(
+    "max-subscription-bytes",
+    "DFLOCKD_MAX_SUBSCRIPTION_BYTES",
+    "BYTES",
+    Some("1048576"),
+    "Maximum bytes of patterns and group names one connection may subscribe to; 0 = unlimited",
+);
+const MAX_TOTAL_SUBSCRIPTIONS: Setting = Setting::value(
+    "max-total-subscriptions",
+    "DFLOCKD_MAX_TOTAL_SUBSCRIPTIONS",
+    "N",
+    Some("1000000"),
+    "Maximum signal subscriptions of all connections together; 0 = unlimited",
+);
 const READ_TIMEOUT: Setting = Setting::value(
     "read-timeout",
     "DFLOCKD_READ_TIMEOUT_S",
@@ -596,6 +614,8 @@ const SETTINGS: &[&Setting] = &[
     &MAX_CONNECTIONS_PER_IP,
     &MAX_WAITERS,
     &MAX_SUBSCRIPTIONS,
+    &MAX_SUBSCRIPTION_BYTES,
+    &MAX_TOTAL_SUBSCRIPTIONS,
     &READ_TIMEOUT,
     &WRITE_TIMEOUT,
     &SHUTDOWN_TIMEOUT,
@@ -762,6 +782,8 @@ impl Resolver<'_> {
             max_connections_per_ip: self.get(&MAX_CONNECTIONS_PER_IP, count(0))?,
             max_waiters: self.get(&MAX_WAITERS, count(0))?,
             max_subscriptions: self.get(&MAX_SUBSCRIPTIONS, count(0))?,
+            max_subscription_bytes: self.get(&MAX_SUBSCRIPTION_BYTES, count(0))?,
+            max_total_subscriptions: self.get(&MAX_TOTAL_SUBSCRIPTIONS, count(0))?,
             read_timeout_s: self.get(&READ_TIMEOUT, seconds(1))?,
             write_timeout_s: self.get(&WRITE_TIMEOUT, seconds(0))?,
             shutdown_timeout_s: self.get(&SHUTDOWN_TIMEOUT, seconds(0))?,
@@ -1149,6 +1171,8 @@ mod tests {
             "max-connections-per-ip" => config.max_connections_per_ip.to_string(),
             "max-waiters" => config.max_waiters.to_string(),
             "max-subscriptions" => config.max_subscriptions.to_string(),
+            "max-subscription-bytes" => config.max_subscription_bytes.to_string(),
+            "max-total-subscriptions" => config.max_total_subscriptions.to_string(),
             "read-timeout" => config.read_timeout_s.to_string(),
             "write-timeout" => config.write_timeout_s.to_string(),
             "shutdown-timeout" => config.shutdown_timeout_s.to_string(),
@@ -1182,6 +1206,8 @@ mod tests {
         ("max-connections-per-ip", "DFLOCKD_MAX_CONNECTIONS_PER_IP", "0", "1", "8"),
         ("max-waiters", "DFLOCKD_MAX_WAITERS", "0", "1", "100"),
         ("max-subscriptions", "DFLOCKD_MAX_SUBSCRIPTIONS", "0", "1", "16"),
+        ("max-subscription-bytes", "DFLOCKD_MAX_SUBSCRIPTION_BYTES", "1048576", "0", "4096"),
+        ("max-total-subscriptions", "DFLOCKD_MAX_TOTAL_SUBSCRIPTIONS", "1000000", "0", "10"),
         ("read-timeout", "DFLOCKD_READ_TIMEOUT_S", "23", "1", "3600"),
         ("write-timeout", "DFLOCKD_WRITE_TIMEOUT_S", "5", "0", "60"),
         ("shutdown-timeout", "DFLOCKD_SHUTDOWN_TIMEOUT_S", "30", "0", "5"),

@@ -29,6 +29,7 @@ pub use self::subject::subject;
 pub use self::timer::timer;
 
 use crate::engine::EngineConfig;
+use crate::engine::signal::SubscriptionLimits;
 use crate::protocol::MAX_SECONDS;
 
 /// The fuzz input, read front to back. Reading past the end yields zeros, so every decoder
@@ -104,7 +105,11 @@ fn engine_config(input: &mut Input<'_>) -> EngineConfig {
         default_lease_s: *input.pick(&[1, 5, 33, MAX_SECONDS]),
         max_locks: *input.pick(&[1, 2, 3, 1024]),
         max_waiters: *input.pick(&[0, 0, 1, 2]),
-        max_subscriptions: *input.pick(&[0, 0, 1, 2]),
+        subscriptions: SubscriptionLimits {
+            per_client: *input.pick(&[0, 0, 1, 2]),
+            bytes_per_client: *input.pick(&[0, 0, 4, 16]),
+            total: *input.pick(&[0, 0, 2, 5]),
+        },
         gc_interval_ms: *input.pick(&[1, 700, 5_000]),
         gc_max_idle_ms: *input.pick(&[0, 1_500, 60_000]),
         auto_release_on_disconnect: flags & 1 == 0,

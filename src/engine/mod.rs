@@ -32,7 +32,7 @@ use self::fences::FenceIndex;
 use self::keyspace::Keyspace;
 use self::list::{Link, List};
 use self::publishing::{Change, SignalWork};
-use self::signal::SignalIndex;
+use self::signal::{SignalIndex, SubscriptionLimits};
 pub use self::stats::{ServerFigures, StatsCursor};
 use crate::budget::EXPIRE_BUDGET;
 use crate::clock::Millis;
@@ -61,8 +61,9 @@ pub struct EngineConfig {
     pub max_locks: u64,
     /// Most waiters per resource; 0 = unlimited (`--max-waiters`).
     pub max_waiters: u64,
-    /// Most subscriptions per client; 0 = unlimited (`--max-subscriptions`).
-    pub max_subscriptions: u64,
+    /// Caps on signal subscriptions (`--max-subscriptions`, `--max-subscription-bytes`,
+    /// `--max-total-subscriptions`).
+    pub subscriptions: SubscriptionLimits,
     /// Period of idle GC passes (`--gc-interval`), in milliseconds, > 0.
     pub gc_interval_ms: u64,
     /// How long a resource must be idle before GC removes it (`--gc-max-idle`), in milliseconds.
@@ -78,7 +79,7 @@ impl Default for EngineConfig {
             default_lease_s: 33,
             max_locks: 1024,
             max_waiters: 0,
-            max_subscriptions: 0,
+            subscriptions: SubscriptionLimits::default(),
             gc_interval_ms: 5_000,
             gc_max_idle_ms: 60_000,
             auto_release_on_disconnect: true,

@@ -309,12 +309,12 @@ impl Engine {
         group: &[u8],
         out: &mut impl Outbox,
     ) {
-        let max = self.config.max_subscriptions;
+        let limits = &self.config.subscriptions;
         let accepted = self.clients.get_mut(client).is_some_and(|state| {
             let subs = &mut state.subscriptions;
             match change {
                 Change::Listen => matches!(
-                    self.signals.listen(client, subs, pattern, group, max),
+                    self.signals.listen(client, subs, pattern, group, limits),
                     ListenOutcome::Added | ListenOutcome::AlreadySubscribed
                 ),
                 Change::Unlisten => {

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use super::subject::valid_pattern;
 use super::{Input, engine_config};
 use crate::clock::Millis;
+use crate::engine::signal::SubscriptionLimits;
 use crate::engine::{ClientId, Engine, EngineConfig, Outbox, Outcome, ServerFigures};
 use crate::protocol::{MAX_SECONDS, Namespace, Request, Response};
 use crate::token::{LeaseToken, TOKEN_LEN, TokenIssuer};
@@ -824,7 +825,7 @@ impl Harness {
                 let listen = matches!(request, Request::Listen { .. });
                 let expected = if !valid_pattern(pattern) {
                     Some(Response::Error)
-                } else if !listen || self.config.max_subscriptions == 0 {
+                } else if !listen || self.config.subscriptions == SubscriptionLimits::default() {
                     Some(Response::Ok)
                 } else {
                     None // depends on the subscription count, which the subject target checks

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::Input;
 use crate::engine::ClientId;
 use crate::engine::signal::{
-    ChannelCursor, ClientSubscriptions, DeliverySink, ListenOutcome, SignalIndex, UnlistenOutcome,
-    pattern_matches,
+    ChannelCursor, ClientSubscriptions, DeliverySink, ListenOutcome, SignalIndex,
+    SubscriptionLimits, UnlistenOutcome, pattern_matches,
 };
 
 /// Clients taking part; each slot gets a new generation whenever its client leaves.
@@ -32,7 +32,7 @@ struct Group {
 struct Model {
     subscriptions: BTreeMap<ClientId, BTreeSet<Subscription>>,
     groups: BTreeMap<Subscription, Group>,
-    max_subscriptions: u64,
+    limits: SubscriptionLimits,
 }
 
 /// Spec §13.2: a token holding `*` must be `*`, one holding `>` must be `>` and come last.
@@ -55,9 +55,17 @@ impl Model {
         if held.contains(&subscription) {
             return ListenOutcome::AlreadySubscribed;
         }
-        if self.max_subscriptions != 0 && held.len() as u64 >= self.max_subscriptions {
+        let limits = &self.limits;
+        let bytes: usize = held.iter().map(|(p, g)| p.len() + g.len()).sum();
+        let over_count = limits.per_client != 0 && held.len() as u64 >= limits.per_client;
+        let over_bytes = limits.bytes_per_client != 0
+            && (bytes + pattern.len() + group.len()) as u64 > limits.bytes_per_client;
+        let total: usize = self.subscriptions.values().map(BTreeSet::len).sum();
+        let over_total = limits.total != 0 && total as u64 >= limits.total;
+        if over_count || over_bytes || over_total {
             return ListenOutcome::LimitReached;
         }
+        let held = self.subscriptions.entry(client).or_default();
         held.insert(subscription.clone());
         if !group.is_empty() {
             self.groups
@@ -336,7 +344,11 @@ pub fn subject(data: &[u8]) {
     let mut input = Input::new(data);
     let mut index = SignalIndex::new();
     let mut model = Model {
-        max_subscriptions: *input.pick(&[0, 1, 2, 4]),
+        limits: SubscriptionLimits {
+            per_client: *input.pick(&[0, 1, 2, 4]),
+            bytes_per_client: *input.pick(&[0, 0, 3, 8]),
+            total: *input.pick(&[0, 0, 3, 6]),
+        },
         ..Model::default()
     };
     let mut slots: Vec<Slot> = (0..CLIENTS as u32)
@@ -356,7 +368,7 @@ pub fn subject(data: &[u8]) {
                 let pattern = read_pattern(&mut input, &PATTERN_TOKENS);
                 let group = *input.pick(&GROUPS);
                 let Slot { id, handle } = &mut slots[slot];
-                let got = index.listen(*id, handle, &pattern, group, model.max_subscriptions);
+                let got = index.listen(*id, handle, &pattern, group, &model.limits);
                 assert_eq!(
                     got,
                     model.listen(*id, &pattern, group),

@@ -54,6 +54,7 @@ use crate::budget::{
 };
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
+use crate::engine::signal::SubscriptionLimits;
 use crate::engine::{ClientId, Engine, EngineConfig};
 use crate::table::IncrementalMap;
 use crate::timer::TimerWheel;
@@ -825,7 +826,11 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         default_lease_s: config.default_lease_s,
         max_locks: config.max_locks,
         max_waiters: config.max_waiters,
-        max_subscriptions: config.max_subscriptions,
+        subscriptions: SubscriptionLimits {
+            per_client: config.max_subscriptions,
+            bytes_per_client: config.max_subscription_bytes,
+            total: config.max_total_subscriptions,
+        },
         gc_interval_ms: config.gc_interval_s.saturating_mul(1000).max(1),
         gc_max_idle_ms: config.gc_max_idle_s.saturating_mul(1000),
         auto_release_on_disconnect: config.auto_release_on_disconnect,

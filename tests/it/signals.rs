@@ -894,3 +894,34 @@ fn a_ping_is_answered_while_a_long_publish_is_in_progress() {
     let sent: Vec<String> = (0..SIGNALS).map(|n| n.to_string()).collect();
     assert_eq!(got, sent, "one copy of each signal, in publish order");
 }
+
+/// `--max-subscription-bytes` caps what one connection subscribes to, and
+/// `--max-total-subscriptions` what all of them do together; both answer a plain `error`.
+#[test]
+fn subscription_bytes_and_the_total_are_capped() {
+    let server = TestServer::start(&[
+        "--max-subscription-bytes",
+        "13",
+        "--max-total-subscriptions",
+        "3",
+    ]);
+    let mut a = server.connect();
+    listen(&mut a, "orders.eu", "");
+    assert_eq!(
+        a.request("listen", "orders.us", ""),
+        "error",
+        "13 bytes passed"
+    );
+    listen(&mut a, "o.us", "");
+    let mut b = server.connect();
+    listen(&mut b, "x", "");
+    assert_eq!(
+        b.request("listen", "y", ""),
+        "error",
+        "the fourth subscription"
+    );
+    drop(a);
+    wait_until("a's subscriptions to go", SETTLE, || {
+        b.request("listen", "y", "") == "ok"
+    });
+}

@@ -46,6 +46,28 @@ use self::wildcards::{Anchor, ScanCursor, Wildcards};
 use super::ClientId;
 use crate::table::IncrementalMap;
 
+/// Caps on subscriptions, each 0 for unlimited (spec §13.7 and this server's own limits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionLimits {
+    /// Distinct (pattern, group) pairs per client (`--max-subscriptions`).
+    pub per_client: u64,
+    /// Bytes of patterns and group names per client (`--max-subscription-bytes`).
+    pub bytes_per_client: u64,
+    /// Subscriptions of all clients together (`--max-total-subscriptions`).
+    pub total: u64,
+}
+
+impl SubscriptionLimits {
+    /// Whether a client holding `held` subscriptions of `bytes` bytes in all, in an index holding
+    /// `total`, may add one of `more` bytes.
+    fn admit(&self, held: usize, bytes: usize, more: usize, total: usize) -> bool {
+        let within = |used: usize, cap: u64| cap == 0 || (used as u64) < cap;
+        within(held, self.per_client)
+            && (self.bytes_per_client == 0 || (bytes + more) as u64 <= self.bytes_per_client)
+            && within(total, self.total)
+    }
+}
+
 /// Result of [`SignalIndex::listen`].
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +76,7 @@ pub enum ListenOutcome {
     Added,
     /// The client already held this (pattern, group); nothing changed (`ok` even at the cap, §13.7).
     AlreadySubscribed,
-    /// The client already holds `max_subscriptions` subscriptions; nothing changed.
+    /// A [`SubscriptionLimits`] cap would be passed; nothing changed.
     LimitReached,
     /// The pattern fails [`classify_pattern`]; nothing changed.
     InvalidPattern,
@@ -251,6 +273,8 @@ struct ClientEntry {
     id: ClientId,
     /// Its subscription slots, in no particular order (swap-removed).
     subscriptions: Vec<u32>,
+    /// Bytes of the patterns and group names of its subscriptions.
+    bytes: usize,
     /// Epoch of the last publish that gave this client its non-grouped copy (the de-duplication stamp).
     copied_in: u64,
     /// Epoch of the last publish in which this client was evicted.
@@ -268,16 +292,17 @@ impl SignalIndex {
 
     /// Subscribes `client` to `pattern` as a member of `group` (empty = non-grouped), spec §7.10 and §13.3.
     ///
-    /// `max_subscriptions` caps the client's distinct (pattern, group) pairs (0 = unlimited); re-listening
-    /// to a pair the client already holds is [`ListenOutcome::AlreadySubscribed`], even at the cap. `subs`
-    /// must be `client`'s own handle. A new queue-group member joins at the end of the group's order.
+    /// `limits` caps the client's distinct (pattern, group) pairs, their bytes, and all subscriptions
+    /// together; re-listening to a pair the client already holds is [`ListenOutcome::AlreadySubscribed`],
+    /// even at a cap. `subs` must be `client`'s own handle. A new queue-group member joins at the end of the
+    /// group's order.
     pub fn listen(
         &mut self,
         client: ClientId,
         subs: &mut ClientSubscriptions,
         pattern: &[u8],
         group: &[u8],
-        max_subscriptions: u64,
+        limits: &SubscriptionLimits,
     ) -> ListenOutcome {
         debug_assert!(!self.is_publishing(), "listen during a publish");
         let Some(kind) = classify_pattern(pattern) else {
@@ -290,8 +315,11 @@ impl SignalIndex {
         if held_already {
             return ListenOutcome::AlreadySubscribed;
         }
-        let held = self.subscription_count(subs) as u64;
-        if max_subscriptions != 0 && held >= max_subscriptions {
+        let bytes = subs
+            .slot
+            .map_or(0, |slot| self.clients[slot as usize].bytes);
+        let more = pattern.len() + group.len();
+        if !limits.admit(self.subscription_count(subs), bytes, more, self.len()) {
             return ListenOutcome::LimitReached;
         }
         let target = match target {
@@ -303,6 +331,7 @@ impl SignalIndex {
             None => self.insert_client(client, subs),
         };
         self.attach(slot, target);
+        self.clients[slot as usize].bytes += more;
         ListenOutcome::Added
     }
 
@@ -582,6 +611,15 @@ impl SignalIndex {
         assert_eq!(listed, self.subscriptions.len());
         for (slot, client) in &self.clients {
             assert!(!client.subscriptions.is_empty());
+            let bytes: usize = client
+                .subscriptions
+                .iter()
+                .map(|&s| self.target_bytes(self.subscriptions[s as usize].target))
+                .sum();
+            assert_eq!(
+                bytes, client.bytes,
+                "subscription bytes of client slot {slot}"
+            );
             assert_eq!(client.departed, self.departing.contains(&to_slot(slot)));
         }
         let departed: usize = self
@@ -644,6 +682,7 @@ impl SignalIndex {
         let slot = to_slot(self.clients.insert(ClientEntry {
             id: client,
             subscriptions: Vec::new(),
+            bytes: 0,
             copied_in: 0,
             evicted_in: 0,
             departed: false,
@@ -761,6 +800,8 @@ impl SignalIndex {
     /// have been withdrawn already ([`SignalIndex::withdraw`]).
     fn detach(&mut self, slot: u32) {
         let removed = self.subscriptions.remove(slot as usize);
+        let bytes = self.target_bytes(removed.target);
+        self.clients[removed.client as usize].bytes -= bytes;
         self.memberships.remove(&(removed.client, removed.target));
         let subscriptions = &mut self.clients[removed.client as usize].subscriptions;
         let at = removed.in_client as usize;
@@ -786,6 +827,17 @@ impl SignalIndex {
                 if entry.attached == 0 {
                     self.drop_group(group);
                 }
+            }
+        }
+    }
+
+    /// Bytes a subscription to `target` counts against its client: pattern plus group name.
+    fn target_bytes(&self, target: Target) -> usize {
+        match target {
+            Target::Plain(pattern) => self.patterns[pattern as usize].pattern.len(),
+            Target::Group(group) => {
+                let group = &self.groups[group as usize];
+                self.patterns[group.pattern as usize].pattern.len() + group.name.len()
             }
         }
     }

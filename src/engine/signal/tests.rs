@@ -60,6 +60,25 @@ struct Harness {
 }
 
 impl Harness {
+    fn listen_limited(
+        &mut self,
+        client: u32,
+        pattern: &str,
+        group: &str,
+        limits: SubscriptionLimits,
+    ) -> ListenOutcome {
+        let subs = self.handles.entry(client).or_default();
+        let outcome = self.index.listen(
+            id(client),
+            subs,
+            pattern.as_bytes(),
+            group.as_bytes(),
+            &limits,
+        );
+        self.index.check_invariants();
+        outcome
+    }
+
     fn listen_capped(
         &mut self,
         client: u32,
@@ -67,12 +86,11 @@ impl Harness {
         group: &str,
         cap: u64,
     ) -> ListenOutcome {
-        let subs = self.handles.entry(client).or_default();
-        let outcome =
-            self.index
-                .listen(id(client), subs, pattern.as_bytes(), group.as_bytes(), cap);
-        self.index.check_invariants();
-        outcome
+        let limits = SubscriptionLimits {
+            per_client: cap,
+            ..SubscriptionLimits::default()
+        };
+        self.listen_limited(client, pattern, group, limits)
     }
 
     fn listen(&mut self, client: u32, pattern: &str, group: &str) -> ListenOutcome {
@@ -708,12 +726,24 @@ fn a_recycled_connection_slot_is_a_different_client() {
     let mut old_subs = ClientSubscriptions::default();
     let mut new_subs = ClientSubscriptions::default();
     assert_eq!(
-        index.listen(old, &mut old_subs, b"x", b"", 0),
+        index.listen(
+            old,
+            &mut old_subs,
+            b"x",
+            b"",
+            &SubscriptionLimits::default()
+        ),
         ListenOutcome::Added
     );
     index.remove_client(old, &mut old_subs);
     assert_eq!(
-        index.listen(new, &mut new_subs, b"x", b"", 0),
+        index.listen(
+            new,
+            &mut new_subs,
+            b"x",
+            b"",
+            &SubscriptionLimits::default()
+        ),
         ListenOutcome::Added
     );
     let mut sink = Recorder::default();
@@ -754,4 +784,57 @@ fn a_channel_spelled_like_a_wildcard_pattern_is_not_an_exact_match() {
     assert_eq!(literal_subscribers, HashSet::from([1]));
     // The caller rejects such channels; if one slipped through it would still be delivered once.
     assert_eq!(harness.publish("a.*").count, 1);
+}
+
+#[test]
+fn subscription_bytes_and_the_total_are_capped() {
+    let mut harness = Harness::default();
+    // Bytes per client: pattern plus group name, freed again by unlisten.
+    let bytes = SubscriptionLimits {
+        bytes_per_client: 10,
+        ..SubscriptionLimits::default()
+    };
+    assert_eq!(
+        harness.listen_limited(1, "abcd", "ef", bytes),
+        ListenOutcome::Added
+    );
+    assert_eq!(
+        harness.listen_limited(1, "abcd", "", bytes),
+        ListenOutcome::Added
+    );
+    assert_eq!(
+        harness.listen_limited(1, "x", "", bytes),
+        ListenOutcome::LimitReached
+    );
+    assert_eq!(
+        harness.listen_limited(1, "abcd", "ef", bytes),
+        ListenOutcome::AlreadySubscribed
+    );
+    assert_eq!(
+        harness.listen_limited(2, "abcdefghij", "", bytes),
+        ListenOutcome::Added
+    );
+    assert_eq!(harness.unlisten(1, "abcd", ""), UnlistenOutcome::Removed);
+    assert_eq!(
+        harness.listen_limited(1, "wxyz", "", bytes),
+        ListenOutcome::Added
+    );
+    // All clients together.
+    let total = SubscriptionLimits {
+        total: 4,
+        ..SubscriptionLimits::default()
+    };
+    assert_eq!(
+        harness.listen_limited(3, "a", "", total),
+        ListenOutcome::Added
+    );
+    assert_eq!(
+        harness.listen_limited(4, "b", "", total),
+        ListenOutcome::LimitReached
+    );
+    harness.remove_client(2);
+    assert_eq!(
+        harness.listen_limited(4, "b", "", total),
+        ListenOutcome::Added
+    );
 }

@@ -2130,7 +2130,7 @@ fn a_slow_consumer_is_evicted_once_per_signal() {
 
 #[test]
 fn max_subscriptions_caps_new_pairs_per_client() {
-    let mut h = Harness::new(config(|c| c.max_subscriptions = 2));
+    let mut h = Harness::new(config(|c| c.subscriptions.per_client = 2));
     let [a, b, p] = [h.client(), h.client(), h.client()];
     assert_eq!(h.ask(a, "listen", "x", ""), Response::Ok);
     assert_eq!(h.ask(a, "listen", "y", ""), Response::Ok);
@@ -2435,7 +2435,7 @@ fn a_long_mixed_scenario_with_caps_and_without_auto_release_leaves_nothing_behin
             config(|c| {
                 c.max_locks = 4;
                 c.max_waiters = 2;
-                c.max_subscriptions = 2;
+                c.subscriptions.per_client = 2;
                 c.auto_release_on_disconnect = false;
                 c.gc_max_idle_ms = 3_000;
                 c.gc_interval_ms = 1_000;
