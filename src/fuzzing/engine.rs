@@ -11,7 +11,7 @@
 //! what holds for all states the engine could be in given what the model has seen, so a failure
 //! is a real violation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use super::subject::valid_pattern;
 use super::{Input, engine_config};
@@ -543,9 +543,9 @@ struct Harness {
     /// Pushes since the last `ok <count>`: publishes run one after another, each answered after
     /// its pushes (unless its publisher left).
     unanswered_pushes: u64,
-    /// A publisher left with its `signal` pending since the last `ok <count>`, so the pushes
-    /// counted above may belong to a publish nobody is answered for.
-    publisher_left: bool,
+    /// Publishers of the `signal`s that wait behind or in a publish spanning calls, in the order
+    /// they are answered; a publisher that left is never answered.
+    publishes: VecDeque<ClientId>,
 }
 
 impl Harness {
@@ -561,7 +561,7 @@ impl Harness {
             pending: [None; SLOTS],
             model: Model::default(),
             unanswered_pushes: 0,
-            publisher_left: false,
+            publishes: VecDeque::new(),
             out: Recorder {
                 events: Vec::new(),
                 connected: [None; SLOTS],
@@ -591,9 +591,7 @@ impl Harness {
         let client = self.ids[slot];
         // The departing client's state goes first; the grants it frees follow as events.
         self.out.connected[slot] = None;
-        if matches!(self.pending[slot].take(), Some(Pending::Publish)) {
-            self.publisher_left = true;
-        }
+        self.pending[slot] = None;
         let auto_release = self.config.auto_release_on_disconnect;
         let now = self.now;
         for (&resource, queue) in self.model.queues.iter_mut() {
@@ -719,12 +717,21 @@ impl Harness {
                 let Response::Delivered { count } = response else {
                     panic!("queued signal answered {response:?}");
                 };
-                // Subscribers that left while it was on its way are counted but sent nothing.
-                if !self.publisher_left {
-                    assert!(count >= self.unanswered_pushes, "count below the pushes");
+                // Publishes of publishers that left may have run since the last answer; their
+                // pushes are mixed in, so the count can only be checked without them.
+                let mut silent = false;
+                while let Some(publisher) = self.publishes.pop_front() {
+                    if publisher == client {
+                        break;
+                    }
+                    silent = true;
                 }
+                // Subscribers that left while it was on its way are counted but sent nothing.
+                assert!(
+                    silent || count >= self.unanswered_pushes,
+                    "count below the pushes"
+                );
                 self.unanswered_pushes = 0;
-                self.publisher_left = false;
                 return;
             }
         };
@@ -765,17 +772,23 @@ impl Harness {
     /// resource was not certainly free; or a signal operation behind a publish in progress.
     fn waits(&mut self, slot: usize, op: &Op) {
         match op.request() {
+            Request::Signal { .. } => {
+                self.publishes.push_back(self.ids[slot]);
+                // Unless its own publish evicted the publisher: then nobody waits.
+                if self.connected(slot) {
+                    self.pending[slot] = Some(Pending::Publish);
+                }
+            }
             Request::Listen { pattern, .. } | Request::Unlisten { pattern, .. } => {
                 let valid = valid_pattern(pattern);
                 self.pending[slot] = Some(Pending::Subscription { valid });
-                return;
             }
-            Request::Signal { .. } => {
-                self.pending[slot] = Some(Pending::Publish);
-                return;
-            }
-            _ => {}
+            _ => self.waits_for_resource(slot, op),
         }
+    }
+
+    /// The blocking acquire or wait of `slot` waits, only if the resource was not certainly free.
+    fn waits_for_resource(&mut self, slot: usize, op: &Op) {
         let client = self.ids[slot];
         let resource = op.resource();
         let now = self.now;
@@ -847,8 +860,16 @@ impl Harness {
                     },
                     "delivery count"
                 );
+                // Answered at once means the queue was empty: whatever came before was the
+                // silent publishes of publishers that left.
+                for publisher in self.publishes.drain(..) {
+                    let slot = publisher.index as usize;
+                    assert!(
+                        self.ids[slot] != publisher || self.out.connected[slot].is_none(),
+                        "a publish answered before an earlier one"
+                    );
+                }
                 self.unanswered_pushes = 0;
-                self.publisher_left = false;
             }
             Request::Stats | Request::Ping | Request::Auth { .. } => {
                 unreachable!("not generated")
