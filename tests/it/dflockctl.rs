@@ -343,3 +343,82 @@ fn io_timeout_bounds_the_wait_for_a_silent_server() {
     let rejected = output(dflockctl(&addr).args(["--io-timeout", "0", "ping"]));
     assert_eq!(rejected.status.code(), Some(2), "{}", stderr(&rejected));
 }
+
+/// The `openssl req` command of the README's TLS recipe, continuation lines joined.
+fn readme_certificate_recipe() -> String {
+    let readme = include_str!("../../README.md");
+    let mut lines = readme
+        .lines()
+        .skip_while(|line| !line.starts_with("openssl req -x509"));
+    let mut command = String::new();
+    for line in lines.by_ref() {
+        match line.strip_suffix('\\') {
+            Some(continued) => command.push_str(continued),
+            None => {
+                command.push_str(line);
+                return command;
+            }
+        }
+    }
+    panic!("the README has no complete `openssl req -x509` recipe");
+}
+
+#[test]
+fn the_readme_certificate_recipe_makes_a_certificate_clients_accept() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("SKIPPED: the `openssl` binary is not installed; the README recipe was not run");
+        return;
+    }
+    let dir = TempDir::new();
+    let made = Command::new("sh")
+        .args(["-c", &readme_certificate_recipe()])
+        .current_dir(dir.path(""))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sh");
+    assert!(
+        made.status.success(),
+        "the recipe failed: {}",
+        stderr(&made)
+    );
+    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
+    let server = TestServer::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    let ping = output(dflockctl(&server.addr.to_string()).args([
+        "--tls-ca",
+        &cert,
+        "--tls-server-name",
+        "localhost",
+        "ping",
+    ]));
+    assert_eq!(ping.status.code(), Some(0), "{}", stderr(&ping));
+    // The address itself is in the certificate too.
+    let by_address = output(dflockctl(&server.addr.to_string()).args(["--tls-ca", &cert, "ping"]));
+    assert_eq!(by_address.status.code(), Some(0), "{}", stderr(&by_address));
+}
+
+#[test]
+fn a_ca_certificate_on_the_server_is_explained() {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("certificate params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let signing_key = rcgen::KeyPair::generate().expect("generate a key");
+    let issued = params.self_signed(&signing_key).expect("self-sign");
+    let dir = TempDir::new();
+    let cert = dir.file("cert.pem", issued.pem().as_bytes());
+    let key = dir.file("key.pem", signing_key.serialize_pem().as_bytes());
+    let server = TestServer::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    let ping = output(dflockctl(&server.addr.to_string()).args([
+        "--tls-ca",
+        &cert,
+        "--tls-server-name",
+        "localhost",
+        "ping",
+    ]));
+    assert_eq!(ping.status.code(), Some(69), "{}", stderr(&ping));
+    let said = String::from_utf8_lossy(&ping.stdout);
+    assert!(
+        said.contains("is a CA certificate, not a server certificate")
+            && said.contains("basicConstraints=critical,CA:FALSE"),
+        "{said}"
+    );
+}
