@@ -154,6 +154,12 @@ fn describe_certificate_error(error: &CertificateError, name: &str) -> String {
              CA that signed it, or a self-signed certificate itself (--tls-ca, tls_ca_file)"
                 .to_owned()
         }
+        CertificateError::BadSignature => {
+            "the server's certificate is not signed by the trusted certificate of that name (bad \
+             signature; two self-signed certificates share a subject?); trust the certificate or \
+             CA the server actually uses (--tls-ca, tls_ca_file)"
+                .to_owned()
+        }
         CertificateError::NotValidForName => format!(
             "the server's certificate is not valid for {name:?}; connect by a name in its \
              subjectAltName or set that name with --tls-server-name (tls_server_name)"
@@ -292,7 +298,8 @@ mod tests {
                 CertificateError::InvalidPurpose,
                 "extendedKeyUsage=serverAuth",
             ),
-            (CertificateError::BadSignature, "rejected: "),
+            (CertificateError::BadSignature, "bad signature"),
+            (CertificateError::Revoked, "rejected: "),
         ];
         for (why, needle) in cases {
             let text = handshake_message(why);
