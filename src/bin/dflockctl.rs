@@ -8,7 +8,7 @@
 use std::ffi::{OsString, c_int};
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, ExitStatus};
 use std::sync::Arc;
@@ -20,44 +20,94 @@ use std::time::{Duration, Instant};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use rustix::process::{Pid, Signal, kill_process};
-use signal_hook::SigId;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::low_level::emulate_default_handler;
 
 use dflockd::client::{
-    Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, Enqueued, Error, Guard, Stats,
+    Client, Connection, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, Enqueued, Error, Guard, Stats,
 };
 use dflockd::config;
-use dflockd::protocol::MAX_SECONDS;
+use dflockd::protocol::{MAX_PAYLOAD_LINE, MAX_SECONDS};
 
-/// The command line could not be used (also clap's own status for usage errors).
-const EXIT_USAGE: u8 = 2;
-/// A server could not be reached, refused the request or broke the protocol.
-const EXIT_UNAVAILABLE: u8 = 69;
-/// `run`: not acquired within `--timeout`.
-const EXIT_TIMEOUT: u8 = 75;
-/// `run`: the lock was lost while the command ran; the command was terminated.
-const EXIT_LOST: u8 = 76;
-/// `run`: the command exists but could not be started.
-const EXIT_CANNOT_EXECUTE: u8 = 126;
-/// `run`: the command was not found.
-const EXIT_NOT_FOUND: u8 = 127;
+/// Exit statuses by class, after sysexits(3) where one fits: the only place they are
+/// defined. `--help` shows them from [`exit_status_help`], the README has the same table.
+mod exit {
+    /// The command line or the settings cannot be used (also clap's own usage errors).
+    pub const USAGE: u8 = 64;
+    /// The server refused the request itself (a limit, a mismatch, an invalid pattern).
+    pub const REFUSED: u8 = 65;
+    /// A server could not be reached or used: connection, TLS, authentication, draining.
+    pub const UNAVAILABLE: u8 = 69;
+    /// Anything unexpected: a protocol violation, a local system call failing.
+    pub const SOFTWARE: u8 = 70;
+    /// `run`: not acquired within `--timeout` (unless `--conflict-exit-code` says otherwise).
+    pub const NOT_ACQUIRED: u8 = 75;
+    /// `run`: the lock was lost while the command ran (or while it was held).
+    pub const LOST: u8 = 76;
+    /// `run`: the command exists but could not be started.
+    pub const CANNOT_EXECUTE: u8 = 126;
+    /// `run`: the command was not found.
+    pub const NOT_FOUND: u8 = 127;
+}
 
-/// How often `run` checks on the command and the lock, and, while it waits in the queue, on
-/// interrupts.
+/// How often `run` checks on the command, the lock and caught signals.
 const POLL: Duration = Duration::from_millis(50);
+/// How often the queue-wait indicator is redrawn.
+const PROGRESS_TICK: Duration = Duration::from_millis(200);
 
-const EXIT_STATUS_HELP: &str = "\
-Exit status:
-  0        success
-  1-255    run: the command's own exit status (128+N when signal N ended it)
-  2        invalid command line or settings (unreadable token or CA file, ...)
-  69       a server could not be reached or failed the request (connection, TLS,
-           authentication or protocol error); listen: the connection ended
-  75       run: the lock was not acquired within --timeout
-  76       run: the lock was lost while the command ran; the command was terminated
-  126      run: the command could not be started
-  127      run: the command was not found";
+/// The "Exit status" table at the end of `--help`.
+fn exit_status_help() -> String {
+    let rows = [
+        ("0".to_owned(), "success"),
+        (
+            "1-255".to_owned(),
+            "run: the command's own exit status (128+N when signal N ended it)",
+        ),
+        (
+            exit::USAGE.to_string(),
+            "invalid command line or settings (unreadable token or CA file, bad payload, ...)",
+        ),
+        (
+            exit::REFUSED.to_string(),
+            "the server refused the request (error_limit_mismatch, error_max_locks,\n\
+             error_max_waiters; listen: an invalid pattern)",
+        ),
+        (
+            exit::UNAVAILABLE.to_string(),
+            "a server could not be reached or used (connection, TLS, authentication,\n\
+             error_draining); listen: the connection ended",
+        ),
+        (
+            exit::SOFTWARE.to_string(),
+            "an unexpected failure (a protocol violation, a failing system call)",
+        ),
+        (
+            exit::NOT_ACQUIRED.to_string(),
+            "run: the lock was not acquired within --timeout (see --conflict-exit-code)",
+        ),
+        (
+            exit::LOST.to_string(),
+            "run: the lock was lost; the command was terminated",
+        ),
+        (
+            exit::CANNOT_EXECUTE.to_string(),
+            "run: the command could not be started",
+        ),
+        (
+            exit::NOT_FOUND.to_string(),
+            "run: the command was not found",
+        ),
+        (
+            "128+N".to_owned(),
+            "run: signal N arrived while waiting in the queue",
+        ),
+    ];
+    let mut help = String::from("Exit status:");
+    for (code, text) in rows {
+        let text = text.replace('\n', "\n           ");
+        let _ = write!(help, "\n  {code:<8} {text}");
+    }
+    help
+}
 
 /// Command line of `dflockctl`.
 #[derive(Parser, Debug)]
@@ -65,7 +115,7 @@ Exit status:
     name = "dflockctl",
     version,
     about = "Use dflockd locks, semaphores and signals from the shell",
-    after_help = EXIT_STATUS_HELP
+    after_help = exit_status_help()
 )]
 struct Cli {
     #[command(flatten)]
@@ -159,19 +209,24 @@ struct ConnectionArgs {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Run a command while holding a lock (a semaphore slot with --limit).
+    /// Run a command while holding a lock (a semaphore slot with --limit), or just hold it.
     ///
     /// Waits in the key's FIFO queue (showing the time waited when stderr is a terminal), runs
     /// the command while renewing the lease in the background, releases when the command
-    /// exits, and exits with the command's status. If the lock is lost while the command runs
-    /// (renewal refused, server gone), the command gets SIGTERM, then SIGKILL after --grace
-    /// seconds, and dflockctl exits with 76. SIGTERM and SIGHUP sent to dflockctl are passed on
-    /// to the command; Ctrl-C reaches the command from the terminal, and dflockctl waits for it
-    /// to exit before releasing.
+    /// exits, and exits with the command's status. The command gets DFLOCKD_LOCK_KEY,
+    /// DFLOCKD_LOCK_TOKEN, DFLOCKD_LOCK_FENCE (decimal) and DFLOCKD_LOCK_LEASE (seconds) in its
+    /// environment. If the lock is lost while the command runs (renewal refused, server gone),
+    /// the command gets SIGTERM, then SIGKILL after --grace seconds, and dflockctl exits with
+    /// 76. SIGTERM and SIGHUP sent to dflockctl are passed on to the command; Ctrl-C reaches the
+    /// command from the terminal, and dflockctl waits for it to exit before releasing.
+    ///
+    /// Without a command, dflockctl holds the lock: it prints "KEY TOKEN FENCE" on one line
+    /// and releases on SIGINT, SIGTERM or SIGHUP (exit 0), or exits 76 if the lock is lost.
     Run(RunArgs),
-    /// Show each server's locks, semaphores and subscriptions.
+    /// Show each server's locks, semaphores and subscriptions. Servers that cannot be asked
+    /// are reported on stderr (exit 69) after the others are shown.
     Stats {
-        /// Print the raw JSON payload instead, one line per server.
+        /// Print one JSON object instead, mapping each server's address to its stats payload.
         #[arg(long)]
         json: bool,
     },
@@ -180,11 +235,11 @@ enum Cmd {
     Emit {
         /// A literal channel (no wildcards).
         channel: String,
-        /// The payload, one line.
+        /// The payload, one line; `-` reads it from stdin (one line, its line feed removed).
         payload: String,
     },
     /// Print signals matching the patterns as they arrive ("CHANNEL PAYLOAD" per line),
-    /// from the first server, until the connection ends.
+    /// from the first server, until the connection ends (or --count signals arrived).
     Listen {
         /// Channels or wildcard patterns (`*` one token, `>` the rest).
         #[arg(required = true)]
@@ -192,9 +247,20 @@ enum Cmd {
         /// Join this queue group: each signal goes to one member of the group.
         #[arg(long, value_name = "G")]
         group: Option<String>,
+        /// Exit (0) after printing this many signals.
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
     },
     /// Check that every server answers, printing the round-trip time.
     Ping,
+    /// Print a shell completion script for dflockctl (bash, zsh, fish, elvish, powershell).
+    ///
+    /// For example `dflockctl completions bash > /etc/bash_completion.d/dflockctl`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -202,11 +268,15 @@ struct RunArgs {
     /// The lock (or semaphore) key.
     key: String,
 
-    /// Give up after this many seconds in the queue (exit 75); 0 tries once. Default: wait as
-    /// long as it takes.
-    #[arg(long, value_name = "S",
-          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
-    timeout: Option<u64>,
+    /// Give up after this long in the queue (exit 75): `500ms`, `1.5s`, `2m`, `1h` or plain
+    /// seconds, rounded up to whole seconds (the protocol's unit); 0 tries once. Default: wait
+    /// as long as it takes.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+
+    /// The exit status when the lock is not acquired within --timeout (like `flock -E`).
+    #[arg(long, value_name = "N", default_value_t = exit::NOT_ACQUIRED)]
+    conflict_exit_code: u8,
 
     /// Lease to ask for, in seconds (renewed at half of it); default: the server's.
     #[arg(long, value_name = "S",
@@ -222,14 +292,57 @@ struct RunArgs {
     #[arg(long, value_name = "S", default_value_t = 10)]
     grace: u64,
 
-    /// The command and its arguments (after `--` if they start with a dash).
+    /// Run this shell command line with `sh -c` instead of COMMAND (like `flock -c`).
+    #[arg(short = 'c', value_name = "SHELL COMMAND", conflicts_with = "command")]
+    shell: Option<String>,
+
+    /// The command and its arguments (after `--` if they start with a dash). Without one (and
+    /// without -c), hold the lock until SIGINT or SIGTERM.
     #[arg(
-        required = true,
         trailing_var_arg = true,
         allow_hyphen_values = true,
         value_name = "COMMAND"
     )]
     command: Vec<OsString>,
+}
+
+/// `--timeout`: a decimal number with an optional unit (`ms`, `s`, `m`, `h`; seconds without
+/// one), rounded up to whole seconds since the protocol counts in seconds. Exact decimal
+/// arithmetic, so `0.3m` is 18 s and not 19.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("{text:?} is not a duration like 500ms, 1.5s, 2m or 30");
+    let digits_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let unit_nanos: u128 = match unit {
+        "ms" => 1_000_000,
+        "" | "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return Err(invalid()),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.len() > 18 || fraction.contains('.') {
+        return Err(invalid());
+    }
+    let parse = |digits: &str| -> Result<u128, String> {
+        if digits.is_empty() {
+            Ok(0)
+        } else {
+            digits.parse().map_err(|_| invalid())
+        }
+    };
+    let scale = 10u128.pow(fraction.len() as u32);
+    let nanos = parse(whole)?
+        .checked_mul(unit_nanos)
+        .ok_or_else(invalid)?
+        .saturating_add((parse(fraction)? * unit_nanos).div_ceil(scale));
+    let seconds = nanos.div_ceil(1_000_000_000);
+    match u64::try_from(seconds) {
+        Ok(seconds) if seconds <= MAX_SECONDS => Ok(Duration::from_secs(seconds)),
+        _ => Err(format!("{text:?} is longer than {MAX_SECONDS} seconds")),
+    }
 }
 
 /// A failure with the exit status it maps to.
@@ -246,28 +359,50 @@ impl Failure {
         }
     }
 
-    /// A client error: settings problems are usage errors, the rest mean the server failed.
+    /// A client error, with the exit status of its class.
     fn client(context: &str, error: &Error) -> Failure {
-        let status = match error {
-            Error::InvalidInput(_) | Error::Tls(_) => EXIT_USAGE,
-            _ => EXIT_UNAVAILABLE,
-        };
-        Failure::new(status, format!("{context}: {error}"))
+        Failure::new(error_class(error), format!("{context}: {error}"))
+    }
+}
+
+/// The exit status for a client error (see [`exit`]).
+fn error_class(error: &Error) -> u8 {
+    match error {
+        Error::InvalidInput(_) | Error::Tls(_) => exit::USAGE,
+        Error::Rejected | Error::MaxLocks | Error::MaxWaiters | Error::LimitMismatch => {
+            exit::REFUSED
+        }
+        Error::Auth
+        | Error::Draining
+        | Error::Io(_)
+        | Error::NoResponse
+        | Error::Closed
+        | Error::Certificate(_) => exit::UNAVAILABLE,
+        _ => exit::SOFTWARE,
     }
 }
 
 fn main() -> ExitCode {
-    let matches =
-        config::env::ignore_empty_variables(Cli::command(), |name| std::env::var_os(name))
-            .get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let outcome = build_client(&cli.connection, &matches).and_then(|client| match cli.command {
-        Cmd::Run(args) => run(&client, args),
-        Cmd::Stats { json } => stats(&client, json),
-        Cmd::Emit { channel, payload } => emit(&client, &channel, &payload),
-        Cmd::Listen { patterns, group } => listen(&client, &patterns, group.as_deref()),
-        Cmd::Ping => ping(&client),
-    });
+    let (cli, matches) = match parse_command_line() {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    let client = || build_client(&cli.connection, &matches);
+    let outcome = match cli.command {
+        Cmd::Run(args) => client().and_then(|client| run(&client, args)),
+        Cmd::Stats { json } => client().and_then(|client| stats(&client, json)),
+        Cmd::Emit { channel, payload } => {
+            client().and_then(|client| emit(&client, &channel, &payload))
+        }
+        Cmd::Listen {
+            patterns,
+            group,
+            count,
+        } => client().and_then(|client| listen(&client, &patterns, group.as_deref(), count)),
+        Cmd::Ping => client().and_then(|client| ping(&client)),
+        // Needs no server: the script comes from the command-line definition alone.
+        Cmd::Completions { shell } => completions(shell),
+    };
     match outcome {
         Ok(status) => ExitCode::from(status),
         Err(failure) => {
@@ -275,6 +410,18 @@ fn main() -> ExitCode {
             ExitCode::from(failure.status)
         }
     }
+}
+
+/// Parses the command line. On an error, `--help` or `--version` it prints clap's text and
+/// returns the exit code: 0 for help and version, [`exit::USAGE`] for errors.
+fn parse_command_line() -> Result<(Cli, ArgMatches), ExitCode> {
+    config::env::ignore_empty_variables(Cli::command(), |name| std::env::var_os(name))
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)))
+        .map_err(|e| {
+            let _ = e.print();
+            ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 })
+        })
 }
 
 fn build_client(args: &ConnectionArgs, matches: &ArgMatches) -> Result<Client, Failure> {
@@ -307,7 +454,7 @@ fn auth_token(args: &ConnectionArgs, matches: &ArgMatches) -> Result<Option<Stri
         (Some(token), _) if !file_first => Ok(Some(token.clone())),
         (_, Some(path)) => fs::read_to_string(path).map(Some).map_err(|e| {
             Failure::new(
-                EXIT_USAGE,
+                exit::USAGE,
                 format!("cannot read the auth token file {}: {e}", path.display()),
             )
         }),
@@ -320,9 +467,16 @@ fn auth_token(args: &ConnectionArgs, matches: &ArgMatches) -> Result<Option<Stri
 // ---------------------------------------------------------------------------------------------
 
 fn run(client: &Client, args: RunArgs) -> Result<u8, Failure> {
-    let guard = acquire(client, &args)?;
-    let mut child = spawn(&args.command)?;
-    let outcome = supervise(&mut child, &guard, Duration::from_secs(args.grace));
+    // From here on SIGINT, SIGTERM and SIGHUP no longer end dflockctl by themselves: every
+    // phase below looks at `caught` and ends (or passes the signal on) in its own way.
+    let caught = catch_signals()?;
+    let guard = acquire(client, &args, &caught)?;
+    let outcome = match command_for(&args) {
+        Some(mut command) => spawn(command.envs(lock_env(&guard))).and_then(|mut child| {
+            supervise(&mut child, &guard, &caught, Duration::from_secs(args.grace))
+        }),
+        None => hold(&guard, &caught),
+    };
     let released = guard.release();
     let status = outcome?;
     if let Err(e) = released {
@@ -334,10 +488,37 @@ fn run(client: &Client, args: RunArgs) -> Result<u8, Failure> {
     Ok(status)
 }
 
-/// Joins the queue and waits for the grant, showing the time waited on a terminal.
-fn acquire(client: &Client, args: &RunArgs) -> Result<Guard, Failure> {
-    let timeout = Duration::from_secs(args.timeout.unwrap_or(MAX_SECONDS));
-    let enqueued = match args.limit {
+/// Catches SIGINT, SIGTERM and SIGHUP; the last one caught is left in the returned cell (0
+/// until then).
+fn catch_signals() -> Result<Arc<AtomicUsize>, Failure> {
+    let caught = Arc::new(AtomicUsize::new(0));
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register_usize(signal, Arc::clone(&caught), signal as usize)
+            .map_err(|e| Failure::new(exit::SOFTWARE, format!("cannot handle signals: {e}")))?;
+    }
+    Ok(caught)
+}
+
+/// Joins the queue and waits for the grant, under a [`Watch`].
+fn acquire(client: &Client, args: &RunArgs, caught: &Arc<AtomicUsize>) -> Result<Guard, Failure> {
+    let timeout = args.timeout.unwrap_or(Duration::from_secs(MAX_SECONDS));
+    let server = &client.servers()[client.server_index(&args.key)];
+    let failed = |e: Error| match e {
+        Error::Timeout => Failure::new(
+            args.conflict_exit_code,
+            format!("{}: not acquired within {}s", args.key, timeout.as_secs()),
+        ),
+        e => Failure::client(&format!("{} on {server}", args.key), &e),
+    };
+    let _watch = Watch::start(&args.key, caught);
+    match enqueue(client, args).map_err(failed)? {
+        Enqueued::Acquired(guard) => Ok(guard),
+        Enqueued::Queued(waiting) => waiting.wait(timeout).map_err(failed),
+    }
+}
+
+fn enqueue(client: &Client, args: &RunArgs) -> Result<Enqueued, Error> {
+    match args.limit {
         Some(limit) => {
             let semaphore = client.semaphore(&args.key, limit);
             match args.lease {
@@ -352,135 +533,145 @@ fn acquire(client: &Client, args: &RunArgs) -> Result<Guard, Failure> {
                 None => lock.enqueue(),
             }
         }
-    };
-    let server = &client.servers()[client.server_index(&args.key)];
-    let failed = |e: Error| match e {
-        Error::Timeout => Failure::new(
-            EXIT_TIMEOUT,
-            format!("{}: not acquired within {}s", args.key, timeout.as_secs()),
-        ),
-        e => Failure::client(&format!("{} on {server}", args.key), &e),
-    };
-    match enqueued.map_err(failed)? {
-        Enqueued::Acquired(guard) => Ok(guard),
-        Enqueued::Queued(waiting) => {
-            let progress = Progress::start(&args.key);
-            let granted = waiting.wait(timeout);
-            drop(progress);
-            granted.map_err(failed)
-        }
     }
 }
 
-/// The "waiting for KEY: 12.3s" line on stderr, redrawn in place while it lives; only on a
-/// terminal. The line is erased when it is dropped and when SIGINT, SIGTERM or SIGHUP ends
-/// dflockctl during the wait, so the shell's prompt never lands after it.
-struct Progress {
-    ticker: Option<Ticker>,
+/// Watches the wait for a grant on its own thread while it lives: redraws the "waiting for
+/// KEY: 12.3s" line in place when stderr is a terminal, and ends dflockctl with 128+N when
+/// signal N arrives meanwhile, after erasing that line. Exiting is safe then: nothing is held
+/// yet, and the server forgets a waiter (or frees a grant) whose connection closes.
+struct Watch {
+    stop: Option<(mpsc::Sender<()>, thread::JoinHandle<()>)>,
 }
 
-/// The thread that draws the progress line, and the signal handlers that tell it to stop.
-struct Ticker {
-    stop: mpsc::Sender<()>,
-    thread: thread::JoinHandle<()>,
-    handlers: Vec<SigId>,
-}
-
-/// The signals that end dflockctl while it waits in the queue.
-const INTERRUPTS: [c_int; 3] = [SIGINT, SIGTERM, SIGHUP];
-
-/// Erases the current terminal line.
-const ERASE_LINE: &str = "\r\x1b[K";
-
-impl Progress {
-    fn start(key: &str) -> Progress {
-        if !io::stderr().is_terminal() {
-            return Progress { ticker: None };
-        }
-        // The handlers only record the signal; the drawing thread erases the line, then ends
-        // the process as the signal's default action would (and with the same status).
-        let caught = Arc::new(AtomicUsize::new(0));
-        let handlers = INTERRUPTS
-            .iter()
-            .filter_map(|&signal| {
-                signal_hook::flag::register_usize(signal, Arc::clone(&caught), signal as usize).ok()
-            })
-            .collect();
+impl Watch {
+    fn start(key: &str, caught: &Arc<AtomicUsize>) -> Watch {
         let (stop, stopped) = mpsc::channel();
         let key = key.to_owned();
-        let start = Instant::now();
-        let thread = thread::spawn(move || {
-            // Checked every POLL, so an interrupt is acted on within 50 ms.
+        let caught = Arc::clone(caught);
+        let ticker = thread::spawn(move || {
+            let mut progress = Progress::new(&key);
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(POLL) {
                 let signal = caught.load(Ordering::Relaxed);
                 if signal != 0 {
-                    eprint!("{ERASE_LINE}");
-                    let _ = emulate_default_handler(signal as c_int);
+                    progress.erase();
+                    eprintln!("dflockctl: {key}: interrupted while waiting; not acquired");
+                    std::process::exit(signal_status(signal).into());
                 }
-                let waited = start.elapsed().as_secs_f64();
-                eprint!("\rdflockctl: waiting for {key}: {waited:.1}s");
+                progress.tick();
             }
-            eprint!("{ERASE_LINE}");
+            progress.erase();
         });
-        Progress {
-            ticker: Some(Ticker {
-                stop,
-                thread,
-                handlers,
-            }),
+        Watch {
+            stop: Some((stop, ticker)),
         }
     }
 }
 
-impl Drop for Progress {
+impl Drop for Watch {
     fn drop(&mut self) {
-        if let Some(ticker) = self.ticker.take() {
-            // signal-hook does not restore the default action when the last handler goes, so
-            // until `supervise` installs its own these signals are ignored: for the time it
-            // takes to spawn the command, which must never run without the lock anyway.
-            for handler in ticker.handlers {
-                signal_hook::low_level::unregister(handler);
-            }
-            drop(ticker.stop);
-            let _ = ticker.thread.join();
+        if let Some((stop, ticker)) = self.stop.take() {
+            drop(stop);
+            let _ = ticker.join();
         }
     }
 }
 
-fn spawn(command: &[OsString]) -> Result<Child, Failure> {
-    let (program, args) = command
-        .split_first()
-        .expect("clap requires at least one COMMAND word");
-    Command::new(program).args(args).spawn().map_err(|e| {
+/// The "waiting for KEY: 12.3s" line on stderr, only on a terminal. Invariant: `drawn` says
+/// whether the cursor is at the end of that line, so erasing leaves a clean line.
+struct Progress<'a> {
+    key: &'a str,
+    terminal: bool,
+    start: Instant,
+    next_draw: Instant,
+    drawn: bool,
+}
+
+impl<'a> Progress<'a> {
+    fn new(key: &'a str) -> Progress<'a> {
+        let start = Instant::now();
+        Progress {
+            key,
+            terminal: io::stderr().is_terminal(),
+            start,
+            next_draw: start + PROGRESS_TICK,
+            drawn: false,
+        }
+    }
+
+    /// Redraws the line if a tick has passed since the last drawing.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if self.terminal && now >= self.next_draw {
+            let waited = (now - self.start).as_secs_f64();
+            eprint!("\rdflockctl: waiting for {}: {waited:.1}s", self.key);
+            self.drawn = true;
+            self.next_draw = now + PROGRESS_TICK;
+        }
+    }
+
+    /// Erases the line (and a `^C` the terminal echoed on it) so later output starts clean.
+    fn erase(&mut self) {
+        if std::mem::take(&mut self.drawn) {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// What `run` runs: `sh -c LINE` for `-c`, else COMMAND; `None` for neither (hold the lock).
+fn command_for(args: &RunArgs) -> Option<Command> {
+    if let Some(line) = &args.shell {
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(line);
+        return Some(command);
+    }
+    let (program, rest) = args.command.split_first()?;
+    let mut command = Command::new(program);
+    command.args(rest);
+    Some(command)
+}
+
+/// What the command learns of its grant, so it can pass the fence on to storage.
+fn lock_env(guard: &Guard) -> [(&'static str, String); 4] {
+    [
+        ("DFLOCKD_LOCK_KEY", guard.key().to_owned()),
+        ("DFLOCKD_LOCK_TOKEN", guard.token().to_string()),
+        ("DFLOCKD_LOCK_FENCE", guard.fence().to_string()),
+        ("DFLOCKD_LOCK_LEASE", guard.lease().as_secs().to_string()),
+    ]
+}
+
+fn spawn(command: &mut Command) -> Result<Child, Failure> {
+    command.spawn().map_err(|e| {
         let status = if e.kind() == io::ErrorKind::NotFound {
-            EXIT_NOT_FOUND
+            exit::NOT_FOUND
         } else {
-            EXIT_CANNOT_EXECUTE
+            exit::CANNOT_EXECUTE
         };
-        Failure::new(
-            status,
-            format!("cannot run {}: {e}", program.to_string_lossy()),
-        )
+        let program = command.get_program().to_string_lossy();
+        Failure::new(status, format!("cannot run {program}: {e}"))
     })
 }
 
-/// Waits for the command to exit, passing on SIGTERM and SIGHUP and stopping it if the lock
-/// is lost. Returns the exit status to report.
-fn supervise(child: &mut Child, guard: &Guard, grace: Duration) -> Result<u8, Failure> {
-    let forwarded = forward_signals()?;
+/// Waits for the command to exit, passing on SIGTERM and SIGHUP (SIGINT reaches it from the
+/// terminal already) and stopping it if the lock is lost. Returns the exit status to report.
+fn supervise(
+    child: &mut Child,
+    guard: &Guard,
+    caught: &AtomicUsize,
+    grace: Duration,
+) -> Result<u8, Failure> {
     let lost = guard.loss_channel();
     loop {
         if let Some(status) = child.try_wait().map_err(|e| {
-            Failure::new(
-                EXIT_UNAVAILABLE,
-                format!("cannot wait for the command: {e}"),
-            )
+            Failure::new(exit::SOFTWARE, format!("cannot wait for the command: {e}"))
         })? {
             return Ok(exit_code(status));
         }
-        let signal = forwarded.swap(0, Ordering::Relaxed);
-        if signal != 0 {
-            send_signal(child, signal as c_int);
+        match caught.swap(0, Ordering::Relaxed) {
+            0 => {}
+            signal if signal == SIGINT as usize => {}
+            signal => send_signal(child, signal as c_int),
         }
         match lost.recv_timeout(POLL) {
             Ok(loss) => {
@@ -490,7 +681,7 @@ fn supervise(child: &mut Child, guard: &Guard, grace: Duration) -> Result<u8, Fa
                 );
                 terminate(child, grace);
                 return Err(Failure::new(
-                    EXIT_LOST,
+                    exit::LOST,
                     format!(
                         "{}: the command was stopped because the lock was lost",
                         guard.key()
@@ -504,20 +695,34 @@ fn supervise(child: &mut Child, guard: &Guard, grace: Duration) -> Result<u8, Fa
     }
 }
 
-/// Catches SIGTERM and SIGHUP (to pass on) and SIGINT (which the terminal already delivers to
-/// the command itself); the last one caught is left in the returned cell.
-fn forward_signals() -> Result<Arc<AtomicUsize>, Failure> {
-    let caught = Arc::new(AtomicUsize::new(0));
-    let ignored = Arc::new(AtomicUsize::new(0));
-    let register = |signal: c_int, cell: &Arc<AtomicUsize>| {
-        signal_hook::flag::register_usize(signal, Arc::clone(cell), signal as usize)
-            .map(drop)
-            .map_err(|e| Failure::new(EXIT_UNAVAILABLE, format!("cannot handle signals: {e}")))
-    };
-    register(SIGTERM, &caught)?;
-    register(SIGHUP, &caught)?;
-    register(SIGINT, &ignored)?;
-    Ok(caught)
+/// Holds the lock without a command: prints "KEY TOKEN FENCE" and waits for a signal (then
+/// returns 0, and the caller releases) or the loss of the lock.
+fn hold(guard: &Guard, caught: &AtomicUsize) -> Result<u8, Failure> {
+    let mut stdout = io::stdout().lock();
+    // A reader that went away changes nothing: the lock is held until a signal says otherwise.
+    let _ = writeln!(
+        stdout,
+        "{} {} {}",
+        guard.key(),
+        guard.token(),
+        guard.fence()
+    )
+    .and_then(|()| stdout.flush());
+    let lost = guard.loss_channel();
+    while caught.load(Ordering::Relaxed) == 0 {
+        match lost.recv_timeout(POLL) {
+            Ok(loss) => {
+                return Err(Failure::new(
+                    exit::LOST,
+                    format!("lost the lock on {}: {loss}", guard.key()),
+                ));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            // Only a release disconnects the channel, and the guard is held here.
+            Err(RecvTimeoutError::Disconnected) => thread::sleep(POLL),
+        }
+    }
+    Ok(0)
 }
 
 /// Sends `signal` to the command. Its pid cannot belong to another process: the child has not
@@ -549,29 +754,53 @@ fn exit_code(status: ExitStatus) -> u8 {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
-        (None, Some(signal)) => 128u8.wrapping_add(signal as u8),
+        (None, Some(signal)) => signal_status(signal as usize),
         (None, None) => 1,
     }
+}
+
+/// The shell's status for "ended by signal N": 128 + N.
+fn signal_status(signal: usize) -> u8 {
+    128u8.wrapping_add(signal as u8)
 }
 
 // ---------------------------------------------------------------------------------------------
 // stats, emit, listen, ping
 // ---------------------------------------------------------------------------------------------
 
+/// Asks every server, reporting the ones that fail on stderr without hiding the others; the
+/// status is the first failure's.
 fn stats(client: &Client, json: bool) -> Result<u8, Failure> {
+    let mut status = 0;
+    let mut by_server = serde_json::Map::new();
     for (index, server) in client.servers().iter().enumerate() {
-        let mut conn = client
-            .connect(index)
-            .map_err(|e| Failure::client(server, &e))?;
-        if json {
-            let payload = conn.stats_json().map_err(|e| Failure::client(server, &e))?;
-            println!("{payload}");
-        } else {
-            let stats = conn.stats().map_err(|e| Failure::client(server, &e))?;
-            print!("{}", render_stats(server, &stats));
+        let asked = client.connect(index).and_then(|mut conn| {
+            if json {
+                by_server.insert(server.clone(), stats_value(&mut conn)?);
+            } else {
+                print!("{}", render_stats(server, &conn.stats()?));
+            }
+            Ok(())
+        });
+        if let Err(e) = asked {
+            let failure = Failure::client(server, &e);
+            eprintln!("dflockctl: {}", failure.message);
+            if status == 0 {
+                status = failure.status;
+            }
         }
     }
-    Ok(0)
+    if json {
+        println!("{}", serde_json::Value::Object(by_server));
+    }
+    Ok(status)
+}
+
+/// The server's `stats` payload as JSON, unchanged.
+fn stats_value(conn: &mut Connection) -> Result<serde_json::Value, Error> {
+    let payload = conn.stats_json()?;
+    serde_json::from_str(&payload)
+        .map_err(|e| Error::Protocol(format!("a stats payload that is not JSON: {e}")))
 }
 
 /// Aligned columns under a header row.
@@ -663,14 +892,41 @@ fn render_stats(server: &str, stats: &Stats) -> String {
 }
 
 fn emit(client: &Client, channel: &str, payload: &str) -> Result<u8, Failure> {
+    let payload = match payload {
+        "-" => payload_from_stdin()?,
+        literal => literal.to_owned(),
+    };
     let delivered = client
-        .emit(channel, payload)
+        .emit(channel, &payload)
         .map_err(|e| Failure::client(channel, &e))?;
     println!("{delivered}");
     Ok(0)
 }
 
-fn listen(client: &Client, patterns: &[String], group: Option<&str>) -> Result<u8, Failure> {
+/// One line from stdin, its line feed removed. A payload is checked by the client (one line,
+/// within the protocol's limit), so reading one byte beyond the limit is enough to refuse an
+/// oversized one; anything after a line feed in the middle is kept so that check sees it.
+fn payload_from_stdin() -> Result<String, Failure> {
+    let mut bytes = Vec::new();
+    let limit = MAX_PAYLOAD_LINE as u64 + 2;
+    io::stdin()
+        .lock()
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::new(exit::USAGE, format!("cannot read the payload: {e}")))?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Failure::new(exit::USAGE, "the payload on stdin is not UTF-8"))
+}
+
+fn listen(
+    client: &Client,
+    patterns: &[String],
+    group: Option<&str>,
+    count: Option<u64>,
+) -> Result<u8, Failure> {
     let server = &client.servers()[0];
     let signals = client.signals().map_err(|e| Failure::client(server, &e))?;
     for pattern in patterns {
@@ -679,18 +935,20 @@ fn listen(client: &Client, patterns: &[String], group: Option<&str>) -> Result<u
             .map_err(|e| Failure::client(pattern, &e))?;
     }
     let mut stdout = io::stdout().lock();
+    let mut left = count.unwrap_or(u64::MAX);
     for signal in signals.iter() {
         let printed =
             writeln!(stdout, "{} {}", signal.channel, signal.payload).and_then(|()| stdout.flush());
-        if printed.is_err() {
-            // The reader went away (a closed pipe): nothing more to do.
+        left -= 1;
+        if printed.is_err() || left == 0 {
+            // Enough signals, or the reader went away (a closed pipe): nothing more to do.
             return Ok(0);
         }
     }
     let why = signals
         .closed_reason()
         .unwrap_or_else(|| "the connection ended".to_owned());
-    Err(Failure::new(EXIT_UNAVAILABLE, format!("{server}: {why}")))
+    Err(Failure::new(exit::UNAVAILABLE, format!("{server}: {why}")))
 }
 
 fn ping(client: &Client) -> Result<u8, Failure> {
@@ -700,11 +958,16 @@ fn ping(client: &Client) -> Result<u8, Failure> {
             Ok(rtt) => println!("{server}: ok ({:.2} ms)", rtt.as_secs_f64() * 1e3),
             Err(e) => {
                 println!("{server}: {e}");
-                status = EXIT_UNAVAILABLE;
+                status = exit::UNAVAILABLE;
             }
         }
     }
     Ok(status)
+}
+
+fn completions(shell: clap_complete::Shell) -> Result<u8, Failure> {
+    clap_complete::generate(shell, &mut Cli::command(), "dflockctl", &mut io::stdout());
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -723,16 +986,105 @@ mod tests {
             panic!("not run");
         };
         assert_eq!(args.key, "k");
-        assert_eq!(args.timeout, Some(3));
+        assert_eq!(args.timeout, Some(Duration::from_secs(3)));
         assert_eq!(args.command, ["sh", "-c", "exit 3"]);
         let cli = parse(&["run", "k", "ls", "-l"]).expect("valid without --");
         let Cmd::Run(args) = cli.command else {
             panic!("not run");
         };
         assert_eq!(args.command, ["ls", "-l"]);
-        assert!(parse(&["run", "k"]).is_err(), "a command is required");
         assert!(parse(&["run", "--limit", "0", "k", "true"]).is_err());
         assert!(parse(&["run", "--lease", "0", "k", "true"]).is_err());
+    }
+
+    #[test]
+    fn run_takes_a_shell_line_or_no_command_at_all() {
+        for argv in [
+            &["run", "k", "-c", "a | b"][..],
+            &["run", "-c", "a | b", "k"][..],
+        ] {
+            let Cmd::Run(args) = parse(argv).expect("valid").command else {
+                panic!("not run");
+            };
+            assert_eq!(args.shell.as_deref(), Some("a | b"), "{argv:?}");
+            assert!(args.command.is_empty(), "{argv:?}");
+            let command = command_for(&args).expect("a command");
+            assert_eq!(command.get_program(), "sh");
+            assert_eq!(command.get_args().collect::<Vec<_>>(), ["-c", "a | b"]);
+        }
+        let Cmd::Run(args) = parse(&["run", "k"]).expect("valid").command else {
+            panic!("not run");
+        };
+        assert!(command_for(&args).is_none(), "no command: hold the lock");
+        assert!(parse(&["run", "k", "-c", "x", "--", "ls"]).is_err());
+    }
+
+    #[test]
+    fn timeouts_take_units_and_round_up_to_whole_seconds() {
+        let secs = |text: &str| parse_timeout(text).map(|d| d.as_secs());
+        assert_eq!(secs("500ms"), Ok(1));
+        assert_eq!(secs("1000ms"), Ok(1));
+        assert_eq!(secs("1001ms"), Ok(2));
+        assert_eq!(secs("1.5s"), Ok(2));
+        assert_eq!(secs("2m"), Ok(120));
+        assert_eq!(secs("0.3m"), Ok(18));
+        assert_eq!(secs("1h"), Ok(3600));
+        assert_eq!(secs("30"), Ok(30));
+        assert_eq!(secs("0"), Ok(0));
+        assert_eq!(secs(".5"), Ok(1));
+        assert_eq!(secs(&MAX_SECONDS.to_string()), Ok(MAX_SECONDS));
+        for bad in [
+            "",
+            ".",
+            "1.2.3",
+            "5x",
+            "-1",
+            "1 s",
+            "s",
+            "99999999999999999999999",
+        ] {
+            assert!(parse_timeout(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_timeout(&format!("{}", MAX_SECONDS + 1)).is_err());
+    }
+
+    #[test]
+    fn client_errors_map_to_their_exit_class() {
+        let cases = [
+            (Error::InvalidInput("x".into()), exit::USAGE),
+            (Error::Tls("x".into()), exit::USAGE),
+            (Error::LimitMismatch, exit::REFUSED),
+            (Error::MaxLocks, exit::REFUSED),
+            (Error::MaxWaiters, exit::REFUSED),
+            (Error::Rejected, exit::REFUSED),
+            (Error::Draining, exit::UNAVAILABLE),
+            (Error::Closed, exit::UNAVAILABLE),
+            (Error::Certificate("x".into()), exit::UNAVAILABLE),
+            (Error::Protocol("x".into()), exit::SOFTWARE),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error_class(&error), status, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_exit_status() {
+        let help = exit_status_help();
+        for code in [
+            exit::USAGE,
+            exit::REFUSED,
+            exit::UNAVAILABLE,
+            exit::SOFTWARE,
+            exit::NOT_ACQUIRED,
+            exit::LOST,
+            exit::CANNOT_EXECUTE,
+            exit::NOT_FOUND,
+        ] {
+            assert!(
+                help.contains(&format!("\n  {code} ")),
+                "{code} missing:\n{help}"
+            );
+        }
     }
 
     #[test]
@@ -761,10 +1113,12 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_shell() {
-        use signal_hook::consts::SIGKILL;
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(exit_code(ExitStatus::from_raw(7 << 8)), 7);
-        assert_eq!(exit_code(ExitStatus::from_raw(SIGKILL)), 137);
+        assert_eq!(
+            exit_code(ExitStatus::from_raw(signal_hook::consts::SIGKILL)),
+            137
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::io;
 
+use rustls::CertificateError;
+
 /// Everything that can go wrong talking to a dflockd server.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -47,6 +49,9 @@ pub enum Error {
     /// TLS could not be set up: an unreadable CA file, no usable root certificate, a server
     /// address that is not a valid TLS name.
     Tls(String),
+    /// The TLS handshake failed because the server's certificate was rejected; the text is one
+    /// sentence saying why, with a hint on how to fix it.
+    Certificate(String),
 }
 
 /// Shorthand for results whose error is [`Error`].
@@ -77,6 +82,20 @@ impl Error {
         Error::from_status(line).unwrap_or_else(|| {
             Error::Protocol(format!("unexpected response to {request}: {line:?}"))
         })
+    }
+
+    /// The error for a failed TLS handshake with the server expected to be `name`: a rejected
+    /// certificate becomes [`Error::Certificate`], anything else goes through `From<io::Error>`.
+    pub(crate) fn from_handshake(error: io::Error, name: &str) -> Error {
+        let rejected = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        match rejected {
+            Some(rustls::Error::InvalidCertificate(why)) => {
+                Error::Certificate(describe_certificate_error(why, name))
+            }
+            _ => Error::from(error),
+        }
     }
 
     /// Whether this is a socket read timing out (platforms report it as either kind).
@@ -115,8 +134,66 @@ impl fmt::Display for Error {
             Error::Protocol(what) => write!(f, "protocol violation: {what}"),
             Error::InvalidInput(what) => write!(f, "invalid input: {what}"),
             Error::Tls(what) => write!(f, "TLS setup failed: {what}"),
+            Error::Certificate(what) => f.write_str(what),
         }
     }
+}
+
+/// One sentence on why the certificate of the server expected to be `name` was refused, with
+/// the fix for the mistakes people make with self-made certificates.
+fn describe_certificate_error(error: &CertificateError, name: &str) -> String {
+    match error {
+        CertificateError::Other(other) if is_ca_used_as_end_entity(other) => {
+            "the server's certificate is a CA certificate, not a server certificate \
+             (basicConstraints CA:TRUE); make a leaf certificate with \
+             -addext basicConstraints=critical,CA:FALSE"
+                .to_owned()
+        }
+        CertificateError::UnknownIssuer => {
+            "the server's certificate is not signed by a trusted CA (unknown issuer); trust the \
+             CA that signed it, or a self-signed certificate itself (--tls-ca, tls_ca_file)"
+                .to_owned()
+        }
+        CertificateError::BadSignature => {
+            "the server's certificate is not signed by the trusted certificate of that name (bad \
+             signature; two self-signed certificates share a subject?); trust the certificate or \
+             CA the server actually uses (--tls-ca, tls_ca_file)"
+                .to_owned()
+        }
+        CertificateError::NotValidForName => format!(
+            "the server's certificate is not valid for {name:?}; connect by a name in its \
+             subjectAltName or set that name with --tls-server-name (tls_server_name)"
+        ),
+        CertificateError::NotValidForNameContext { presented, .. } => format!(
+            "the server's certificate is not valid for {name:?} (it names {}); connect by one \
+             of those names or set it with --tls-server-name (tls_server_name)",
+            presented.join(", ")
+        ),
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            "the server's certificate has expired; renew it (or check this machine's clock)"
+                .to_owned()
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet; check the clocks of this machine and \
+             of the machine that made it"
+                .to_owned()
+        }
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            "the server's certificate is not meant for TLS servers; make it with \
+             -addext extendedKeyUsage=serverAuth"
+                .to_owned()
+        }
+        other => format!("the server's certificate was rejected: {other}"),
+    }
+}
+
+/// rustls reports a CA certificate presented as the server's own only as webpki's error,
+/// wrapped in [`CertificateError::Other`].
+fn is_ca_used_as_end_entity(other: &rustls::OtherError) -> bool {
+    matches!(
+        other.0.downcast_ref::<webpki::Error>(),
+        Some(webpki::Error::CaUsedAsEndEntity)
+    )
 }
 
 impl std::error::Error for Error {
@@ -184,5 +261,66 @@ mod tests {
         assert!(matches!(eof, Error::Closed));
         let reset = Error::from(io::Error::from(io::ErrorKind::ConnectionReset));
         assert!(matches!(reset, Error::Io(_)));
+    }
+
+    /// The message a handshake failing with `why` turns into.
+    fn handshake_message(why: CertificateError) -> String {
+        let failure = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(why),
+        );
+        match Error::from_handshake(failure, "locks.internal") {
+            Error::Certificate(text) => text,
+            other => panic!("not a certificate error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejected_certificates_are_explained_with_a_hint() {
+        let ca = CertificateError::Other(rustls::OtherError(std::sync::Arc::new(
+            webpki::Error::CaUsedAsEndEntity,
+        )));
+        assert_eq!(
+            handshake_message(ca),
+            "the server's certificate is a CA certificate, not a server certificate \
+             (basicConstraints CA:TRUE); make a leaf certificate with \
+             -addext basicConstraints=critical,CA:FALSE"
+        );
+        let cases = [
+            (CertificateError::UnknownIssuer, "unknown issuer"),
+            (
+                CertificateError::NotValidForName,
+                "not valid for \"locks.internal\"",
+            ),
+            (CertificateError::Expired, "has expired"),
+            (CertificateError::NotValidYet, "not valid yet"),
+            (
+                CertificateError::InvalidPurpose,
+                "extendedKeyUsage=serverAuth",
+            ),
+            (CertificateError::BadSignature, "bad signature"),
+            (CertificateError::Revoked, "rejected: "),
+        ];
+        for (why, needle) in cases {
+            let text = handshake_message(why);
+            assert!(text.contains(needle), "{needle:?} not in {text:?}");
+            assert!(!text.contains('\n'), "one line: {text:?}");
+        }
+        let named = handshake_message(CertificateError::NotValidForNameContext {
+            expected: rustls::pki_types::ServerName::try_from("locks.internal").expect("name"),
+            presented: vec!["DNS:localhost".to_owned()],
+        });
+        assert!(named.contains("(it names DNS:localhost)"), "{named}");
+    }
+
+    #[test]
+    fn other_handshake_failures_stay_connection_errors() {
+        let other = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
+        );
+        assert!(matches!(Error::from_handshake(other, "x"), Error::Io(_)));
+        let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+        assert!(matches!(Error::from_handshake(eof, "x"), Error::Closed));
     }
 }

@@ -106,7 +106,8 @@ fn handshake(tcp: &TcpStream, config: &Arc<ClientConfig>, name: &str) -> Result<
     let mut tls = ClientConnection::new(Arc::clone(config), server_name)
         .map_err(|e| Error::Tls(e.to_string()))?;
     let mut socket = tcp;
-    tls.complete_io(&mut socket)?;
+    tls.complete_io(&mut socket)
+        .map_err(|e| Error::from_handshake(e, name))?;
     if tls.is_handshaking() {
         return Err(Error::Closed);
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use dflockd::client::Client;
 
-use crate::support::{TempDir, TestServer, stats_entry, wait_until};
+use crate::support::{TempDir, TestServer, lock_waiters, stats_entry, wait_until};
 
 const PROMPTLY: Duration = Duration::from_secs(5);
 
@@ -153,6 +153,25 @@ fn run_times_out_with_its_own_status() {
         !std::path::Path::new(&marker).exists(),
         "the command must not run"
     );
+
+    // Units round up to the protocol's whole seconds; the status can be chosen.
+    let out = output(dflockctl(&server.addr.to_string()).args([
+        "run",
+        "--timeout",
+        "500ms",
+        "--conflict-exit-code",
+        "9",
+        "k",
+        "-c",
+        &format!("touch {marker}"),
+    ]));
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not acquired within 1s"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!std::path::Path::new(&marker).exists());
 }
 
 #[test]
@@ -228,8 +247,8 @@ fn stats_emit_listen_and_ping() {
     assert!(table.contains("a.>"), "{table}");
     let json = output(dflockctl(&addr).args(["stats", "--json"]));
     let parsed: serde_json::Value =
-        serde_json::from_slice(&json.stdout).expect("stats --json prints the JSON payload");
-    assert_eq!(parsed["signal_channels"][0]["group"], "g");
+        serde_json::from_slice(&json.stdout).expect("stats --json prints one JSON object");
+    assert_eq!(parsed[&addr]["signal_channels"][0]["group"], "g");
 
     let emitted = output(dflockctl(&addr).args(["emit", "a.b", "hello world"]));
     assert_eq!(String::from_utf8_lossy(&emitted.stdout), "1\n");
@@ -279,7 +298,7 @@ fn auth_tokens_come_from_flags_files_and_the_environment() {
         stderr(&wrong)
     );
     let missing_file = output(dflockctl(&addr).args(["--auth-token-file", "/nonexistent", "ping"]));
-    assert_eq!(missing_file.status.code(), Some(2));
+    assert_eq!(missing_file.status.code(), Some(64));
 }
 
 #[test]
@@ -310,7 +329,7 @@ fn empty_variables_are_unset_and_empty_tokens_are_errors() {
                 .args(args)
                 .arg("ping"),
         );
-        assert_eq!(blank.status.code(), Some(2), "{}", stderr(&blank));
+        assert_eq!(blank.status.code(), Some(64), "{}", stderr(&blank));
         assert!(
             stderr(&blank).contains("auth token is empty"),
             "{}",
@@ -323,7 +342,7 @@ fn empty_variables_are_unset_and_empty_tokens_are_errors() {
 fn help_documents_the_exit_statuses() {
     let help = output(dflockctl("127.0.0.1:1").arg("--help"));
     let text = String::from_utf8_lossy(&help.stdout);
-    for needle in ["Exit status", "69", "75", "76", "127"] {
+    for needle in ["Exit status", "64", "65", "69", "70", "75", "76", "127"] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
@@ -378,5 +397,300 @@ fn io_timeout_bounds_the_wait_for_a_silent_server() {
         started.elapsed()
     );
     let rejected = output(dflockctl(&addr).args(["--io-timeout", "0", "ping"]));
-    assert_eq!(rejected.status.code(), Some(2), "{}", stderr(&rejected));
+    assert_eq!(rejected.status.code(), Some(64), "{}", stderr(&rejected));
+}
+
+/// The `openssl req` command of the README's TLS recipe, continuation lines joined.
+fn readme_certificate_recipe() -> String {
+    let readme = include_str!("../../README.md");
+    let mut lines = readme
+        .lines()
+        .skip_while(|line| !line.starts_with("openssl req -x509"));
+    let mut command = String::new();
+    for line in lines.by_ref() {
+        match line.strip_suffix('\\') {
+            Some(continued) => command.push_str(continued),
+            None => {
+                command.push_str(line);
+                return command;
+            }
+        }
+    }
+    panic!("the README has no complete `openssl req -x509` recipe");
+}
+
+#[test]
+fn the_readme_certificate_recipe_makes_a_certificate_clients_accept() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("SKIPPED: the `openssl` binary is not installed; the README recipe was not run");
+        return;
+    }
+    let dir = TempDir::new();
+    let made = Command::new("sh")
+        .args(["-c", &readme_certificate_recipe()])
+        .current_dir(dir.path(""))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sh");
+    assert!(
+        made.status.success(),
+        "the recipe failed: {}",
+        stderr(&made)
+    );
+    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
+    let server = TestServer::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    let ping = output(dflockctl(&server.addr.to_string()).args([
+        "--tls-ca",
+        &cert,
+        "--tls-server-name",
+        "localhost",
+        "ping",
+    ]));
+    assert_eq!(ping.status.code(), Some(0), "{}", stderr(&ping));
+    // The address itself is in the certificate too.
+    let by_address = output(dflockctl(&server.addr.to_string()).args(["--tls-ca", &cert, "ping"]));
+    assert_eq!(by_address.status.code(), Some(0), "{}", stderr(&by_address));
+}
+
+#[test]
+fn a_ca_certificate_on_the_server_is_explained() {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("certificate params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let signing_key = rcgen::KeyPair::generate().expect("generate a key");
+    let issued = params.self_signed(&signing_key).expect("self-sign");
+    let dir = TempDir::new();
+    let cert = dir.file("cert.pem", issued.pem().as_bytes());
+    let key = dir.file("key.pem", signing_key.serialize_pem().as_bytes());
+    let server = TestServer::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    let ping = output(dflockctl(&server.addr.to_string()).args([
+        "--tls-ca",
+        &cert,
+        "--tls-server-name",
+        "localhost",
+        "ping",
+    ]));
+    assert_eq!(ping.status.code(), Some(69), "{}", stderr(&ping));
+    let said = String::from_utf8_lossy(&ping.stdout);
+    assert!(
+        said.contains("is a CA certificate, not a server certificate")
+            && said.contains("basicConstraints=critical,CA:FALSE"),
+        "{said}"
+    );
+}
+
+/// A port nothing listens on (bound and released again).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Sends `signal` to a child that has not been waited for.
+fn send_signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: kill(2) with a pid we spawned and have not reaped; no memory is involved.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill failed");
+}
+
+#[test]
+fn run_tells_the_command_about_its_lock() {
+    let server = TestServer::start(&[]);
+    let out = output(dflockctl(&server.addr.to_string()).args([
+        "run",
+        "--lease",
+        "7",
+        "orders",
+        "-c",
+        "echo \"$DFLOCKD_LOCK_KEY $DFLOCKD_LOCK_TOKEN $DFLOCKD_LOCK_FENCE $DFLOCKD_LOCK_LEASE\" | cat",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let [key, token, fence, lease] = fields[..] else {
+        panic!("four values expected: {text:?}");
+    };
+    assert_eq!(key, "orders");
+    assert_eq!(token.len(), 32, "{token}");
+    let expected_fence = u64::from_str_radix(&token[..16], 16).expect("hex token");
+    assert_eq!(fence.parse::<u64>().expect("decimal fence"), expected_fence);
+    assert_eq!(lease, "7");
+    assert!(is_free(&server, "orders"));
+}
+
+#[test]
+fn run_exits_65_when_the_server_refuses_the_request() {
+    let server = TestServer::start(&[]);
+    let client = Client::new([server.addr.to_string()]).expect("valid");
+    let _slot = client
+        .semaphore("pool", 2)
+        .acquire(Duration::ZERO)
+        .expect("acquire");
+    let out =
+        output(dflockctl(&server.addr.to_string()).args(["run", "--limit", "3", "pool", "true"]));
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error_limit_mismatch"),
+        "{}",
+        stderr(&out)
+    );
+
+    let listen = output(dflockctl(&server.addr.to_string()).args(["listen", ">.a"]));
+    assert_eq!(listen.status.code(), Some(65), "{}", stderr(&listen));
+}
+
+#[test]
+fn run_without_a_command_holds_until_sigterm() {
+    let server = TestServer::start(&[]);
+    let mut holder = dflockctl(&server.addr.to_string())
+        .args(["run", "held"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn dflockctl");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("read the held line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let [key, token, fence] = fields[..] else {
+        panic!("KEY TOKEN FENCE expected: {line:?}");
+    };
+    assert_eq!(key, "held");
+    assert_eq!(token.len(), 32, "{token}");
+    assert_eq!(
+        fence.parse::<u64>().ok(),
+        u64::from_str_radix(&token[..16], 16).ok()
+    );
+    assert!(!is_free(&server, "held"), "held once the line is printed");
+    send_signal(&holder, libc::SIGTERM);
+    assert_eq!(wait_code(&mut holder, PROMPTLY), Some(0));
+    assert!(is_free(&server, "held"), "released on SIGTERM");
+}
+
+#[test]
+fn sigint_while_waiting_ends_the_wait() {
+    let server = TestServer::start(&[]);
+    let client = Client::new([server.addr.to_string()]).expect("valid");
+    let _held = client.lock("k").acquire(Duration::ZERO).expect("acquire");
+    let mut waiter = dflockctl(&server.addr.to_string())
+        .args(["run", "k", "true"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dflockctl");
+    wait_until("dflockctl waits in the queue", PROMPTLY, || {
+        lock_waiters(&server, "k") == 1
+    });
+    send_signal(&waiter, libc::SIGINT);
+    assert_eq!(wait_code(&mut waiter, PROMPTLY), Some(128 + libc::SIGINT));
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut waiter.stderr.take().expect("piped"), &mut said)
+        .expect("read stderr");
+    assert_eq!(
+        said,
+        "dflockctl: k: interrupted while waiting; not acquired\n"
+    );
+    wait_until("the server forgets the waiter", PROMPTLY, || {
+        lock_waiters(&server, "k") == 0
+    });
+}
+
+#[test]
+fn stats_reports_an_unreachable_server_without_hiding_the_others() {
+    let server = TestServer::start(&[]);
+    let client = Client::new([server.addr.to_string()]).expect("valid");
+    let _held = client.lock("k").acquire(Duration::ZERO).expect("acquire");
+    let up = server.addr.to_string();
+    let down = format!("127.0.0.1:{}", closed_port());
+    let servers = format!("{down},{up}");
+
+    let table = output(dflockctl(&servers).arg("stats"));
+    assert_eq!(table.status.code(), Some(69));
+    let shown = String::from_utf8_lossy(&table.stdout);
+    assert!(shown.starts_with(&format!("{up}: ")), "{shown}");
+    assert!(shown.contains("locks"), "{shown}");
+    let said = stderr(&table);
+    assert!(said.contains(&down) && said.contains("refused"), "{said}");
+
+    let json = output(dflockctl(&servers).args(["stats", "--json"]));
+    assert_eq!(json.status.code(), Some(69));
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON object");
+    let keys: Vec<&String> = parsed.as_object().expect("an object").keys().collect();
+    assert_eq!(keys, [&up]);
+    assert_eq!(parsed[&up]["locks"][0]["key"], "k");
+    assert!(stderr(&json).contains(&down), "{}", stderr(&json));
+}
+
+/// `dflockctl emit CHANNEL -` with `input` on stdin.
+fn emit_stdin(addr: &str, channel: &str, input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut emit = dflockctl(addr)
+        .args(["emit", channel, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn emit");
+    let mut stdin = emit.stdin.take().expect("piped");
+    // The payload may be refused before all of it is read; a broken pipe is fine then.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    emit.wait_with_output().expect("emit output")
+}
+
+#[test]
+fn emit_reads_the_payload_from_stdin_and_listen_stops_after_count() {
+    let server = TestServer::start(&[]);
+    let addr = server.addr.to_string();
+    let mut listener = dflockctl(&addr)
+        .args(["listen", "--count", "2", "news"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn listen");
+    wait_until("the listener subscribes", PROMPTLY, || {
+        server.stats()["signal_channels"]
+            .as_array()
+            .is_some_and(|channels| channels.iter().any(|c| c["pattern"] == "news"))
+    });
+
+    let first = emit_stdin(&addr, "news", b"hello from stdin\n");
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(String::from_utf8_lossy(&first.stdout), "1\n");
+    let two_lines = emit_stdin(&addr, "news", b"one\ntwo\n");
+    assert_eq!(two_lines.status.code(), Some(64), "{}", stderr(&two_lines));
+    assert!(
+        stderr(&two_lines).contains("single line"),
+        "{}",
+        stderr(&two_lines)
+    );
+    let too_long = emit_stdin(&addr, "news", &vec![b'x'; 70_000]);
+    assert_eq!(too_long.status.code(), Some(64), "{}", stderr(&too_long));
+    let second = emit_stdin(&addr, "news", b"no line feed");
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+
+    assert_eq!(wait_code(&mut listener, PROMPTLY), Some(0), "exits after 2");
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut listener.stdout.take().expect("piped"), &mut printed)
+        .expect("read listen output");
+    assert_eq!(printed, "news hello from stdin\nnews no line feed\n");
+}
+
+#[test]
+fn completions_come_from_the_command_line_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = output(dflockctl("127.0.0.1:1").args(["completions", shell]));
+        assert_eq!(
+            script.status.code(),
+            Some(0),
+            "{shell}: {}",
+            stderr(&script)
+        );
+        let text = String::from_utf8_lossy(&script.stdout);
+        assert!(
+            text.contains("dflockctl")
+                && text.contains("listen")
+                && text.contains("conflict-exit-code"),
+            "{shell}: {text}"
+        );
+    }
+    let unknown = output(dflockctl("127.0.0.1:1").args(["completions", "tcsh"]));
+    assert_eq!(unknown.status.code(), Some(64));
 }
