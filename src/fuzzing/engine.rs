@@ -474,6 +474,10 @@ struct Recorder {
     events: Vec<Event>,
     connected: [Option<ClientId>; SLOTS],
     room: [u32; SLOTS],
+    /// Clients evicted and not yet disconnected (the harness disconnects them after the call).
+    /// Like the server's closing connections, they have no room, and evicting one again (a
+    /// later publish of the same call) is ignored.
+    evicted: Vec<ClientId>,
 }
 
 impl Recorder {
@@ -494,7 +498,7 @@ impl Outbox for Recorder {
 
     fn has_room(&mut self, client: ClientId, _line_len: usize) -> bool {
         self.check_connected(client, "room asked");
-        self.room[client.index as usize] > 0
+        self.room[client.index as usize] > 0 && !self.evicted.contains(&client)
     }
 
     fn push(&mut self, client: ClientId, channel: &[u8], payload: &[u8]) {
@@ -509,7 +513,10 @@ impl Outbox for Recorder {
 
     fn evict(&mut self, client: ClientId) {
         self.check_connected(client, "eviction");
-        self.events.push(Event::Evict(client));
+        if !self.evicted.contains(&client) {
+            self.evicted.push(client);
+            self.events.push(Event::Evict(client));
+        }
     }
 }
 
@@ -566,6 +573,7 @@ impl Harness {
                 events: Vec::new(),
                 connected: [None; SLOTS],
                 room: [2; SLOTS],
+                evicted: Vec::new(),
             },
         }
     }
@@ -681,6 +689,7 @@ impl Harness {
                 }
             }
         }
+        self.out.evicted.clear();
         for client in evicted {
             let slot = client.index as usize;
             if self.ids[slot] == client {
