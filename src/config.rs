@@ -1934,16 +1934,8 @@ mod tests {
             Err(ConfigError::ManPage(page)) => page,
             other => panic!("--print-man should give the man page, got {other:?}"),
         };
-        // roff's set-up for apostrophes (`.ie`/`.el`) may precede the title.
-        let title = page
-            .lines()
-            .find(|line| !line.starts_with(".ie ") && !line.starts_with(".el "));
-        assert!(
-            title.is_some_and(|line| line.starts_with(".TH dflockd 1")),
-            "{page}"
-        );
-        // roff escapes each dash of a flag.
-        assert!(page.contains(r"\-\-max\-locks"), "{page}");
+        // The title and the flags are checked on the binary's output (tests/it/config.rs); here,
+        // that the page comes from the settings table, variables included.
         assert!(page.contains("DFLOCKD_MAX_LOCKS"), "{page}");
         assert!(
             !page.contains(r"\-\-http\-port"),

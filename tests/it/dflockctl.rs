@@ -64,6 +64,22 @@ fn lines(path: &str) -> Vec<String> {
         .collect()
 }
 
+/// Starts `dflockctl ARGS` (a `listen`) against `server` with its stdout piped, and returns once
+/// the server lists a subscription to `pattern`.
+fn listen_in_background(server: &TestServer, args: &[&str], pattern: &str) -> Child {
+    let listener = dflockctl(&server.addr.to_string())
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn listen");
+    wait_until("the listener subscribes", PROMPTLY, || {
+        server.stats()["signal_channels"]
+            .as_array()
+            .is_some_and(|channels| channels.iter().any(|c| c["pattern"] == pattern))
+    });
+    listener
+}
+
 #[test]
 fn run_serialises_concurrent_invocations() {
     let server = TestServer::start(&[]);
@@ -230,16 +246,7 @@ fn stats_emit_listen_and_ping() {
     assert_eq!(ping.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&ping.stdout).starts_with(&format!("{addr}: ok")));
 
-    let mut listener = dflockctl(&addr)
-        .args(["listen", "a.>", "--group", "g"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn listen");
-    wait_until("the listener subscribes", PROMPTLY, || {
-        server.stats()["signal_channels"]
-            .as_array()
-            .is_some_and(|channels| channels.iter().any(|c| c["pattern"] == "a.>"))
-    });
+    let mut listener = listen_in_background(&server, &["listen", "a.>", "--group", "g"], "a.>");
 
     let table = output(dflockctl(&addr).arg("stats"));
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
@@ -640,16 +647,7 @@ fn emit_stdin(addr: &str, channel: &str, input: &[u8]) -> Output {
 fn emit_reads_the_payload_from_stdin_and_listen_stops_after_count() {
     let server = TestServer::start(&[]);
     let addr = server.addr.to_string();
-    let mut listener = dflockctl(&addr)
-        .args(["listen", "--count", "2", "news"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn listen");
-    wait_until("the listener subscribes", PROMPTLY, || {
-        server.stats()["signal_channels"]
-            .as_array()
-            .is_some_and(|channels| channels.iter().any(|c| c["pattern"] == "news"))
-    });
+    let mut listener = listen_in_background(&server, &["listen", "--count", "2", "news"], "news");
 
     let first = emit_stdin(&addr, "news", b"hello from stdin\n");
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
