@@ -37,6 +37,8 @@ const MIN_INPUT_BUFFER: usize = 257 + 257 + 65_537;
 /// The longest single push line a subscriber can be sent is bounded by the 64 KiB signal payload; a hard
 /// output limit below one such line would disconnect a subscriber for receiving a single legal signal.
 const MIN_OUTPUT_BUFFER: usize = 65_537;
+/// The least `--max-total-output`: a few connections' worth.
+const MIN_TOTAL_OUTPUT: usize = 1 << 20;
 
 /// A client can present at most a 65 536-byte arg line to `auth` (spec §2.2), so a longer token could never be
 /// matched.
@@ -107,6 +109,10 @@ pub struct Config {
     /// Hard output limit: a signal push that would take a subscriber past it disconnects the subscriber as a
     /// slow consumer; at least `max_pending_output` and at least 65 537.
     pub max_output_buffer: usize,
+    /// Memory all connections' unsent output may take together (a shared signal line counted
+    /// once); past it, connections holding more than their share are paused, or dropped as slow
+    /// consumers if they are subscribers. At least 1 MiB.
+    pub max_total_output: usize,
     /// Connections accepted per event-loop turn, so a connection flood cannot starve existing clients; >= 1.
     pub accept_batch: usize,
     /// Core to pin the event loop to; checked against the machine when the server starts, not here.
@@ -579,6 +585,13 @@ const MAX_OUTPUT_BUFFER: Setting = Setting::value(
     Some("4194304"),
     "Unsent output past which a subscriber is dropped as a slow consumer\n(>= 65537 and >= --max-pending-output)",
 );
+const MAX_TOTAL_OUTPUT: Setting = Setting::value(
+    "max-total-output",
+    "DFLOCKD_MAX_TOTAL_OUTPUT",
+    "BYTES",
+    Some("268435456"),
+    "Unsent output of all connections together (a shared signal counted once)\npast which connections holding more than their share are paused, or\ndropped as slow consumers if subscribers (>= 1048576)",
+);
 const ACCEPT_BATCH: Setting = Setting::value(
     "accept-batch",
     "DFLOCKD_ACCEPT_BATCH",
@@ -629,6 +642,7 @@ const SETTINGS: &[&Setting] = &[
     &MAX_INPUT_BUFFER,
     &MAX_PENDING_OUTPUT,
     &MAX_OUTPUT_BUFFER,
+    &MAX_TOTAL_OUTPUT,
     &ACCEPT_BATCH,
     &CPU,
     &BUSY_POLL,
@@ -795,6 +809,7 @@ impl Resolver<'_> {
             max_input_buffer: self.get(&MAX_INPUT_BUFFER, bytes(MIN_INPUT_BUFFER))?,
             max_pending_output,
             max_output_buffer,
+            max_total_output: self.get(&MAX_TOTAL_OUTPUT, bytes(MIN_TOTAL_OUTPUT))?,
             accept_batch: self.get(&ACCEPT_BATCH, bounded(1, usize::MAX, "number"))?,
             cpu: self
                 .optional(&CPU, bounded(0, u32::MAX, "CPU core index"))?
@@ -1182,6 +1197,7 @@ mod tests {
             "max-input-buffer" => config.max_input_buffer.to_string(),
             "max-pending-output" => config.max_pending_output.to_string(),
             "max-output-buffer" => config.max_output_buffer.to_string(),
+            "max-total-output" => config.max_total_output.to_string(),
             "accept-batch" => config.accept_batch.to_string(),
             "cpu" => config
                 .cpu
@@ -1215,6 +1231,7 @@ mod tests {
         ("max-input-buffer", "DFLOCKD_MAX_INPUT_BUFFER", "131072", "66051", "1048576"),
         ("max-pending-output", "DFLOCKD_MAX_PENDING_OUTPUT", "262144", "1", "4194304"),
         ("max-output-buffer", "DFLOCKD_MAX_OUTPUT_BUFFER", "4194304", "262144", "16777216"),
+        ("max-total-output", "DFLOCKD_MAX_TOTAL_OUTPUT", "268435456", "1048576", "67108864"),
         ("accept-batch", "DFLOCKD_ACCEPT_BATCH", "64", "1", "1024"),
         ("cpu", "DFLOCKD_CPU", "unset", "0", "3"),
     ];
@@ -1251,6 +1268,7 @@ mod tests {
         ("max-input-buffer", "DFLOCKD_MAX_INPUT_BUFFER", "66050"),
         ("max-pending-output", "DFLOCKD_MAX_PENDING_OUTPUT", "0"),
         ("max-output-buffer", "DFLOCKD_MAX_OUTPUT_BUFFER", "65536"),
+        ("max-total-output", "DFLOCKD_MAX_TOTAL_OUTPUT", "1048575"),
         ("accept-batch", "DFLOCKD_ACCEPT_BATCH", "0"),
         ("cpu", "DFLOCKD_CPU", "-1"),
         ("cpu", "DFLOCKD_CPU", "4294967296"),

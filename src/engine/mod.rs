@@ -19,6 +19,7 @@ mod keyspace;
 mod list;
 mod locking;
 mod publishing;
+pub mod push_line;
 pub mod signal;
 mod stats;
 #[cfg(test)]
@@ -32,6 +33,7 @@ use self::fences::FenceIndex;
 use self::keyspace::Keyspace;
 use self::list::{Link, List};
 use self::publishing::{Change, SignalWork};
+pub use self::push_line::{Push, PushLine};
 use self::signal::{SignalIndex, SubscriptionLimits};
 pub use self::stats::{ServerFigures, StatsCursor};
 use crate::budget::EXPIRE_BUDGET;
@@ -96,8 +98,9 @@ pub trait Outbox {
     /// Whether `client` can take `line_len` more bytes of signal pushes without passing its
     /// output bound.
     fn has_room(&mut self, client: ClientId, line_len: usize) -> bool;
-    /// Queues the push `sig <channel> <payload>` for `client`.
-    fn push(&mut self, client: ClientId, channel: &[u8], payload: &[u8]);
+    /// Queues the push `sig <channel> <payload>` for `client`. The same push goes to every
+    /// subscriber of one publish: copy a short line, share a long one ([`Push::shared`]).
+    fn push(&mut self, client: ClientId, push: &Push<'_>);
     /// `client` is a slow consumer; the caller must disconnect it (and then call
     /// [`Engine::disconnect`]). Called at most once per client per signal.
     fn evict(&mut self, client: ClientId);

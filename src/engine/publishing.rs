@@ -13,6 +13,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use super::push_line::{LineGauge, Push, PushLine};
 use super::signal::{self, ClientSubscriptions, ListenOutcome, UnlistenOutcome};
 use super::{ClientId, Engine, Outbox, Outcome};
 use crate::budget::SIGNAL_BUDGET;
@@ -24,8 +25,7 @@ pub(super) enum SignalOp {
     Publish {
         /// Who waits for `ok <count>`; `None` once that client has left.
         client: Option<ClientId>,
-        channel: Vec<u8>,
-        payload: Vec<u8>,
+        line: PushLine,
     },
     Subscription {
         change: Change,
@@ -52,8 +52,7 @@ pub(super) enum Change {
 struct Current {
     /// Who waits for `ok <count>`; `None` once that client has left.
     publisher: Option<ClientId>,
-    channel: Vec<u8>,
-    payload: Vec<u8>,
+    line: PushLine,
 }
 
 /// The queue of signal operations and the units left in this turn.
@@ -66,6 +65,9 @@ pub(super) struct SignalWork {
     departed: HashSet<ClientId>,
     units: u64,
     budget: u64,
+    /// Counts the bytes of the push lines this engine's publishes created, while any holder
+    /// (a publish, an output) keeps them.
+    gauge: LineGauge,
 }
 
 impl Default for SignalWork {
@@ -76,6 +78,7 @@ impl Default for SignalWork {
             departed: HashSet::new(),
             units: SIGNAL_BUDGET,
             budget: SIGNAL_BUDGET,
+            gauge: LineGauge::default(),
         }
     }
 }
@@ -106,6 +109,12 @@ fn copy_cost(line_len: usize) -> u64 {
 }
 
 impl Engine {
+    /// The gauge of the push lines this engine's publishes created and someone still holds:
+    /// the memory of shared signal payloads, each counted once.
+    pub fn line_gauge(&self) -> &LineGauge {
+        &self.signal_work.gauge
+    }
+
     /// Sets the units of signal work per turn (tests and fuzz targets use small ones to make
     /// publishes span turns); [`SIGNAL_BUDGET`] by default.
     #[doc(hidden)]
@@ -159,23 +168,22 @@ impl Engine {
         payload: &[u8],
         out: &mut impl Outbox,
     ) -> Outcome {
+        let gauge = self.signal_work.gauge.clone();
+        let push = Push::new(channel, payload, &gauge);
         if self.signal_work.busy() {
-            let (channel, payload) = (channel.to_vec(), payload.to_vec());
             return self.queue_signal_op(SignalOp::Publish {
                 client: Some(client),
-                channel,
-                payload,
+                line: push.into_line(),
             });
         }
         self.signals.begin_publish(channel);
-        if let Some(count) = self.continue_publish(channel, payload, out) {
+        if let Some(count) = self.continue_publish(&push, out) {
             out.reply(client, Response::Delivered { count });
             return Outcome::Answered;
         }
         self.signal_work.current = Some(Current {
             publisher: Some(client),
-            channel: channel.to_vec(),
-            payload: payload.to_vec(),
+            line: push.into_line(),
         });
         Outcome::Waiting
     }
@@ -220,8 +228,7 @@ impl Engine {
         self.signal_work.units = self.signal_work.budget;
         loop {
             if let Some(current) = self.signal_work.current.take() {
-                let Some(count) = self.continue_publish(&current.channel, &current.payload, out)
-                else {
+                let Some(count) = self.continue_publish(&Push::of_line(&current.line), out) else {
                     self.signal_work.current = Some(current);
                     return true;
                 };
@@ -248,19 +255,14 @@ impl Engine {
     /// Applies an operation that waited in the queue (the index is free).
     fn apply_queued(&mut self, op: SignalOp, out: &mut impl Outbox) {
         match op {
-            SignalOp::Publish {
-                client,
-                channel,
-                payload,
-            } => {
-                self.signals.begin_publish(&channel);
-                match self.continue_publish(&channel, &payload, out) {
+            SignalOp::Publish { client, line } => {
+                self.signals.begin_publish(line.channel());
+                match self.continue_publish(&Push::of_line(&line), out) {
                     Some(count) => answer_publish(client, count, out),
                     None => {
                         self.signal_work.current = Some(Current {
                             publisher: client,
-                            channel,
-                            payload,
+                            line,
                         })
                     }
                 }
@@ -278,25 +280,17 @@ impl Engine {
         }
     }
 
-    /// Offers copies of the publish in progress on `channel` with this turn's units; `Some(count)`
-    /// once it completes.
-    fn continue_publish(
-        &mut self,
-        channel: &[u8],
-        payload: &[u8],
-        out: &mut impl Outbox,
-    ) -> Option<u64> {
-        let line_len = crate::protocol::response::push_len(channel, payload);
+    /// Offers `push`, the publish in progress, with this turn's units; `Some(count)` once it
+    /// completes.
+    fn continue_publish(&mut self, push: &Push<'_>, out: &mut impl Outbox) -> Option<u64> {
         let work = &mut self.signal_work;
         let mut sink = PushSink {
             out,
             departed: &work.departed,
-            channel,
-            payload,
-            line_len,
+            push,
         };
         self.signals
-            .continue_publish(&mut work.units, copy_cost(line_len), &mut sink)
+            .continue_publish(&mut work.units, copy_cost(push.len()), &mut sink)
     }
 
     /// Applies `listen` (within `--max-subscriptions`) or `unlisten` and answers it: `error` for an
@@ -346,19 +340,17 @@ struct PushSink<'o, 'p, O: Outbox> {
     out: &'o mut O,
     /// See [`SignalWork::departed`].
     departed: &'p HashSet<ClientId>,
-    channel: &'p [u8],
-    payload: &'p [u8],
-    line_len: usize,
+    push: &'p Push<'p>,
 }
 
 impl<O: Outbox> signal::DeliverySink for PushSink<'_, '_, O> {
     fn has_room(&mut self, client: ClientId) -> bool {
-        self.departed.contains(&client) || self.out.has_room(client, self.line_len)
+        self.departed.contains(&client) || self.out.has_room(client, self.push.len())
     }
 
     fn deliver(&mut self, client: ClientId) {
         if !self.departed.contains(&client) {
-            self.out.push(client, self.channel, self.payload);
+            self.out.push(client, self.push);
         }
     }
 

@@ -267,7 +267,7 @@ mod tests {
         fn has_room(&mut self, _: ClientId, _: usize) -> bool {
             true
         }
-        fn push(&mut self, _: ClientId, _: &[u8], _: &[u8]) {}
+        fn push(&mut self, _: ClientId, _: &crate::engine::Push<'_>) {}
         fn evict(&mut self, _: ClientId) {}
     }
 

@@ -17,7 +17,7 @@ use super::subject::valid_pattern;
 use super::{Input, engine_config};
 use crate::clock::Millis;
 use crate::engine::signal::SubscriptionLimits;
-use crate::engine::{ClientId, Engine, EngineConfig, Outbox, Outcome, ServerFigures};
+use crate::engine::{ClientId, Engine, EngineConfig, Outbox, Outcome, Push, ServerFigures};
 use crate::protocol::{MAX_SECONDS, Namespace, Request, Response};
 use crate::token::{LeaseToken, TOKEN_LEN, TokenIssuer};
 
@@ -501,9 +501,10 @@ impl Outbox for Recorder {
         self.room[client.index as usize] > 0 && !self.evicted.contains(&client)
     }
 
-    fn push(&mut self, client: ClientId, channel: &[u8], payload: &[u8]) {
+    fn push(&mut self, client: ClientId, line: &Push<'_>) {
         self.check_connected(client, "push");
-        assert_eq!(payload, b"p", "push payload");
+        assert_eq!(line.payload(), b"p", "push payload");
+        let channel = line.channel();
         assert!(CHANNELS.contains(&channel), "push on channel {channel:?}");
         let room = &mut self.room[client.index as usize];
         assert!(*room > 0, "push to {client:?} without room");

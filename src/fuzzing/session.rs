@@ -82,9 +82,11 @@ const FIELDS: [&[u8]; 14] = [
 const ENDINGS: [&[u8]; 3] = [b"\n", b"\r\n", b"\r\r\n"];
 const SEPARATORS: [&[u8]; 3] = [b" ", b"\t", b"  "];
 /// Line lengths at and around the limits.
-const LONG_LINES: [usize; 4] = [
+const LONG_LINES: [usize; 5] = [
     MAX_LINE,
     MAX_LINE + 1,
+    // A payload long enough to be shared between outputs rather than copied.
+    crate::server::SHARE_MIN,
     MAX_PAYLOAD_LINE,
     MAX_PAYLOAD_LINE + 1,
 ];
@@ -312,6 +314,8 @@ impl World {
             max_input: *input.pick(&[66_051, 1 << 20]),
             soft_output,
             hard_output,
+            // Tiny totals put every session over the server-wide budget at once.
+            total_output: *input.pick(&[1, 100_000, 1 << 28]),
             read_timeout_ms: *input.pick(&[1_000, 23_000]),
         };
         let auth = input.flag();
@@ -576,11 +580,11 @@ impl World {
             return;
         };
         let peer = self.peers[slot].as_mut().expect("slot_of found it");
-        let n = peer.window.min(session.output().len());
+        let n = peer.window.min(session.output_len());
         if n == 0 {
             return;
         }
-        peer.received.extend_from_slice(&session.output()[..n]);
+        session.copy_output(n, &mut peer.received);
         peer.window -= n;
         self.dispatcher.wrote(&mut self.table, id, self.now, n);
     }
@@ -596,8 +600,9 @@ impl World {
         let slot = slot_of(&self.peers, id).expect("a session has its peer");
         let mut peer = self.peers[slot].take().expect("slot_of found it");
         if reason.flushes() {
-            peer.received.extend_from_slice(session.output());
+            session.copy_output(usize::MAX, &mut peer.received);
         }
+        self.dispatcher.release(session);
         self.table.remove(id.index as usize);
         self.read_lines(&mut peer, true);
         if peer.terminal {
@@ -651,6 +656,12 @@ impl World {
 
     /// The per-connection properties, after every operation.
     fn check(&mut self) {
+        let owned: usize = self.table.iter().map(|(_, s)| s.owned_output()).sum();
+        assert_eq!(
+            owned,
+            self.dispatcher.owned_output(),
+            "the server-wide output count drifted from its sessions'"
+        );
         let limits = self.dispatcher.limits().clone();
         for slot in 0..PEERS {
             let Some(mut peer) = self.peers[slot].take() else {
@@ -666,7 +677,9 @@ impl World {
                 session.buffered_input() <= limits.max_input,
                 "input buffer past its cap"
             );
-            let output = session.output();
+            let mut output = Vec::new();
+            session.copy_output(usize::MAX, &mut output);
+            let output = &output[..];
             let last_line = output[..output.len().saturating_sub(1)]
                 .iter()
                 .rposition(|&b| b == b'\n')

@@ -104,7 +104,7 @@ pub fn push_len(channel: &[u8], payload: &[u8]) -> usize {
 }
 
 /// Clients tell pushes from responses by this prefix alone; no response starts with it.
-const PUSH_PREFIX: &[u8] = b"sig ";
+pub const PUSH_PREFIX: &[u8] = b"sig ";
 
 /// Appends the canonical three-line form of `request`.
 ///

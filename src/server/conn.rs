@@ -81,7 +81,7 @@ impl Conn {
 
     /// Output not yet on the wire: the session's, or records the transport queued itself.
     pub fn has_pending_output(&self) -> bool {
-        !self.session.output().is_empty() || self.transport.has_pending_output()
+        self.session.output_len() > 0 || self.transport.has_pending_output()
     }
 
     /// Stops the handshake deadline once the TLS handshake is done.

@@ -37,7 +37,8 @@ use crate::budget::{
     FANOUT_BACKLOG_BYTES, REQUESTS_PER_TURN, STATS_STEP, STATS_STEPS_PER_TURN, TURN_REQUESTS,
 };
 use crate::clock::Millis;
-use crate::engine::{ClientId, Engine, Outbox, Outcome, ServerFigures, StatsCursor};
+use crate::engine::push_line::LineGauge;
+use crate::engine::{ClientId, Engine, Outbox, Outcome, Push, ServerFigures, StatsCursor};
 use crate::protocol::frame::{Decoded, Frame};
 use crate::protocol::{Request, Response, request, response};
 
@@ -70,6 +71,10 @@ pub struct SessionLimits {
     pub soft_output: usize,
     /// Pending output a signal push may not exceed (`--max-output-buffer`).
     pub hard_output: usize,
+    /// Memory all pending output together may take (`--max-total-output`): owned bytes plus
+    /// shared push lines, each counted once. Past it, connections holding more than their fair
+    /// share are paused or, as subscribers, dropped as slow consumers.
+    pub total_output: usize,
     /// Per-line read deadline (`--read-timeout`), in milliseconds.
     pub read_timeout_ms: u64,
 }
@@ -133,6 +138,10 @@ struct Queues {
     pushes: VecDeque<ClientId>,
     /// Bytes of pushes placed in outputs and not yet written (the sum of `Session::push_bytes`).
     push_bytes: usize,
+    /// Bytes the outputs own (copied into them, not shared), held pushes included.
+    owned_output: usize,
+    /// The engine's count of shared push lines alive.
+    line_gauge: LineGauge,
     /// Sessions holding back a `signal` request until `push_bytes` drops below
     /// [`FANOUT_BACKLOG_BYTES`].
     fanout_waiters: Vec<ClientId>,
@@ -147,6 +156,7 @@ impl Dispatcher {
     /// A dispatcher around `engine`. With `auth_token` set, every connection must authenticate
     /// first (spec §14).
     pub fn new(engine: Engine, limits: SessionLimits, auth_token: Option<&[u8]>) -> Dispatcher {
+        let line_gauge = engine.line_gauge().clone();
         Dispatcher {
             engine,
             auth_token: auth_token.map(Box::from),
@@ -162,6 +172,8 @@ impl Dispatcher {
                 dirty: Vec::new(),
                 pushes: VecDeque::new(),
                 push_bytes: 0,
+                owned_output: 0,
+                line_gauge,
                 fanout_waiters: Vec::new(),
                 closing: Vec::new(),
                 counters: Counters::default(),
@@ -347,6 +359,20 @@ impl Dispatcher {
         engine.disconnect(now, id, &mut router);
     }
 
+    /// The connection of `session` is closed and its session about to be dropped: what its
+    /// output still held no longer counts against the server's total.
+    pub fn release(&mut self, session: &mut Session) {
+        let q = &mut self.queues;
+        q.owned_output -=
+            session.output.clear(&mut q.pool) + session.held_pushes.clear(&mut q.pool);
+    }
+
+    /// Bytes the sessions' outputs own (shared push lines excluded): the sum of
+    /// [`Session::owned_output`] over the sessions not yet released.
+    pub fn owned_output(&self) -> usize {
+        self.queues.owned_output
+    }
+
     /// The next session that may be able to make progress.
     pub fn next_ready<T: SessionTable>(&mut self, table: &mut T) -> Option<ClientId> {
         let id = self.queues.ready.pop_front()?;
@@ -454,7 +480,8 @@ impl Dispatcher {
         now: Millis,
         job: &mut StatsJob,
     ) -> Listing {
-        let soft_output = self.queues.limits.soft_output;
+        let open = table.open_count();
+        let soft_output = self.queues.soft_limit(open);
         match table.session(job.client) {
             Some(session) if session.close_reason().is_none() => {
                 if session.output.len() >= soft_output {
@@ -478,25 +505,26 @@ impl Dispatcher {
             response::end_stats(&mut job.line);
         }
         // Handed over rather than copied when the output is empty.
+        q.owned_output += job.line.len();
         session.output.append_vec(&mut job.line, &mut q.pool);
         session.listing = !done;
         if done {
             release_held_pushes(q, session);
             end_wait(&mut q.ready, session, now);
         }
-        after_output(&mut q.dirty, session, soft_output);
+        after_output(q, session, open);
         if done { Listing::Over } else { Listing::Going }
     }
 
     /// `n` bytes of `id`'s output reached the socket. Unpauses the session once its output
     /// drains below half the soft limit.
     pub fn wrote<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis, n: usize) {
+        let soft_output = self.queues.soft_limit(table.open_count());
         let Some(session) = table.session(id) else {
             return;
         };
-        session.output.consume(n, &mut self.queues.pool);
-        if session.phase == Phase::Waiting && session.output.len() < self.queues.limits.soft_output
-        {
+        self.queues.owned_output -= session.output.consume(n, &mut self.queues.pool);
+        if session.phase == Phase::Waiting && session.output.len() < soft_output {
             // A listing parked on this output may go on.
             self.stats_runnable = true;
         }
@@ -504,7 +532,7 @@ impl Dispatcher {
         session.push_bytes -= pushes_written;
         self.queues.push_bytes -= pushes_written;
         // Rounded up so that a soft limit of 1 byte still resumes once the output is empty.
-        if session.paused && session.output.len() < self.queues.limits.soft_output.div_ceil(2) {
+        if session.paused && session.output.len() < soft_output.div_ceil(2) {
             session.paused = false;
             session.line_started = now;
             schedule(&mut self.queues.ready, session);
@@ -784,10 +812,12 @@ fn release_held_pushes(q: &mut Queues, session: &mut Session) {
     if session.held_pushes.is_empty() {
         return;
     }
-    let held = std::mem::take(&mut session.held_pushes);
-    session.output.append(&mut q.pool).extend_from_slice(&held);
-    session.push_bytes += held.len();
-    q.push_bytes += held.len();
+    let held = session.held_pushes.len();
+    session
+        .output
+        .append_output(&mut session.held_pushes, &mut q.pool);
+    session.push_bytes += held;
+    q.push_bytes += held;
     if !session.pushes_queued {
         session.pushes_queued = true;
         q.pushes.push_back(session.id);
@@ -813,18 +843,47 @@ fn end_wait(ready: &mut VecDeque<ClientId>, session: &mut Session, now: Millis) 
 }
 
 /// Marks `session` as having a response to write and applies the soft limit.
-fn after_output(dirty: &mut Vec<ClientId>, session: &mut Session, soft_output: usize) {
+fn after_output(q: &mut Queues, session: &mut Session, open: usize) {
     if !session.dirty {
         session.dirty = true;
-        dirty.push(session.id);
+        q.dirty.push(session.id);
     }
-    pause_if_backlogged(session, soft_output);
+    pause_if_backlogged(q, session, open);
 }
 
-/// Stops processing `session`'s requests while its unsent output is at the soft limit.
-fn pause_if_backlogged(session: &mut Session, soft_output: usize) {
-    if session.output.len() >= soft_output {
+/// Stops processing `session`'s requests while its unsent output is at the soft limit (or its
+/// fair share of the server's total, while that is exceeded).
+fn pause_if_backlogged(q: &Queues, session: &mut Session, open: usize) {
+    let len = session.output.len();
+    // Below the smallest limit either could be: the request path's one comparison.
+    if len >= q.limits.soft_output.min(MIN_OUTPUT_SHARE) && len >= q.soft_limit(open) {
         session.paused = true;
+    }
+}
+
+/// The least a connection's fair share of `--max-total-output` can be, however many
+/// connections there are: a connection holding less is never paused or dropped for the total.
+const MIN_OUTPUT_SHARE: usize = 64 * 1024;
+
+impl Queues {
+    /// Bytes of output the server holds: owned bytes plus shared push lines, each counted once.
+    fn output_memory(&self) -> usize {
+        self.owned_output + self.line_gauge.bytes()
+    }
+
+    /// `base`, or the fair share of `--max-total-output` among `open` connections if that is
+    /// less and the total is exceeded.
+    fn output_limit(&self, base: usize, open: usize) -> usize {
+        if self.output_memory() <= self.limits.total_output {
+            return base;
+        }
+        let share = (self.limits.total_output / open.max(1)).max(MIN_OUTPUT_SHARE);
+        base.min(share)
+    }
+
+    /// Pending output at which a connection's requests pause.
+    fn soft_limit(&self, open: usize) -> usize {
+        self.output_limit(self.limits.soft_output, open)
     }
 }
 
@@ -902,41 +961,46 @@ fn open_session<'t, T: SessionTable>(
 
 impl<T: SessionTable> Outbox for Router<'_, T> {
     fn reply(&mut self, client: ClientId, reply: Response) {
+        let open = self.table.open_count();
         let q = &mut *self.queues;
         let Some(session) = open_session(self.table, &mut q.counters, client) else {
             return;
         };
+        let before = session.output.len();
         response::encode(&reply, session.output.append(&mut q.pool));
+        q.owned_output += session.output.len() - before;
         end_wait(&mut q.ready, session, self.now);
-        after_output(&mut q.dirty, session, q.limits.soft_output);
+        after_output(q, session, open);
     }
 
     fn has_room(&mut self, client: ClientId, line_len: usize) -> bool {
+        let open = self.table.open_count();
         let q = &mut *self.queues;
         open_session(self.table, &mut q.counters, client).is_some_and(|session| {
-            session.output.len() + session.held_pushes.len() + line_len <= q.limits.hard_output
+            let after = session.output.len() + session.held_pushes.len() + line_len;
+            after <= q.limits.hard_output.min(MIN_OUTPUT_SHARE)
+                || after <= q.output_limit(q.limits.hard_output, open)
         })
     }
 
-    fn push(&mut self, client: ClientId, channel: &[u8], payload: &[u8]) {
+    fn push(&mut self, client: ClientId, line: &Push<'_>) {
+        let open = self.table.open_count();
         let q = &mut *self.queues;
         let Some(session) = open_session(self.table, &mut q.counters, client) else {
             return;
         };
         if session.listing {
-            response::encode_push(channel, payload, &mut session.held_pushes);
+            q.owned_output += session.held_pushes.append_push(line, &mut q.pool);
             return;
         }
-        let before = session.output.len();
-        response::encode_push(channel, payload, session.output.append(&mut q.pool));
-        let placed = session.output.len() - before;
-        session.push_bytes += placed;
-        q.push_bytes += placed;
+        q.owned_output += session.output.append_push(line, &mut q.pool);
+        session.push_bytes += line.len();
+        q.push_bytes += line.len();
         if !session.pushes_queued {
             session.pushes_queued = true;
             q.pushes.push_back(session.id);
         }
-        pause_if_backlogged(session, q.limits.soft_output);
+        pause_if_backlogged(q, session, open);
     }
 
     fn evict(&mut self, client: ClientId) {

@@ -27,7 +27,9 @@ mod tls;
 mod transport;
 pub mod warnings;
 
-use std::io;
+pub use self::output::SHARE_MIN;
+
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +48,7 @@ use self::session::CloseReason;
 pub use self::shutdown::ShutdownHandle;
 use self::tls::TlsConn;
 pub use self::tls::load_server_config as load_tls;
-use self::transport::{ReadOutcome, Transport, WriteOutcome};
+use self::transport::{ReadOutcome, Transport, WRITE_SLICES, WriteOutcome};
 use self::warnings::WarnKind;
 use crate::budget::{
     CLOSES_PER_TURN, EVENT_CAPACITY, EXPIRE_BUDGET, HANDSHAKES_PER_TURN, PUSH_WRITES_PER_TURN,
@@ -138,6 +140,7 @@ impl Server {
             max_input: config.max_input_buffer,
             soft_output: config.max_pending_output,
             hard_output: config.max_output_buffer,
+            total_output: config.max_total_output,
             read_timeout_ms: config.read_timeout_s.saturating_mul(1000),
         };
         let auth = config.auth_token.as_ref().map(|t| t.expose().as_bytes());
@@ -610,15 +613,29 @@ impl Server {
         };
         let mut written = 0;
         let mut failure = None;
-        let quota = conn.session.output().len().min(WRITE_BYTES_PER_TURN);
+        let output = &conn.session.output;
+        let quota = output.len().min(WRITE_BYTES_PER_TURN);
         while conn.write_ready && written < quota {
-            match conn.transport.write(&conn.session.output()[written..quota]) {
+            let (outcome, offered) = match output.contiguous() {
+                Some(bytes) => (
+                    conn.transport.write(&bytes[written..quota]),
+                    quota - written,
+                ),
+                None => {
+                    let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+                    let filled = output.gather(written, quota - written, &mut slices);
+                    let offered = slices[..filled].iter().map(|s| s.len()).sum();
+                    let slices = &mut slices[..filled];
+                    (conn.transport.write_vectored(slices), offered)
+                }
+            };
+            match outcome {
                 WriteOutcome::Wrote(n) => {
                     written += n;
                     // A short write means the socket buffer is full (for TLS: the transport hit
                     // WouldBlock); edge-triggered epoll reports when it drains, so trying again
                     // now would only cost a system call that returns WouldBlock.
-                    if written < quota {
+                    if n < offered {
                         conn.write_ready = false;
                     }
                 }
@@ -650,7 +667,7 @@ impl Server {
             }
             return;
         }
-        let pending = conn.session.output().len() > written || conn.transport.has_pending_output();
+        let pending = conn.session.output_len() > written || conn.transport.has_pending_output();
         if pending && conn.write_ready && !conn.write_deferred {
             // No writable edge will come for a socket that still has room: come back next turn.
             conn.write_deferred = true;
@@ -699,7 +716,7 @@ impl Server {
             now
         };
         conn.closing = Some(Closing::Flushing { not_before });
-        if !conn.session.output().is_empty() {
+        if conn.session.output_len() > 0 {
             self.to_flush.push(id);
         }
         self.advance_close(id, now);
@@ -744,6 +761,7 @@ impl Server {
         if let Err(e) = self.poll.registry().deregister(conn.transport.socket()) {
             debug!("conn {}: deregister failed: {e}", conn.session.serial);
         }
+        self.dispatcher.release(&mut conn.session);
         self.forget_ip(conn.session.peer.ip());
         debug!("conn {} {}: closed", conn.session.serial, conn.session.peer);
     }

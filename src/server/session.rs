@@ -113,7 +113,7 @@ pub struct Session {
     pub(super) push_bytes: usize,
     /// Signal pushes held back while a `stats` listing is being written into `output` piece by
     /// piece (a push must not land inside its line); they follow the listing.
-    pub(super) held_pushes: Vec<u8>,
+    pub(super) held_pushes: Output,
     /// A `stats` listing has started in `output` and not ended.
     pub(super) listing: bool,
     /// Holds back a `signal` request until the server has written out the pushes already
@@ -147,7 +147,7 @@ impl Session {
             dirty: false,
             pushes_queued: false,
             push_bytes: 0,
-            held_pushes: Vec::new(),
+            held_pushes: Output::default(),
             listing: false,
             fanout_wait: false,
         }
@@ -158,9 +158,26 @@ impl Session {
         self.phase
     }
 
-    /// Bytes waiting to be written to the peer.
-    pub fn output(&self) -> &[u8] {
-        self.output.pending()
+    /// How many bytes wait to be written to the peer.
+    pub fn output_len(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Bytes of pending output (held pushes included) this session owns, shared signal lines
+    /// excluded: its part of [`super::dispatch::Dispatcher::owned_output`].
+    pub fn owned_output(&self) -> usize {
+        self.output.owned_len() + self.held_pushes.owned_len()
+    }
+
+    /// Appends to `into` the first `max` bytes waiting to be written to the peer (tests and
+    /// fuzz targets read what a session would send with this).
+    pub fn copy_output(&self, max: usize, into: &mut Vec<u8>) {
+        let mut left = max;
+        for run in self.output.runs() {
+            let take = run.len().min(left);
+            into.extend_from_slice(&run[..take]);
+            left -= take;
+        }
     }
 
     /// Bytes read but not yet processed.

@@ -8,7 +8,7 @@
 //! `rustls::Stream` and `complete_io` are not used: they hide `WouldBlock` and EOF.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -118,16 +118,24 @@ impl TlsConn {
     /// Encrypts as much of `buf` as rustls buffers and sends records until the socket would
     /// block. Returns how many plaintext bytes rustls took.
     pub fn write(&mut self, buf: &[u8]) -> WriteOutcome {
+        self.write_vectored(&mut [IoSlice::new(buf)])
+    }
+
+    /// Like [`TlsConn::write`] for several runs of bytes, in order; `slices` is scratch space.
+    pub fn write_vectored(&mut self, mut slices: &mut [IoSlice<'_>]) -> WriteOutcome {
         let mut taken = 0;
         loop {
-            if taken < buf.len() {
-                match self.tls.writer().write(&buf[taken..]) {
-                    Ok(n) => taken += n,
+            if !slices.is_empty() {
+                match self.tls.writer().write_vectored(slices) {
+                    Ok(n) => {
+                        taken += n;
+                        IoSlice::advance_slices(&mut slices, n);
+                    }
                     Err(e) => return WriteOutcome::Failed(e),
                 }
             }
             match self.flush() {
-                WriteOutcome::Wrote(_) if taken == buf.len() => return WriteOutcome::Wrote(taken),
+                WriteOutcome::Wrote(_) if slices.is_empty() => return WriteOutcome::Wrote(taken),
                 // rustls made room: feed it more.
                 WriteOutcome::Wrote(_) => {}
                 WriteOutcome::WouldBlock if taken > 0 => return WriteOutcome::Wrote(taken),

@@ -1,12 +1,15 @@
 //! Byte transport of one connection: reads and writes that report what happened as an action for
 //! the event loop, so `io::ErrorKind::WouldBlock` never leaks into protocol code.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::Shutdown;
 
 use mio::net::TcpStream;
 
 use super::tls::TlsConn;
+
+/// Most runs of output (replies, shared signal lines) one vectored write sends.
+pub const WRITE_SLICES: usize = 64;
 
 /// What a read did.
 #[derive(Debug)]
@@ -132,6 +135,27 @@ impl Transport {
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return WriteOutcome::Failed(e),
+                }
+            },
+        }
+    }
+
+    /// Writes as much of `slices`, in order, as the socket takes in one call. `slices` is
+    /// used as scratch space.
+    pub fn write_vectored(&mut self, slices: &mut [IoSlice<'_>]) -> WriteOutcome {
+        match self {
+            Transport::Tls(tls) => tls.write_vectored(slices),
+            Transport::Plain(stream) => loop {
+                match rustix::io::writev(&*stream, slices) {
+                    Ok(0) if slices.iter().any(|s| !s.is_empty()) => {
+                        return WriteOutcome::Failed(io::ErrorKind::WriteZero.into());
+                    }
+                    Ok(n) => return WriteOutcome::Wrote(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return WriteOutcome::WouldBlock;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return WriteOutcome::Failed(e.into()),
                 }
             },
         }

@@ -719,6 +719,67 @@ fn a_queue_group_with_every_member_full_drops_one_member() {
     assert_eq!(publish(&mut p, "work", "after"), 1);
 }
 
+/// Shared signal lines are counted once against `--max-total-output`; past it, subscribers holding
+/// more than their share are dropped as slow consumers long before their own limit.
+#[test]
+fn the_server_wide_output_budget_drops_the_subscribers_holding_the_most() {
+    const SLOW: usize = 3;
+    // A per-connection limit no subscriber reaches here: 1,500 signals of 16 KiB are 24 MiB.
+    let server = TestServer::start(&[
+        "--max-output-buffer",
+        "67108864",
+        "--max-total-output",
+        "1048576",
+    ]);
+    let slow: Vec<Client> = (0..SLOW)
+        .map(|_| {
+            let mut c = server.connect();
+            listen(&mut c, "flood", "");
+            c
+        })
+        .collect();
+    let mut reader = server.connect();
+    listen(&mut reader, "flood", "");
+    let mut reader = Reader::spawn(reader, "flood");
+
+    let filler = spaced_payload(16 * 1024);
+    let mut p = server.connect();
+    let mut counts = Vec::new();
+    while counts.last() != Some(&1) {
+        assert!(
+            counts.len() < 1_500,
+            "the subscribers that never read were never dropped: {counts:?}"
+        );
+        let i = counts.len();
+        if let Some(behind) = i.checked_sub(MAX_LEAD) {
+            reader.wait_for(behind);
+        }
+        counts.push(publish(&mut p, "flood", &format!("{i}{filler}")));
+    }
+    assert!(
+        counts.windows(2).all(|w| w[1] <= w[0]) && counts[0] == SLOW as u64 + 1,
+        "counts only fall, from every subscriber to the reader alone: {counts:?}"
+    );
+    assert_eq!(publish(&mut p, "flood", "end"), 1);
+    let (got, _reader) = reader.finish();
+    assert_eq!(
+        got.len(),
+        counts.len(),
+        "the reading subscriber missed signals"
+    );
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, line)| *line == format!("{i}{filler}")),
+        "pushes out of order or altered"
+    );
+    for c in &slow {
+        expect_dropped(c);
+    }
+    let stats = p.stats();
+    assert_eq!(stats["slow_consumers_disconnected"], SLOW, "{stats}");
+}
+
 #[test]
 fn pushes_interleave_with_responses_without_disturbing_their_order() {
     let server = TestServer::start(&[]);

@@ -13,13 +13,12 @@ mod signal_turns;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::{ClientId, Engine, EngineConfig, Outbox, Outcome, ServerFigures};
+use super::{ClientId, Engine, EngineConfig, Outbox, Outcome, Push, ServerFigures};
 use crate::budget::EXPIRE_BUDGET;
 use crate::clock::Millis;
 use crate::protocol::Response;
 use crate::protocol::frame::{Decoded, FrameDecoder};
 use crate::protocol::request::parse;
-use crate::protocol::response::push_len;
 use crate::token::{LeaseToken, TokenIssuer};
 
 // ---------------------------------------------------------------------------------------------
@@ -51,15 +50,14 @@ impl Outbox for Recorder {
         !self.gone.contains(&client) && self.room.get(&client).is_none_or(|&left| left >= line_len)
     }
 
-    fn push(&mut self, client: ClientId, channel: &[u8], payload: &[u8]) {
+    fn push(&mut self, client: ClientId, line: &Push<'_>) {
         if let Some(left) = self.room.get_mut(&client) {
-            let len = push_len(channel, payload);
-            assert!(*left >= len, "push to {client:?} without room");
-            *left -= len;
+            assert!(*left >= line.len(), "push to {client:?} without room");
+            *left -= line.len();
         }
         let (channel, payload) = (
-            String::from_utf8_lossy(channel).into_owned(),
-            String::from_utf8_lossy(payload).into_owned(),
+            String::from_utf8_lossy(line.channel()).into_owned(),
+            String::from_utf8_lossy(line.payload()).into_owned(),
         );
         self.trace
             .push((client, format!("sig {channel} {payload}")));
