@@ -519,18 +519,23 @@ impl Dispatcher {
     /// `n` bytes of `id`'s output reached the socket. Unpauses the session once its output
     /// drains below half the soft limit.
     pub fn wrote<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis, n: usize) {
-        let soft_output = self.queues.soft_limit(table.open_count());
+        let open = table.open_count();
         let Some(session) = table.session(id) else {
             return;
         };
-        self.queues.owned_output -= session.output.consume(n, &mut self.queues.pool);
+        let q = &mut self.queues;
+        q.owned_output -= session.output.consume(n, &mut q.pool);
+        let pushes_written = n.min(session.push_bytes);
+        session.push_bytes -= pushes_written;
+        q.push_bytes -= pushes_written;
+        if session.phase != Phase::Waiting && !session.paused {
+            return; // the request path: nothing waits for this output to drain
+        }
+        let soft_output = q.soft_limit(open);
         if session.phase == Phase::Waiting && session.output.len() < soft_output {
             // A listing parked on this output may go on.
             self.stats_runnable = true;
         }
-        let pushes_written = n.min(session.push_bytes);
-        session.push_bytes -= pushes_written;
-        self.queues.push_bytes -= pushes_written;
         // Rounded up so that a soft limit of 1 byte still resumes once the output is empty.
         if session.paused && session.output.len() < soft_output.div_ceil(2) {
             session.paused = false;
@@ -966,9 +971,10 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
         let Some(session) = open_session(self.table, &mut q.counters, client) else {
             return;
         };
-        let before = session.output.len();
-        response::encode(&reply, session.output.append(&mut q.pool));
-        q.owned_output += session.output.len() - before;
+        let buf = session.output.append(&mut q.pool);
+        let before = buf.len();
+        response::encode(&reply, buf);
+        q.owned_output += buf.len() - before;
         end_wait(&mut q.ready, session, self.now);
         after_output(q, session, open);
     }

@@ -203,8 +203,30 @@ impl Output {
 
     /// `n` bytes were written; buffers go back to `pool` once they are out. Returns how many of
     /// the `n` bytes were owned (not shared lines).
+    #[inline]
     pub fn consume(&mut self, n: usize, pool: &mut BufPool) -> usize {
         debug_assert!(n <= self.len(), "wrote more than was pending");
+        if self.pieces.is_empty() {
+            self.consume_tail(n, pool);
+            return n;
+        }
+        self.consume_pieces(n, pool)
+    }
+
+    /// [`Output::consume`] from the tail alone.
+    #[inline]
+    fn consume_tail(&mut self, n: usize, pool: &mut BufPool) {
+        self.sent = (self.sent + n).min(self.tail.len());
+        if self.sent == self.tail.len() {
+            self.tail.clear();
+            self.sent = 0;
+            pool.release_if_empty(&mut self.tail);
+        }
+    }
+
+    /// [`Output::consume`] when pieces are queued: they go first, then the tail.
+    #[cold]
+    fn consume_pieces(&mut self, n: usize, pool: &mut BufPool) -> usize {
         let (mut left, mut owned) = (n, 0);
         while let Some(front) = self.pieces.front() {
             let size = front.bytes().len();
@@ -223,12 +245,7 @@ impl Output {
                 pool.give(bytes);
             }
         }
-        self.sent = (self.sent + left).min(self.tail.len());
-        if self.sent == self.tail.len() {
-            self.tail.clear();
-            self.sent = 0;
-            pool.release_if_empty(&mut self.tail);
-        }
+        self.consume_tail(left, pool);
         owned + left
     }
 
