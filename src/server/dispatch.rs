@@ -363,8 +363,11 @@ impl Dispatcher {
     /// output still held no longer counts against the server's total.
     pub fn release(&mut self, session: &mut Session) {
         let q = &mut self.queues;
-        q.owned_output -=
-            session.output.clear(&mut q.pool) + session.held_pushes.clear(&mut q.pool);
+        q.owned_output -= session.output.clear(&mut q.pool)
+            + session
+                .held_pushes
+                .take()
+                .map_or(0, |mut held| held.clear(&mut q.pool));
     }
 
     /// Bytes the sessions' outputs own (shared push lines excluded): the sum of
@@ -814,13 +817,11 @@ enum Listing {
 
 /// Moves the pushes held back during a `stats` listing into the output, after its line.
 fn release_held_pushes(q: &mut Queues, session: &mut Session) {
-    if session.held_pushes.is_empty() {
+    let Some(mut held_pushes) = session.held_pushes.take() else {
         return;
-    }
-    let held = session.held_pushes.len();
-    session
-        .output
-        .append_output(&mut session.held_pushes, &mut q.pool);
+    };
+    let held = held_pushes.len();
+    session.output.append_output(&mut held_pushes, &mut q.pool);
     session.push_bytes += held;
     q.push_bytes += held;
     if !session.pushes_queued {
@@ -983,7 +984,7 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
         let open = self.table.open_count();
         let q = &mut *self.queues;
         open_session(self.table, &mut q.counters, client).is_some_and(|session| {
-            let after = session.output.len() + session.held_pushes.len() + line_len;
+            let after = session.output.len() + session.held_len() + line_len;
             after <= q.limits.hard_output.min(MIN_OUTPUT_SHARE)
                 || after <= q.output_limit(q.limits.hard_output, open)
         })
@@ -996,7 +997,8 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
             return;
         };
         if session.listing {
-            q.owned_output += session.held_pushes.append_push(line, &mut q.pool);
+            let held = session.held_pushes.get_or_insert_default();
+            q.owned_output += held.append_push(line, &mut q.pool);
             return;
         }
         q.owned_output += session.output.append_push(line, &mut q.pool);

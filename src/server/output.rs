@@ -22,15 +22,23 @@ pub const SHARE_MIN: usize = 512;
 /// left, so that each byte is moved at most once on average.
 #[derive(Debug, Default)]
 pub struct Output {
-    /// Output older than `tail`, oldest first. Empty until a shared line is queued, so the
-    /// request path appends to `tail` alone.
-    pieces: VecDeque<Piece>,
-    /// Total length of `pieces`, written front included.
-    queued: usize,
+    /// Output older than `tail`. None until a shared line is queued and again once the queue is
+    /// written, so the request path appends to `tail` alone and an idle connection holds
+    /// nothing here (boxed: most connections never have one).
+    queue: Option<Box<Queue>>,
     /// The newest bytes, appended in place.
     tail: Vec<u8>,
     /// How much of the front (the first piece, or `tail` if there is none) has been written.
     sent: usize,
+}
+
+/// Runs of output queued ahead of the tail.
+#[derive(Debug, Default)]
+struct Queue {
+    /// Oldest first; never empty while the queue exists.
+    pieces: VecDeque<Piece>,
+    /// Total length of `pieces`, written front included.
+    len: usize,
 }
 
 /// A run of output older than the tail.
@@ -54,7 +62,17 @@ impl Piece {
 impl Output {
     /// How many bytes are not written yet.
     pub fn len(&self) -> usize {
-        self.queued + self.tail.len() - self.sent
+        self.queued() + self.tail.len() - self.sent
+    }
+
+    /// Length of the queue ahead of the tail, written front included.
+    fn queued(&self) -> usize {
+        self.queue.as_ref().map_or(0, |queue| queue.len)
+    }
+
+    /// The pieces ahead of the tail, oldest first.
+    fn pieces(&self) -> impl Iterator<Item = &Piece> {
+        self.queue.iter().flat_map(|queue| queue.pieces.iter())
     }
 
     /// Whether everything has been written.
@@ -65,14 +83,13 @@ impl Output {
     /// The unwritten bytes if they are one run (no shared line queued): the common case, which
     /// takes a plain write.
     pub fn contiguous(&self) -> Option<&[u8]> {
-        self.pieces.is_empty().then(|| &self.tail[self.sent..])
+        self.queue.is_none().then(|| &self.tail[self.sent..])
     }
 
     /// The unwritten bytes as runs, oldest first.
     pub fn runs(&self) -> impl Iterator<Item = &[u8]> {
         let tail: &[u8] = &self.tail;
-        self.pieces
-            .iter()
+        self.pieces()
             .map(Piece::bytes)
             .chain(std::iter::once(tail))
             .enumerate()
@@ -106,12 +123,11 @@ impl Output {
     /// memory beyond the lines themselves.
     pub fn owned_len(&self) -> usize {
         let shared: usize = self
-            .pieces
-            .iter()
+            .pieces()
             .filter(|piece| matches!(piece, Piece::Shared(_)))
             .map(|piece| piece.bytes().len())
             .sum();
-        let written_shared = match self.pieces.front() {
+        let written_shared = match self.pieces().next() {
             Some(Piece::Shared(_)) => self.sent,
             _ => 0,
         };
@@ -121,7 +137,7 @@ impl Output {
     /// The buffer to append to, holding an allocation (from `pool` if it had none).
     #[inline]
     pub fn append(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
-        if self.sent > 0 && self.pieces.is_empty() && self.sent >= self.len() {
+        if self.sent > 0 && self.queue.is_none() && self.sent >= self.len() {
             self.reclaim_front();
         }
         pool.ensure(&mut self.tail)
@@ -157,20 +173,20 @@ impl Output {
             push.copy_to(self.append(pool));
             return len;
         }
-        self.seal_tail();
-        self.queued += len;
-        self.pieces.push_back(Piece::Shared(push.shared().clone()));
+        self.queue_shared(push.shared().clone());
         0
     }
 
-    /// Moves the tail's bytes into the queue, so that what comes next follows them.
-    fn seal_tail(&mut self) {
-        if self.tail.is_empty() {
-            return;
+    /// Queues `line` after everything pending, the tail's bytes included.
+    fn queue_shared(&mut self, line: PushLine) {
+        let queue = self.queue.get_or_insert_default();
+        if !self.tail.is_empty() {
+            let tail = std::mem::take(&mut self.tail);
+            queue.len += tail.len();
+            queue.pieces.push_back(Piece::Owned(tail));
         }
-        let tail = std::mem::take(&mut self.tail);
-        self.queued += tail.len();
-        self.pieces.push_back(Piece::Owned(tail));
+        queue.len += line.len();
+        queue.pieces.push_back(Piece::Shared(line));
     }
 
     /// Appends everything `other` holds (which must have written nothing), leaving it empty.
@@ -181,21 +197,17 @@ impl Output {
             std::mem::swap(self, other);
             return;
         }
-        for piece in other.pieces.drain(..) {
+        let pieces = other.queue.take().map(|queue| queue.pieces);
+        for piece in pieces.into_iter().flatten() {
             match piece {
                 Piece::Owned(mut bytes) => {
                     self.append(pool).extend_from_slice(&bytes);
                     bytes.clear();
                     pool.give(bytes);
                 }
-                Piece::Shared(line) => {
-                    self.seal_tail();
-                    self.queued += line.len();
-                    self.pieces.push_back(Piece::Shared(line));
-                }
+                Piece::Shared(line) => self.queue_shared(line),
             }
         }
-        other.queued = 0;
         let mut tail = std::mem::take(&mut other.tail);
         self.append_vec(&mut tail, pool);
         pool.release_if_empty(&mut tail);
@@ -206,11 +218,13 @@ impl Output {
     #[inline]
     pub fn consume(&mut self, n: usize, pool: &mut BufPool) -> usize {
         debug_assert!(n <= self.len(), "wrote more than was pending");
-        if self.pieces.is_empty() {
-            self.consume_tail(n, pool);
-            return n;
+        match self.queue.take() {
+            None => {
+                self.consume_tail(n, pool);
+                n
+            }
+            Some(queue) => self.consume_queue(queue, n, pool),
         }
-        self.consume_pieces(n, pool)
     }
 
     /// [`Output::consume`] from the tail alone.
@@ -224,23 +238,25 @@ impl Output {
         }
     }
 
-    /// [`Output::consume`] when pieces are queued: they go first, then the tail.
+    /// [`Output::consume`] when pieces are queued (taken out of `self`): they go first, then
+    /// the tail. The queue is put back unless it was all written.
     #[cold]
-    fn consume_pieces(&mut self, n: usize, pool: &mut BufPool) -> usize {
+    fn consume_queue(&mut self, mut queue: Box<Queue>, n: usize, pool: &mut BufPool) -> usize {
         let (mut left, mut owned) = (n, 0);
-        while let Some(front) = self.pieces.front() {
+        while let Some(front) = queue.pieces.front() {
             let size = front.bytes().len();
             let unsent = size - self.sent;
             let shared = matches!(front, Piece::Shared(_));
             if left < unsent {
                 self.sent += left;
+                self.queue = Some(queue);
                 return owned + if shared { 0 } else { left };
             }
             left -= unsent;
             owned += if shared { 0 } else { unsent };
             self.sent = 0;
-            self.queued -= size;
-            if let Some(Piece::Owned(mut bytes)) = self.pieces.pop_front() {
+            queue.len -= size;
+            if let Some(Piece::Owned(mut bytes)) = queue.pieces.pop_front() {
                 bytes.clear();
                 pool.give(bytes);
             }
@@ -421,6 +437,6 @@ mod tests {
         assert_eq!(out.owned_len(), 0, "only shared bytes left");
         assert_eq!(out.clear(&mut pool), 0);
         assert!(out.is_empty());
-        assert!(out.pieces.is_empty());
+        assert!(out.queue.is_none());
     }
 }

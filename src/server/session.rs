@@ -113,7 +113,8 @@ pub struct Session {
     pub(super) push_bytes: usize,
     /// Signal pushes held back while a `stats` listing is being written into `output` piece by
     /// piece (a push must not land inside its line); they follow the listing.
-    pub(super) held_pushes: Output,
+    /// Boxed: only a subscriber that asks for `stats` ever has one.
+    pub(super) held_pushes: Option<Box<Output>>,
     /// A `stats` listing has started in `output` and not ended.
     pub(super) listing: bool,
     /// Holds back a `signal` request until the server has written out the pushes already
@@ -147,7 +148,7 @@ impl Session {
             dirty: false,
             pushes_queued: false,
             push_bytes: 0,
-            held_pushes: Output::default(),
+            held_pushes: None,
             listing: false,
             fanout_wait: false,
         }
@@ -166,7 +167,12 @@ impl Session {
     /// Bytes of pending output (held pushes included) this session owns, shared signal lines
     /// excluded: its part of [`super::dispatch::Dispatcher::owned_output`].
     pub fn owned_output(&self) -> usize {
-        self.output.owned_len() + self.held_pushes.owned_len()
+        self.output.owned_len() + self.held_pushes.as_ref().map_or(0, |held| held.owned_len())
+    }
+
+    /// Bytes of pushes held back behind a `stats` listing.
+    pub(super) fn held_len(&self) -> usize {
+        self.held_pushes.as_ref().map_or(0, |held| held.len())
     }
 
     /// Appends to `into` the first `max` bytes waiting to be written to the peer (tests and
