@@ -500,6 +500,8 @@ fn ping_or_close(mut stream: TcpStream) -> Fate {
             Ok(0) => break,
             Ok(n) => received.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            // A read with a timeout is not restarted after a signal handler ran.
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => panic!("neither a reply nor a close: {e}"),
         }
         if received == b"ok\n" {

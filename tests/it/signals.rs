@@ -589,6 +589,8 @@ fn drain(c: &Client) -> Option<Vec<u8>> {
             Ok(0) => return None,
             Ok(n) => received.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            // A read with a timeout is not restarted after a signal handler ran.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => panic!("neither a reply nor a close: {e}"),
         }
         if received.ends_with(b"\nok\n") || received == b"ok\n" {

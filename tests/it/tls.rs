@@ -117,6 +117,8 @@ fn read_until_closed(socket: &mut TcpStream) -> Vec<u8> {
             Ok(0) => return received,
             Ok(n) => received.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return received,
+            // A read with a timeout is not restarted after a signal handler ran.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => panic!("connection not closed within {REPLY_TIMEOUT:?}: {e}"),
         }
     }
