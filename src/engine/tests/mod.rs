@@ -14,7 +14,7 @@ mod signal_turns;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::{ClientId, Engine, EngineConfig, Outbox, Outcome, ServerFigures};
-use crate::budget::EXPIRE_BUDGET;
+use crate::budget::{EXPIRE_BUDGET, TRIM_BUDGET};
 use crate::clock::Millis;
 use crate::protocol::Response;
 use crate::protocol::frame::{Decoded, FrameDecoder};
@@ -1698,6 +1698,67 @@ fn a_client_holding_many_leases_is_released_in_slices_in_grant_order() {
     h.check(None);
     granted(h.reply(c), 33);
     assert_eq!(h.holders(), 2);
+    h.finish();
+}
+
+#[test]
+fn the_memory_of_a_departed_clients_locks_is_given_back_a_budget_per_turn() {
+    const N: usize = 3 * TRIM_BUDGET;
+    let mut h = Harness::new(EngineConfig {
+        max_locks: N as u64 + 1,
+        gc_interval_ms: 1_000,
+        gc_max_idle_ms: 0,
+        ..EngineConfig::default()
+    });
+    let (a, b) = (h.client(), h.client());
+    let keys: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
+    h.lock_all(a, &keys);
+    let capacities = |e: &Engine| {
+        [
+            e.leases.capacity(),
+            e.timers.capacity(),
+            e.keys.resources.capacity(),
+        ]
+    };
+    assert!(capacities(&h.engine).iter().all(|&c| c >= N));
+    h.disconnect(a);
+    // Release everything first (a budget per turn), then count the turns of trimming alone.
+    while !h.engine.releasing.is_empty() {
+        h.engine.expire(h.now, &mut h.out);
+    }
+    h.check(None);
+    let mut turns = 0;
+    while h.engine.wants_trim() {
+        assert_eq!(
+            h.engine.next_deadline(),
+            Some(Millis::ZERO),
+            "trimming is work"
+        );
+        h.engine.expire(h.now, &mut h.out);
+        turns += 1;
+    }
+    h.check(None);
+    // Leases and timers each left N - 1024 vacant entries to drop, a budget per turn.
+    assert!(
+        turns >= 2 * (N - 1024) / TRIM_BUDGET,
+        "trimmed in {turns} turns"
+    );
+    let [leases, timers, _] = capacities(&h.engine);
+    assert!(
+        leases <= 2048 && timers <= 2048,
+        "left: {leases} leases, {timers} timers"
+    );
+    // The idle resources go at the next GC pass and their slab follows, while another client
+    // keeps taking a lock.
+    for _ in 0..4 {
+        h.advance(500);
+        let token = granted(h.ask(b, "l", "other", "0 10"), 10);
+        assert_eq!(h.ask(b, "r", "other", &token.to_string()), Response::Ok);
+    }
+    assert_eq!(h.resources(), 1);
+    assert!(!h.engine.wants_trim());
+    let resources = h.engine.keys.resources.capacity();
+    assert!(resources <= 2048, "left: {resources} resources");
     h.finish();
 }
 
