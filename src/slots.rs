@@ -245,6 +245,10 @@ impl<T> Slots<T> {
     /// unlink from the vacant list (up to two cache misses), so a budget of a few thousand stays
     /// well under a millisecond.
     pub fn trim(&mut self, budget: usize) -> usize {
+        if !self.wants_trim() {
+            // The common case, once per turn: keep it to the check.
+            return 0;
+        }
         let mut dropped = 0;
         while dropped < budget && self.wants_trim() {
             let Some(Entry::Vacant(links)) = self.entries.pop() else {
@@ -255,7 +259,7 @@ impl<T> Slots<T> {
         }
         let (end, capacity) = (self.entries.len(), self.entries.capacity());
         let step = (capacity / 8).min(SHRINK_STEP_BYTES / Self::ENTRY_SIZE.max(1));
-        if dropped > 0 && capacity - end >= step {
+        if capacity - end >= step {
             self.entries.shrink_to(end);
         }
         dropped

@@ -329,11 +329,11 @@ impl Engine {
                 Due::IdleGc => budget -= self.on_idle_gc(now, budget),
             }
         }
-        self.trim(TRIM_BUDGET);
+        let trim_left = self.trim(TRIM_BUDGET);
         signal_backlog
             || !self.releasing.is_empty()
             || self.timers.next_deadline().is_some_and(|at| at <= now)
-            || self.wants_trim()
+            || trim_left
     }
 
     /// The earliest time at which [`Engine::expire`] may have work; `None` if no timer is armed

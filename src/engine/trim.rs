@@ -17,8 +17,8 @@ impl Engine {
     }
 
     /// Drops up to `budget` vacant slab entries, leases and their timers first (the slabs a
-    /// departed client's locks filled); returns how many.
-    pub(super) fn trim(&mut self, budget: usize) -> usize {
+    /// departed client's locks filled); returns whether some are left for the next turn.
+    pub(super) fn trim(&mut self, budget: usize) -> bool {
         let mut left = budget;
         left -= self.leases.trim(left);
         left -= self.timers.trim(left);
@@ -26,6 +26,8 @@ impl Engine {
         left -= self.waiters.trim(left);
         left -= self.signals.trim(left);
         left -= self.clients.trim(left);
-        budget - left
+        // A slab stops short of the budget only once it no longer wants trimming, so with budget
+        // to spare every slab is done.
+        left == 0 && self.wants_trim()
     }
 }
