@@ -10,8 +10,20 @@
 //! several milliseconds for a million entries, all in one call. Here the list is doubly linked,
 //! so any vacant entry leaves it in O(1), and [`Slots::trim`] pops vacant entries off the end of
 //! the vector, at most a budget of them per call. Once the part of the allocation no entry uses
-//! reaches an eighth of it, that part goes back to the allocator (`Vec::shrink_to`; glibc and
-//! jemalloc shrink a large block in place, so nothing is copied).
+//! reaches an eighth of it (or 1 MiB), that part goes back to the allocator (`Vec::shrink_to`;
+//! glibc and jemalloc shrink a large block in place, so nothing is copied).
+//!
+//! Popping the tail is not enough while other clients keep working: last-freed-first reuse hands
+//! them the entries freed last, which after a spike are near the end, so the end is never vacant
+//! when the trim looks. So trimming goes in rounds. A round picks a *boundary*, half the current
+//! length; from then on an entry freed at or above it goes on a second vacant list, used only
+//! when the first runs dry, and the round sweeps the entries between the boundary and the end
+//! (a budget per call), moving the vacant ones there to the second list. New entries then land
+//! below the boundary, the entries above it empty as their owners finish, and the tail is popped
+//! down to the boundary, which ends the round. The next round, if the slab is still sparse,
+//! halves again. A round also ends if the slab fills up below its boundary: the second list then
+//! serves inserts as the first did. Outside a round the hot path pays one comparison with the
+//! boundary per remove.
 //!
 //! Trimming is left to an owner that calls [`Slots::trim`] once per turn while
 //! [`Slots::wants_trim`] holds, rather than done inside [`Slots::remove`]: the entries of a
@@ -26,7 +38,8 @@ use std::fmt;
 use std::mem;
 use std::ops::{Index, IndexMut};
 
-/// End of the vacant list. Keys stay below it (checked on insert).
+/// End of a vacant list, and "no round under way" for the boundary. Keys stay below it (checked
+/// on insert).
 const NIL: u32 = u32::MAX;
 
 /// Slabs of this many entries or fewer are never trimmed: below it the memory is not worth the
@@ -44,10 +57,10 @@ const SPARSE_RATIO: usize = 4;
 /// take 800 µs in one turn.
 const SHRINK_STEP_BYTES: usize = 1 << 20;
 
-/// Links of a vacant entry in the doubly linked vacant list.
+/// Links of a vacant entry in its doubly linked vacant list.
 #[derive(Clone, Copy, Debug)]
 struct Vacant {
-    /// The previous vacant entry; not kept up to date for the list's head, whose predecessor is
+    /// The previous vacant entry; not kept up to date for a list's head, whose predecessor is
     /// known to be none (this saves a write per insert).
     prev: u32,
     /// The next vacant entry, or NIL.
@@ -65,8 +78,17 @@ pub struct Slots<T> {
     entries: Vec<Entry<T>>,
     /// Occupied entries.
     len: usize,
-    /// Head of the vacant list (the entry freed last), or NIL.
+    /// Head of the vacant list that inserts use first (the entry freed there last), or NIL.
     free: u32,
+    /// Head of the vacant list of entries at or above `boundary`, or NIL. Empty outside a round.
+    high: u32,
+    /// During a trimming round, the key from which freed entries go on the `high` list; NIL
+    /// outside a round. A round ends when the slab's end comes down to it, or when the `free`
+    /// list runs dry (then `high` takes its place).
+    boundary: u32,
+    /// During a round, where the sweep stands: every vacant entry from here to the end is on the
+    /// `high` list. Between `boundary` and the length.
+    sweep: u32,
 }
 
 impl<T> Default for Slots<T> {
@@ -88,19 +110,22 @@ impl<T> Slots<T> {
 
     /// An empty slab; it allocates on the first insert.
     pub const fn new() -> Self {
-        Slots {
-            entries: Vec::new(),
-            len: 0,
-            free: NIL,
-        }
+        Slots::with_entries(Vec::new())
     }
 
     /// An empty slab with room for `capacity` values before it allocates.
     pub fn with_capacity(capacity: usize) -> Self {
+        Slots::with_entries(Vec::with_capacity(capacity))
+    }
+
+    const fn with_entries(entries: Vec<Entry<T>>) -> Self {
         Slots {
-            entries: Vec::with_capacity(capacity),
+            entries,
             len: 0,
             free: NIL,
+            high: NIL,
+            boundary: NIL,
+            sweep: NIL,
         }
     }
 
@@ -121,28 +146,37 @@ impl<T> Slots<T> {
 
     /// The key the next [`Slots::insert`] will use.
     pub fn vacant_key(&self) -> usize {
-        match self.free {
-            NIL => self.entries.len(),
-            key => key as usize,
+        if self.free != NIL {
+            self.free as usize
+        } else if self.high != NIL {
+            self.high as usize
+        } else {
+            self.entries.len()
         }
     }
 
-    /// Stores `value` and returns its key: the entry freed last, or a new one at the end.
+    /// Stores `value` and returns its key: the entry freed last (below the boundary of a
+    /// trimming round if there is one), or a new one at the end.
     ///
     /// # Panics
     ///
     /// If `u32::MAX` entries are already in use.
+    #[inline]
     pub fn insert(&mut self, value: T) -> usize {
-        let key = self.free;
-        self.len += 1;
+        let mut key = self.free;
         if key == NIL {
-            let key = self.entries.len();
-            assert!(
-                key < NIL as usize,
-                "a slab holds fewer than u32::MAX entries"
-            );
-            self.entries.push(Entry::Occupied(value));
-            return key;
+            if self.high == NIL {
+                let key = self.entries.len();
+                assert!(
+                    key < NIL as usize,
+                    "a slab holds fewer than u32::MAX entries"
+                );
+                self.entries.push(Entry::Occupied(value));
+                self.len += 1;
+                return key;
+            }
+            self.end_round();
+            key = self.free;
         }
         let entry = &mut self.entries[key as usize];
         let Entry::Vacant(links) = *entry else {
@@ -150,7 +184,18 @@ impl<T> Slots<T> {
         };
         self.free = links.next;
         *entry = Entry::Occupied(value);
+        self.len += 1;
         key as usize
+    }
+
+    /// Ends a trimming round whose low list ran dry: the slab filled up below the boundary, so
+    /// there is nothing to keep new entries away from. The high list becomes the only one.
+    #[cold]
+    fn end_round(&mut self) {
+        debug_assert_eq!(self.free, NIL, "ending a round with low entries left");
+        self.free = mem::replace(&mut self.high, NIL);
+        self.boundary = NIL;
+        self.sweep = NIL;
     }
 
     /// The key the next insert will use, and a handle that inserts there: for values that must
@@ -173,12 +218,20 @@ impl<T> Slots<T> {
     }
 
     /// Removes and returns the value at `key`, if any.
+    #[inline]
     pub fn try_remove(&mut self, key: usize) -> Option<T> {
         let entry = self.entries.get_mut(key)?;
         if let Entry::Vacant(_) = entry {
             return None;
         }
-        let head = self.free;
+        let key = key as u32;
+        // Outside a trimming round the boundary is NIL, above every key.
+        let list = if key < self.boundary {
+            &mut self.free
+        } else {
+            &mut self.high
+        };
+        let head = mem::replace(list, key);
         let Entry::Occupied(value) = mem::replace(
             entry,
             Entry::Vacant(Vacant {
@@ -189,11 +242,23 @@ impl<T> Slots<T> {
             unreachable!("checked above");
         };
         if let Some(Entry::Vacant(links)) = self.entries.get_mut(head as usize) {
-            links.prev = key as u32;
+            links.prev = key;
         }
-        self.free = key as u32;
         self.len -= 1;
         Some(value)
+    }
+
+    /// Puts the vacant entry `key` in front of the list whose head is `head`; returns the new
+    /// head, `key`.
+    #[inline]
+    fn push_vacant(&mut self, key: u32, head: u32) -> u32 {
+        if let Entry::Vacant(links) = &mut self.entries[key as usize] {
+            links.next = head;
+        }
+        if let Some(Entry::Vacant(links)) = self.entries.get_mut(head as usize) {
+            links.prev = key;
+        }
+        key
     }
 
     /// The value at `key`, if any.
@@ -230,45 +295,79 @@ impl<T> Slots<T> {
             })
     }
 
-    /// Whether [`Slots::trim`] has work: the slab has more than `TRIM_FLOOR` entries, fewer than
-    /// one in `SPARSE_RATIO` of them occupied, and its last entry vacant. O(1).
-    pub fn wants_trim(&self) -> bool {
+    /// More than `TRIM_FLOOR` entries, fewer than one in `SPARSE_RATIO` of them occupied.
+    fn is_sparse(&self) -> bool {
         let end = self.entries.len();
-        end > TRIM_FLOOR
-            && self.len < end / SPARSE_RATIO
-            && matches!(self.entries.last(), Some(Entry::Vacant(_)))
+        end > TRIM_FLOOR && self.len < end / SPARSE_RATIO
     }
 
-    /// Drops up to `budget` vacant entries from the end of the slab, and gives the allocation's
-    /// unused part back once it is an eighth of it. Returns how many entries were dropped: less
-    /// than `budget` when [`Slots::wants_trim`] stopped holding. Each dropped entry costs an
-    /// unlink from the vacant list (up to two cache misses), so a budget of a few thousand stays
-    /// well under a millisecond.
+    /// Whether [`Slots::trim`] has work: the slab is sparse (more than `TRIM_FLOOR` entries,
+    /// fewer than one in `SPARSE_RATIO` of them occupied), and a round is to start, its sweep is
+    /// unfinished, or the last entry is vacant. False while a live entry at the end holds the
+    /// round up, so that its owner does not spin. O(1).
+    pub fn wants_trim(&self) -> bool {
+        self.is_sparse()
+            && (self.boundary == NIL
+                || self.sweep > self.boundary
+                || matches!(self.entries.last(), Some(Entry::Vacant(_))))
+    }
+
+    /// Does up to `budget` units of trimming: an entry popped off the end or swept. Pops the
+    /// vacant tail; while the last entry is live, sweeps the entries above the round's boundary
+    /// instead. Gives the allocation's unused part back once it is an eighth of it or 1 MiB.
+    /// Returns the units done: less than `budget` when [`Slots::wants_trim`] stopped holding.
+    /// Each unit costs a list unlink (up to two cache misses), so a budget of a few thousand
+    /// stays well under a millisecond.
     pub fn trim(&mut self, budget: usize) -> usize {
         if !self.wants_trim() {
             // The common case, once per turn: keep it to the check.
             return 0;
         }
-        let mut dropped = 0;
-        while dropped < budget && self.wants_trim() {
-            let Some(Entry::Vacant(links)) = self.entries.pop() else {
-                unreachable!("wants_trim checked the last entry");
-            };
-            self.unlink(self.entries.len() as u32, links);
-            dropped += 1;
+        if self.boundary == NIL {
+            let end = self.entries.len();
+            self.boundary = (end / 2).max(TRIM_FLOOR) as u32;
+            self.sweep = end as u32;
         }
-        let (end, capacity) = (self.entries.len(), self.entries.capacity());
+        let mut done = 0;
+        while done < budget && self.is_sparse() {
+            if let Some(Entry::Vacant(links)) = self.entries.last() {
+                let (key, links) = (self.entries.len() as u32 - 1, *links);
+                self.unlink(key, links);
+                self.entries.pop();
+                self.sweep = self.sweep.min(key);
+            } else if self.sweep > self.boundary {
+                self.sweep -= 1;
+                let key = self.sweep;
+                if let Entry::Vacant(links) = self.entries[key as usize] {
+                    self.unlink(key, links);
+                    self.high = self.push_vacant(key, self.high);
+                }
+            } else {
+                break;
+            }
+            done += 1;
+        }
+        let end = self.entries.len();
+        if end <= self.boundary as usize {
+            // Everything from the boundary up is gone, the high list with it.
+            debug_assert_eq!(self.high, NIL, "the high list outlived its round");
+            self.boundary = NIL;
+            self.sweep = NIL;
+        }
+        let capacity = self.entries.capacity();
         let step = (capacity / 8).min(SHRINK_STEP_BYTES / Self::ENTRY_SIZE.max(1));
         if capacity - end >= step {
             self.entries.shrink_to(end);
         }
-        dropped
+        done
     }
 
-    /// Takes the vacant entry `key`, whose links are `links`, off the vacant list.
+    /// Takes the vacant entry `key`, whose links are `links`, off whichever list holds it.
     fn unlink(&mut self, key: u32, links: Vacant) {
         if self.free == key {
             self.free = links.next;
+        } else if self.high == key {
+            self.high = links.next;
         } else if let Some(Entry::Vacant(prev)) = self.entries.get_mut(links.prev as usize) {
             prev.next = links.next;
         }
@@ -277,30 +376,64 @@ impl<T> Slots<T> {
         }
     }
 
-    /// Panics if the vacant list and the entries disagree: every vacant entry is on the list
-    /// exactly once, the links agree in both directions, and the counts add up. O(entries); for
-    /// tests and fuzz targets.
-    pub fn check_invariants(&self) {
+    /// Walks the vacant list starting at `head`; returns its keys. Panics on a broken link.
+    fn walk(&self, head: u32) -> Vec<u32> {
         let vacant = self.entries.len() - self.len;
+        let (mut keys, mut prev, mut cursor) = (Vec::new(), NIL, head);
+        while cursor != NIL {
+            assert!(keys.len() < vacant, "a vacant list has a cycle");
+            let Some(Entry::Vacant(links)) = self.entries.get(cursor as usize) else {
+                panic!("a vacant list reaches {cursor}, which is not a vacant entry");
+            };
+            if prev != NIL {
+                assert_eq!(links.prev, prev, "entry {cursor}: broken back link");
+            }
+            keys.push(cursor);
+            (prev, cursor) = (cursor, links.next);
+        }
+        keys
+    }
+
+    /// Panics if the vacant lists and the entries disagree: every vacant entry is on exactly one
+    /// list, the links agree in both directions, the counts add up, and the round's lists and
+    /// sweep are where they should be. O(entries); for tests and fuzz targets.
+    pub fn check_invariants(&self) {
         let occupied = self
             .entries
             .iter()
             .filter(|entry| matches!(entry, Entry::Occupied(_)))
             .count();
         assert_eq!(occupied, self.len, "occupied entries against the count");
-        let (mut seen, mut prev, mut cursor) = (0, NIL, self.free);
-        while cursor != NIL {
-            seen += 1;
-            assert!(seen <= vacant, "the vacant list has a cycle");
-            let Some(Entry::Vacant(links)) = self.entries.get(cursor as usize) else {
-                panic!("the vacant list reaches {cursor}, which is not a vacant entry");
-            };
-            if prev != NIL {
-                assert_eq!(links.prev, prev, "entry {cursor}: broken back link");
-            }
-            (prev, cursor) = (cursor, links.next);
+        let low = self.walk(self.free);
+        let high = self.walk(self.high);
+        assert_eq!(
+            low.len() + high.len(),
+            self.entries.len() - self.len,
+            "vacant entries missing from the vacant lists"
+        );
+        if self.boundary == NIL {
+            assert!(high.is_empty(), "a high list outside a round");
+            return;
         }
-        assert_eq!(seen, vacant, "vacant entries missing from the vacant list");
+        let end = self.entries.len() as u32;
+        assert!(
+            self.boundary < end,
+            "a round whose boundary is past the end"
+        );
+        assert!(
+            (self.boundary..=end).contains(&self.sweep),
+            "sweep {} outside [{}, {end}]",
+            self.sweep,
+            self.boundary
+        );
+        assert!(
+            high.iter().all(|&key| key >= self.boundary),
+            "a high-list entry below the boundary"
+        );
+        assert!(
+            low.iter().all(|&key| key < self.sweep),
+            "a swept entry on the low list"
+        );
     }
 }
 
@@ -442,6 +575,44 @@ mod tests {
         trim_all(&mut slots, 4096);
         assert!(slots.capacity() <= TRIM_FLOOR * 8 / 7 + 1);
         assert_eq!(slots[10], 10);
+    }
+
+    #[test]
+    fn entries_in_use_while_trimming_move_below_the_boundary() {
+        const N: usize = 100_000;
+        let mut slots = filled(N);
+        // Twenty clients each hold an entry taken during the spike, above all of its entries.
+        let mut held: Vec<usize> = (0..20).map(|i| slots.insert(i)).collect();
+        for key in 0..N {
+            slots.remove(key);
+        }
+        // Each turn every client gives its entry back and takes another, as a lock is released
+        // and acquired again; then the turn's trim runs with the entries held. Last-freed-first
+        // reuse alone would hand each client back the entry it just freed, at the end of the
+        // slab, and the end would never be vacant when the trim looks.
+        // A live entry at the end pauses trimming (no work is wanted) until it is released.
+        let mut turns = 0;
+        while slots.capacity() > TRIM_FLOOR * 8 / 7 + 1 {
+            for key in held.iter_mut() {
+                let value = slots.remove(*key);
+                *key = slots.insert(value);
+            }
+            slots.trim(4096);
+            slots.check_invariants();
+            turns += 1;
+            assert!(
+                turns < 100,
+                "{} entries left after {turns} turns",
+                slots.capacity()
+            );
+        }
+        assert!(!slots.wants_trim());
+        // Popping 100 000 entries and sweeping half of each round's takes about 50 turns of
+        // 4 096 (58 here): the held entries never kept the end from emptying for long.
+        assert!(turns <= 64, "{turns} turns");
+        for (value, &key) in held.iter().enumerate() {
+            assert_eq!(slots[key], value as u64);
+        }
     }
 
     #[test]
