@@ -20,6 +20,7 @@
 //! | [`STATS_STEP`] x [`STATS_STEPS_PER_TURN`] | 4 x 1 024 slots | `stats` listings, oldest first |
 //! | [`PUSH_WRITES_PER_TURN`] | 32 connections | connections whose signal pushes are written |
 //! | [`WRITE_BYTES_PER_TURN`] | 256 KiB per connection | bytes written to one connection |
+//! | [`TRIM_BUDGET`] | 4 096 entries | slab entries trimmed to give memory back after a spike |
 //!
 //! The timer wheel bounds its own cascades (`CASCADE_STEP` in `timer.rs`), and
 //! [`FANOUT_BACKLOG_BYTES`] holds publishers back while pushes wait to be written, so placing
@@ -88,3 +89,10 @@ pub const WRITE_BYTES_PER_TURN: usize = 256 * 1024;
 /// Bytes of signal pushes waiting to be written, over all connections, at which `signal`
 /// requests are held back until writes bring it down.
 pub const FANOUT_BACKLOG_BYTES: usize = 4 << 20;
+
+/// Slab entries trimmed per turn (popped off the end, or swept above a trimming round's
+/// boundary), all slabs of the engine together and again for the server's connections and I/O
+/// timers, once a slab is mostly empty after a spike (see `slots.rs`). Each unlinks an entry from
+/// a vacant list, at worst two cache misses (0.2 µs): a 1M-entry slab measured at most 0.35 ms
+/// per call, and gives its memory back within 250 to 500 turns.
+pub const TRIM_BUDGET: usize = 4096;

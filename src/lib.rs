@@ -11,6 +11,7 @@
 //! - [`protocol`]: framing, request parsing and response encoding; no I/O.
 //! - [`engine`]: the lock, semaphore and signal state machine, pure and driven by an explicit
 //!   clock; effects leave through an [`engine::Outbox`].
+//! - [`slots`]: the slab behind the engine's entries, which gives memory back a little per turn.
 //! - [`table`]: hash tables that resize a little per insert or remove, never all at once.
 //! - [`timer`]: the hierarchical timer wheel used by the engine and the event loop.
 //! - [`token`]: lease tokens that double as fencing tokens.
@@ -56,6 +57,8 @@ pub mod logging;
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod slots;
 #[cfg(feature = "server")]
 pub mod table;
 #[cfg(feature = "server")]

@@ -53,7 +53,7 @@
 //!
 //! # Storage
 //!
-//! Timers live in a [`Slab`]. Each slot (and the list of ready timers) is a doubly linked list
+//! Timers live in a [`Slots`] slab. Each slot (and the list of ready timers) is a doubly linked list
 //! threaded through the entries with `u32` indices and a NIL sentinel, so insert, cancel and
 //! relinking are O(1), use no `unsafe`, and allocate nothing while the slab has room. An entry is
 //! 22 bytes of bookkeeping plus the payload, padded to 8 bytes: 32 bytes for a `u64` payload, and
@@ -63,9 +63,8 @@
 use std::fmt;
 use std::num::NonZeroU32;
 
-use slab::Slab;
-
 use crate::clock::Millis;
+use crate::slots::Slots;
 
 /// Levels in the wheel: 11 × 6 bits ≥ 64 bits, so no deadline needs clamping.
 const LEVELS: usize = 11;
@@ -132,7 +131,7 @@ impl List {
         self.head == NIL
     }
 
-    fn push_back<T>(&mut self, entries: &mut Slab<Entry<T>>, index: u32) {
+    fn push_back<T>(&mut self, entries: &mut Slots<Entry<T>>, index: u32) {
         let entry = &mut entries[index as usize];
         entry.prev = self.tail;
         entry.next = NIL;
@@ -143,7 +142,7 @@ impl List {
         self.tail = index;
     }
 
-    fn unlink<T>(&mut self, entries: &mut Slab<Entry<T>>, index: u32) {
+    fn unlink<T>(&mut self, entries: &mut Slots<Entry<T>>, index: u32) {
         let entry = &mut entries[index as usize];
         let (prev, next) = (entry.prev, entry.next);
         entry.prev = NIL;
@@ -200,7 +199,7 @@ fn slot_start(elapsed: u64, level: usize, slot: usize) -> u64 {
 
 /// A hierarchical timer wheel with 1 ms resolution; see the module documentation for the design.
 pub struct TimerWheel<T> {
-    entries: Slab<Entry<T>>,
+    entries: Slots<Entry<T>>,
     /// Boxed because 11 × 64 list heads take 5.6 kB, too much to move around by value.
     levels: Box<[Level; LEVELS]>,
     /// Timers already due, in the order `poll` returns them.
@@ -248,7 +247,7 @@ impl<T: Copy> TimerWheel<T> {
     /// An empty wheel with room for `capacity` timers before it allocates.
     pub fn with_capacity(capacity: usize) -> Self {
         TimerWheel {
-            entries: Slab::with_capacity(capacity),
+            entries: Slots::with_capacity(capacity),
             levels: Box::new([Level::EMPTY; LEVELS]),
             ready: List::EMPTY,
             cascade: List::EMPTY,
@@ -273,6 +272,18 @@ impl<T: Copy> TimerWheel<T> {
     /// How many timers fit before the wheel allocates again.
     pub fn capacity(&self) -> usize {
         self.entries.capacity()
+    }
+
+    /// Whether [`trim`](Self::trim) would give memory back: the wheel held many more timers
+    /// than it does now (see [`Slots::wants_trim`]).
+    pub fn wants_trim(&self) -> bool {
+        self.entries.wants_trim()
+    }
+
+    /// Gives back the memory of up to `budget` timers no longer armed; returns how many it
+    /// dropped. Handles stay valid.
+    pub fn trim(&mut self, budget: usize) -> usize {
+        self.entries.trim(budget)
     }
 
     /// Arms a timer due at `deadline` and returns its handle. O(1).
@@ -473,6 +484,7 @@ impl<T: Copy> TimerWheel<T> {
                 );
             });
         }
+        self.entries.check_invariants();
         reachable += self.check_list(&self.ready, READY, 0, |deadline| {
             assert!(
                 self.ready_floor <= deadline && deadline <= self.elapsed,
@@ -710,16 +722,30 @@ mod tests {
 
     #[test]
     fn entries_are_small() {
-        // The same shape as the slab's own slot enum: the vacant variant carries the next free
-        // index. The non-zero generation lets it share space with the entry.
-        #[expect(dead_code, reason = "only the size of this type matters")]
-        enum SlabSlot<E> {
-            Vacant(usize),
-            Occupied(E),
-        }
+        // The non-zero generation lets the slab's vacant links share space with the entry.
         assert_eq!(size_of::<Entry<u64>>(), 32);
-        assert_eq!(size_of::<SlabSlot<Entry<u64>>>(), 32);
+        assert_eq!(Slots::<Entry<u64>>::ENTRY_SIZE, 32);
         assert_eq!(size_of::<Option<TimerId>>(), 8);
+    }
+
+    #[test]
+    fn cancelled_timers_give_their_memory_back_when_trimmed() {
+        let mut wheel = TimerWheel::new();
+        let ids: Vec<TimerId> = (0..20_000).map(|i| wheel.insert(Millis(i), i)).collect();
+        let kept = ids[100];
+        for &id in ids.iter().filter(|&&id| id != kept) {
+            wheel.cancel(id);
+        }
+        assert!(wheel.wants_trim());
+        while wheel.wants_trim() {
+            assert!(wheel.trim(4096) <= 4096);
+            wheel.check_invariants();
+        }
+        assert!(wheel.capacity() <= 2048, "capacity {}", wheel.capacity());
+        // The handle survives, and the wheel still fires it at its deadline.
+        assert_eq!(wheel.payload(kept), Some(100));
+        assert_eq!(wheel.poll(Millis(1_000)), Some((kept, 100)));
+        assert!(wheel.is_empty());
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct ClientState {
     pub subscriptions: ClientSubscriptions,
 }
 
+/// Tables of this many slots or fewer are not trimmed (as for `Slots`).
+const TRIM_FLOOR: usize = 1024;
+
 /// Client states indexed by `ClientId::index`. Connection slots are dense (the server allocates
 /// them from a slab), so a vector indexed by slot is both the smallest and the fastest map.
 #[derive(Debug, Default)]
@@ -102,5 +105,68 @@ impl Clients {
     /// Every registered client.
     pub fn iter(&self) -> impl Iterator<Item = &ClientState> {
         self.slots.iter().flatten()
+    }
+
+    /// Whether the table outgrew its clients: many more slots than clients, ending in empty
+    /// ones (the same rule as the engine's slabs, see `Slots::wants_trim`). A crowd of
+    /// connections that has left leaves its slots behind until trimmed.
+    pub fn wants_trim(&self) -> bool {
+        let end = self.slots.len();
+        end > TRIM_FLOOR && self.count < end / 4 && matches!(self.slots.last(), Some(None))
+    }
+
+    /// Drops up to `budget` empty slots from the end, and gives the allocation's unused part back
+    /// once it is an eighth of it; returns how many slots were dropped.
+    pub fn trim(&mut self, budget: usize) -> usize {
+        let mut dropped = 0;
+        while dropped < budget && self.wants_trim() {
+            self.slots.pop();
+            dropped += 1;
+        }
+        let (end, capacity) = (self.slots.len(), self.slots.capacity());
+        if dropped > 0 && capacity - end >= capacity / 8 {
+            self.slots.shrink_to(end);
+        }
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(index: u32) -> ClientId {
+        ClientId {
+            index,
+            generation: 1,
+        }
+    }
+
+    #[test]
+    fn the_slots_of_a_departed_crowd_are_trimmed_down_to_the_last_client() {
+        let mut clients = Clients::default();
+        for index in 0..10_000 {
+            clients.insert(id(index), u64::from(index));
+        }
+        for index in (0..10_000).filter(|&index| index != 3_000) {
+            clients.remove(id(index));
+        }
+        assert!(clients.wants_trim());
+        let mut calls = 0;
+        while clients.wants_trim() {
+            assert!(clients.trim(1_000) <= 1_000);
+            calls += 1;
+        }
+        assert_eq!(calls, 7, "7 000 empty slots at 1 000 per call");
+        assert!(clients.slots.capacity() <= 3_001 * 8 / 7 + 1);
+        assert!(clients.contains(id(3_000)));
+        // Once the last one leaves, the table goes down to the floor, and slots above it come
+        // back when a client needs them.
+        clients.remove(id(3_000));
+        clients.trim(usize::MAX);
+        assert!(clients.slots.capacity() <= TRIM_FLOOR * 8 / 7 + 1);
+        clients.insert(id(5_000), 1);
+        assert!(clients.contains(id(5_000)));
+        assert!(!clients.is_empty() && !clients.wants_trim());
     }
 }

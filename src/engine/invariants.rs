@@ -10,6 +10,9 @@ impl Engine {
     #[doc(hidden)]
     pub fn check_invariants(&mut self) {
         self.keys.check_invariants();
+        self.keys.resources.check_invariants();
+        self.leases.check_invariants();
+        self.waiters.check_invariants();
         self.signals.check_invariants();
         let mut members = Vec::new();
         let indices: Vec<u32> = self.keys.resources.iter().map(|(i, _)| i as u32).collect();

@@ -13,11 +13,10 @@
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 
-use slab::Slab;
-
 use super::list::{Link, List};
 use crate::clock::Millis;
 use crate::protocol::Namespace;
+use crate::slots::Slots;
 use crate::table::IncrementalTable;
 
 /// A key as clients send it. Keys of up to 16 bytes (most of them) are stored inline: a separate
@@ -81,7 +80,7 @@ fn key_hash(hasher: &RandomState, ns: Namespace, key: &[u8]) -> u64 {
 }
 
 /// The index hash of the resource in `slot`, for entries the index moves while it resizes.
-fn slot_hash(hasher: &RandomState, resources: &Slab<Resource>, slot: u32) -> u64 {
+fn slot_hash(hasher: &RandomState, resources: &Slots<Resource>, slot: u32) -> u64 {
     let r = &resources[slot as usize];
     key_hash(hasher, r.ns(), &r.key)
 }
@@ -103,7 +102,7 @@ pub enum KeyError {
 #[derive(Debug, Default)]
 pub struct Keyspace {
     /// Resource entries; indices are stable while the resource lives.
-    pub resources: Slab<Resource>,
+    pub resources: Slots<Resource>,
     /// Slots of `resources`, found by the hash of (namespace, key).
     index: IncrementalTable<u32>,
     hasher: RandomState,
@@ -202,6 +201,17 @@ impl Keyspace {
     /// Whether `index` is on the idle list: linked to a neighbour, or the list's only entry.
     fn is_listed(&self, index: u32) -> bool {
         !self.resources[index as usize].idle_link.is_detached() || self.idle.head() == Some(index)
+    }
+
+    /// Whether the resource slab is mostly empty and [`Keyspace::trim`] would give memory back.
+    pub fn wants_trim(&self) -> bool {
+        self.resources.wants_trim()
+    }
+
+    /// Drops up to `budget` vacant resource entries; returns how many. The key index shrinks by
+    /// itself as keys leave it.
+    pub fn trim(&mut self, budget: usize) -> usize {
+        self.resources.trim(budget)
     }
 
     /// Whether any resource is idle (so a GC pass could have work).

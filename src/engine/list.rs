@@ -7,7 +7,7 @@
 //! ends and the length. The caller says which [`Link`] of an entry a list uses through an accessor
 //! function, so one entry can belong to several lists.
 
-use slab::Slab;
+use crate::slots::Slots;
 
 /// Index value meaning "no entry".
 pub const NIL: u32 = u32::MAX;
@@ -71,7 +71,7 @@ impl List {
     }
 
     /// Appends `index` (which must be in no list through `link`).
-    pub fn push_back<T>(&mut self, slab: &mut Slab<T>, index: u32, link: LinkOf<T>) {
+    pub fn push_back<T>(&mut self, slab: &mut Slots<T>, index: u32, link: LinkOf<T>) {
         let old_tail = self.tail;
         *link(&mut slab[index as usize]) = Link {
             prev: old_tail,
@@ -87,7 +87,7 @@ impl List {
     }
 
     /// Unlinks `index` (which must be in this list through `link`).
-    pub fn remove<T>(&mut self, slab: &mut Slab<T>, index: u32, link: LinkOf<T>) {
+    pub fn remove<T>(&mut self, slab: &mut Slots<T>, index: u32, link: LinkOf<T>) {
         let Link { prev, next } =
             std::mem::replace(link(&mut slab[index as usize]), Link::DETACHED);
         if prev == NIL {
@@ -107,7 +107,7 @@ impl List {
 
     /// Moves every entry of `other` to the end of this list in O(1), leaving `other` empty.
     /// Both lists must run through `link`.
-    pub fn append<T>(&mut self, other: &mut List, slab: &mut Slab<T>, link: LinkOf<T>) {
+    pub fn append<T>(&mut self, other: &mut List, slab: &mut Slots<T>, link: LinkOf<T>) {
         let other = std::mem::take(other);
         if other.is_empty() {
             return;
@@ -123,14 +123,14 @@ impl List {
     }
 
     /// The entry after `index` in the list `link` selects.
-    pub fn next_of<T>(slab: &mut Slab<T>, index: u32, link: LinkOf<T>) -> Option<u32> {
+    pub fn next_of<T>(slab: &mut Slots<T>, index: u32, link: LinkOf<T>) -> Option<u32> {
         let next = link(&mut slab[index as usize]).next;
         (next != NIL).then_some(next)
     }
 
     /// Collects the indices in order into `out` (cleared first). Used where the caller must
     /// mutate the slab while visiting, and by invariant checks.
-    pub fn collect_into<T>(&self, slab: &mut Slab<T>, link: LinkOf<T>, out: &mut Vec<u32>) {
+    pub fn collect_into<T>(&self, slab: &mut Slots<T>, link: LinkOf<T>, out: &mut Vec<u32>) {
         out.clear();
         let mut cursor = self.head();
         while let Some(index) = cursor {
@@ -157,7 +157,7 @@ mod tests {
         &mut item.b
     }
 
-    fn contents(list: &List, slab: &mut Slab<Item>, link: LinkOf<Item>) -> Vec<u32> {
+    fn contents(list: &List, slab: &mut Slots<Item>, link: LinkOf<Item>) -> Vec<u32> {
         let mut out = Vec::new();
         list.collect_into(slab, link, &mut out);
         out
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn entries_live_in_two_lists_and_leave_from_anywhere() {
-        let mut slab = Slab::new();
+        let mut slab = Slots::new();
         let ids: Vec<u32> = (0..4)
             .map(|_| {
                 slab.insert(Item {

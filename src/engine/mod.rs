@@ -24,9 +24,9 @@ pub mod signal;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod trim;
 
 use hashbrown::DefaultHashBuilder;
-use slab::Slab;
 
 use self::clients::Clients;
 use self::fences::FenceIndex;
@@ -36,9 +36,10 @@ use self::publishing::{Change, SignalWork};
 pub use self::push_line::{Push, PushLine};
 use self::signal::{SignalIndex, SubscriptionLimits};
 pub use self::stats::{ServerFigures, StatsCursor};
-use crate::budget::EXPIRE_BUDGET;
+use crate::budget::{EXPIRE_BUDGET, TRIM_BUDGET};
 use crate::clock::Millis;
 use crate::protocol::{Request, Response};
+use crate::slots::Slots;
 use crate::table::IncrementalMap;
 use crate::timer::{TimerId, TimerWheel};
 use crate::token::{LeaseToken, TokenIssuer};
@@ -190,10 +191,10 @@ pub struct Engine {
     config: EngineConfig,
     tokens: TokenIssuer,
     keys: Keyspace,
-    leases: Slab<Lease>,
+    leases: Slots<Lease>,
     /// Lease by token fence (unique per grant), for `r`/`n` by token in O(1).
     by_fence: FenceIndex,
-    waiters: Slab<Waiter>,
+    waiters: Slots<Waiter>,
     /// Two-phase state by (client, resource). Both are server-assigned numbers, so a fast hash
     /// without flooding resistance is fine.
     two_phase: IncrementalMap<(ClientId, u32), TwoPhase, DefaultHashBuilder>,
@@ -222,9 +223,9 @@ impl Engine {
             config,
             tokens,
             keys: Keyspace::default(),
-            leases: Slab::new(),
+            leases: Slots::new(),
             by_fence: FenceIndex::default(),
-            waiters: Slab::new(),
+            waiters: Slots::new(),
             two_phase: IncrementalMap::default(),
             clients: Clients::default(),
             releasing: List::default(),
@@ -311,8 +312,9 @@ impl Engine {
     }
 
     /// Handles timers that are due at `now`: lease expiries (granting freed capacity to waiters),
-    /// wait timeouts and idle GC. Handles at most [`EXPIRE_BUDGET`] of them; returns `true` if
-    /// more are due, in which case the caller should call again soon (next loop turn).
+    /// wait timeouts and idle GC. Handles at most [`EXPIRE_BUDGET`] of them, then gives back the
+    /// memory of up to [`TRIM_BUDGET`] slab entries left vacant by a spike. Returns `true` if
+    /// more is due, in which case the caller should call again soon (next loop turn).
     pub fn expire(&mut self, now: Millis, out: &mut impl Outbox) -> bool {
         let signal_backlog = self.run_signal_work(out);
         self.disconnect_budget = EXPIRE_BUDGET;
@@ -330,16 +332,19 @@ impl Engine {
                 Due::IdleGc => budget -= self.on_idle_gc(now, budget),
             }
         }
+        let trim_left = self.trim(TRIM_BUDGET);
         signal_backlog
             || !self.releasing.is_empty()
             || self.timers.next_deadline().is_some_and(|at| at <= now)
+            || trim_left
     }
 
     /// The earliest time at which [`Engine::expire`] may have work; `None` if no timer is armed
-    /// and no departed client's lease waits for release (then [`Millis::ZERO`]: at once). May
+    /// and no departed client's lease waits for release, no signal work is queued and no slab
+    /// is left to trim (otherwise [`Millis::ZERO`]: at once). May
     /// be earlier than any real deadline (the wheel's cascading points), never later.
     pub fn next_deadline(&self) -> Option<Millis> {
-        if self.releasing.is_empty() && !self.signal_work_pending() {
+        if self.releasing.is_empty() && !self.signal_work_pending() && !self.wants_trim() {
             self.timers.next_deadline()
         } else {
             Some(Millis::ZERO)

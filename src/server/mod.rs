@@ -38,7 +38,6 @@ use log::{debug, info, warn};
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};
-use slab::Slab;
 
 use self::accept::AcceptState;
 use self::conn::{AUTH_FAILURE_DELAY_MS, Closing, Conn, LINGER_MS};
@@ -52,12 +51,13 @@ use self::transport::{ReadOutcome, Transport, WRITE_SLICES, WriteOutcome};
 use self::warnings::WarnKind;
 use crate::budget::{
     CLOSES_PER_TURN, EVENT_CAPACITY, EXPIRE_BUDGET, HANDSHAKES_PER_TURN, PUSH_WRITES_PER_TURN,
-    READ_CHUNK, READS_PER_TURN, WRITE_BYTES_PER_TURN,
+    READ_CHUNK, READS_PER_TURN, TRIM_BUDGET, WRITE_BYTES_PER_TURN,
 };
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
 use crate::engine::signal::SubscriptionLimits;
 use crate::engine::{ClientId, Engine, EngineConfig};
+use crate::slots::Slots;
 use crate::table::IncrementalMap;
 use crate::timer::TimerWheel;
 use crate::token::TokenIssuer;
@@ -99,7 +99,7 @@ pub struct Server {
     shutdown_requested: Arc<AtomicBool>,
     waker: Arc<Waker>,
     clock: Clock,
-    conns: Slab<Conn>,
+    conns: Slots<Conn>,
     dispatcher: Dispatcher,
     io_timers: TimerWheel<IoTimer>,
     generations: Generations,
@@ -154,7 +154,7 @@ impl Server {
             shutdown_requested: Arc::new(AtomicBool::new(false)),
             waker,
             clock: Clock::start(),
-            conns: Slab::new(),
+            conns: Slots::new(),
             dispatcher: Dispatcher::new(engine, limits, auth),
             io_timers: TimerWheel::new(),
             generations: Generations::default(),
@@ -221,6 +221,9 @@ impl Server {
             self.dispatcher.continue_stats(&mut self.conns, now);
             self.accept_connections(now);
             self.write_and_close(now);
+            // Once a crowd of connections has left, their slots go back a budget per turn.
+            let left = TRIM_BUDGET - self.conns.trim(TRIM_BUDGET);
+            self.io_timers.trim(left);
             if self.draining && self.conns.is_empty() {
                 info!("shutdown complete");
                 return Ok(());
@@ -235,6 +238,8 @@ impl Server {
             || self.dispatcher.ready_len() > 0
             || self.dispatcher.has_pending_work()
             || self.engine_backlog
+            || self.conns.wants_trim()
+            || self.io_timers.wants_trim()
             || !self.write_backlog.is_empty()
             || self.accept.can_accept_now(self.listener.is_some());
         if busy {
@@ -861,7 +866,7 @@ trait ConnTable {
     fn try_remove_conn(&mut self, id: ClientId) -> Option<Conn>;
 }
 
-impl ConnTable for Slab<Conn> {
+impl ConnTable for Slots<Conn> {
     fn session_conn(&mut self, id: ClientId) -> Option<&mut Conn> {
         self.get_mut(id.index as usize)
             .filter(|conn| conn.session.id == id)

@@ -38,12 +38,11 @@ mod wildcards;
 use std::collections::VecDeque;
 use std::mem;
 
-use slab::Slab;
-
 use self::order::JoinOrder;
 pub use self::pattern::{PatternKind, classify_pattern, pattern_matches};
 use self::wildcards::{Anchor, ScanCursor, Wildcards};
 use super::ClientId;
+use crate::slots::Slots;
 use crate::table::IncrementalMap;
 
 /// Caps on subscriptions, each 0 for unlimited (spec §13.7 and this server's own limits).
@@ -147,16 +146,16 @@ impl ClientSubscriptions {
 pub struct SignalIndex {
     /// Every subscribed pattern, literal or wildcard, to its slot in `patterns`.
     pattern_slots: IncrementalMap<Box<[u8]>, u32>,
-    patterns: Slab<PatternEntry>,
+    patterns: Slots<PatternEntry>,
     /// Queue groups by [`group_key`]; the pattern slot in the key keeps equal names under different
     /// patterns apart (they are different groups, §13.4).
     group_slots: IncrementalMap<Box<[u8]>, u32>,
-    groups: Slab<QueueGroup>,
+    groups: Slots<QueueGroup>,
     /// (client slot, target) to subscription slot: `listen` and `unlisten` find an existing subscription in
     /// O(1) instead of scanning a client's or a target's list, either of which can be long.
     memberships: IncrementalMap<(u32, Target), u32>,
-    subscriptions: Slab<Subscription>,
-    clients: Slab<ClientEntry>,
+    subscriptions: Slots<Subscription>,
+    clients: Slots<ClientEntry>,
     wildcards: Wildcards,
     /// Entries of departed clients whose subscriptions [`SignalIndex::reclaim`] has still to remove,
     /// oldest first.
@@ -570,12 +569,31 @@ impl SignalIndex {
             && self.departing.is_empty()
     }
 
+    /// Whether [`SignalIndex::trim`] would give memory back: one of the slabs of subscriptions,
+    /// clients, patterns or groups held many more entries than it does now.
+    pub fn wants_trim(&self) -> bool {
+        self.subscriptions.wants_trim()
+            || self.clients.wants_trim()
+            || self.patterns.wants_trim()
+            || self.groups.wants_trim()
+    }
+
+    /// Drops up to `budget` vacant slab entries, giving their memory back; returns how many.
+    pub fn trim(&mut self, budget: usize) -> usize {
+        let mut left = budget;
+        left -= self.subscriptions.trim(left);
+        left -= self.clients.trim(left);
+        left -= self.patterns.trim(left);
+        left -= self.groups.trim(left);
+        budget - left
+    }
+
     /// Panics unless every table agrees with every other (back-pointers, map entries, filed wildcards,
     /// no empty leftovers). For tests and fuzz targets; O(size of the index).
     #[doc(hidden)]
     pub fn check_invariants(&self) {
         assert_eq!(self.memberships.len(), self.subscriptions.len());
-        for (slot, subscription) in &self.subscriptions {
+        for (slot, subscription) in self.subscriptions.iter() {
             let slot = to_slot(slot);
             let client = &self.clients[subscription.client as usize];
             assert_eq!(client.subscriptions[subscription.in_client as usize], slot);
@@ -609,7 +627,7 @@ impl SignalIndex {
             .map(|(_, c)| c.subscriptions.len())
             .sum();
         assert_eq!(listed, self.subscriptions.len());
-        for (slot, client) in &self.clients {
+        for (slot, client) in self.clients.iter() {
             assert!(!client.subscriptions.is_empty());
             let bytes: usize = client
                 .subscriptions
@@ -630,7 +648,7 @@ impl SignalIndex {
         assert_eq!(departed, self.departed_subscriptions);
 
         assert_eq!(self.group_slots.len(), self.groups.len());
-        for (slot, group) in &self.groups {
+        for (slot, group) in self.groups.iter() {
             let slot = to_slot(slot);
             assert!(group.attached > 0 && !group.name.is_empty());
             assert!(group.members.len() <= group.attached as usize);
@@ -643,7 +661,7 @@ impl SignalIndex {
 
         assert_eq!(self.pattern_slots.len(), self.patterns.len());
         let mut wildcards = 0;
-        for (slot, entry) in &self.patterns {
+        for (slot, entry) in self.patterns.iter() {
             let slot = to_slot(slot);
             assert!(!entry.plain.is_empty() || !entry.groups.is_empty());
             assert_eq!(self.pattern_slots.get(&entry.pattern), Some(&slot));
@@ -1019,7 +1037,7 @@ impl Ledger {
 /// took it and how many members were looked at.
 fn offer_to_group(
     group: &mut QueueGroup,
-    clients: &mut Slab<ClientEntry>,
+    clients: &mut Slots<ClientEntry>,
     epoch: u64,
     sink: &mut impl DeliverySink,
 ) -> (bool, u64) {

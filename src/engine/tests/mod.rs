@@ -14,7 +14,7 @@ mod signal_turns;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::{ClientId, Engine, EngineConfig, Outbox, Outcome, Push, ServerFigures};
-use crate::budget::EXPIRE_BUDGET;
+use crate::budget::{EXPIRE_BUDGET, TRIM_BUDGET};
 use crate::clock::Millis;
 use crate::protocol::Response;
 use crate::protocol::frame::{Decoded, FrameDecoder};
@@ -1696,6 +1696,73 @@ fn a_client_holding_many_leases_is_released_in_slices_in_grant_order() {
     h.check(None);
     granted(h.reply(c), 33);
     assert_eq!(h.holders(), 2);
+    h.finish();
+}
+
+#[test]
+fn the_memory_of_a_departed_clients_locks_is_given_back_a_budget_per_turn() {
+    const N: usize = 3 * TRIM_BUDGET;
+    let mut h = Harness::new(EngineConfig {
+        max_locks: N as u64 + 1,
+        gc_interval_ms: 1_000,
+        gc_max_idle_ms: 0,
+        ..EngineConfig::default()
+    });
+    let (a, b) = (h.client(), h.client());
+    let keys: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
+    h.lock_all(a, &keys);
+    let capacities = |e: &Engine| {
+        [
+            e.leases.capacity(),
+            e.timers.capacity(),
+            e.keys.resources.capacity(),
+        ]
+    };
+    assert!(capacities(&h.engine).iter().all(|&c| c >= N));
+    h.disconnect(a);
+    // Release everything first (a budget per turn), then count the turns of trimming alone.
+    while !h.engine.releasing.is_empty() {
+        h.engine.expire(h.now, &mut h.out);
+    }
+    h.check(None);
+    // Meanwhile another client holds a lock, released and taken again between turns: its lease
+    // and timer must not keep the slabs' ends from emptying.
+    let mut token = granted(h.ask(b, "l", "other", "0 10"), 10);
+    let mut turns = 0;
+    while capacities(&h.engine)[..2].iter().any(|&c| c > 2048) {
+        assert!(
+            h.engine.wants_trim(),
+            "trimming stalled: {:?}",
+            capacities(&h.engine)
+        );
+        assert_eq!(
+            h.engine.next_deadline(),
+            Some(Millis::ZERO),
+            "trimming is work"
+        );
+        h.engine.expire(h.now, &mut h.out);
+        assert_eq!(h.ask(b, "r", "other", &token.to_string()), Response::Ok);
+        token = granted(h.ask(b, "l", "other", "0 10"), 10);
+        turns += 1;
+    }
+    h.check(None);
+    // Leases and timers each left N - 1024 vacant entries to drop, a budget per turn.
+    assert!(
+        turns >= 2 * (N - 1024) / TRIM_BUDGET,
+        "trimmed in {turns} turns"
+    );
+    assert_eq!(h.ask(b, "r", "other", &token.to_string()), Response::Ok);
+    // The idle resources go at the next GC pass and their slab follows, while the other client
+    // keeps taking its lock.
+    for _ in 0..4 {
+        h.advance(500);
+        let token = granted(h.ask(b, "l", "other", "0 10"), 10);
+        assert_eq!(h.ask(b, "r", "other", &token.to_string()), Response::Ok);
+    }
+    assert_eq!(h.resources(), 1);
+    assert!(!h.engine.wants_trim());
+    let resources = h.engine.keys.resources.capacity();
+    assert!(resources <= 2048, "left: {resources} resources");
     h.finish();
 }
 
