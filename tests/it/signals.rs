@@ -520,19 +520,10 @@ fn a_subscriber_that_never_reads_is_dropped_without_stalling_the_publisher() {
 
     let filler = spaced_payload(16 * 1024);
     let mut p = server.connect();
-    let mut counts = Vec::new();
     // The slow subscriber's socket buffers fill after a few MiB; then its next copy is refused.
-    while counts.iter().filter(|&&n| n == 1).count() < 20 {
-        assert!(
-            counts.len() < 5_000,
-            "the slow subscriber was never dropped: {counts:?}"
-        );
-        let i = counts.len();
-        if let Some(behind) = i.checked_sub(MAX_LEAD) {
-            reader.wait_for(behind);
-        }
-        counts.push(publish(&mut p, "flood", &format!("{i}{filler}")));
-    }
+    let counts = flood(&mut p, &mut reader, &filler, 5_000, |counts| {
+        counts.iter().filter(|&&n| n == 1).count() >= 20
+    });
     let drop_at = counts.iter().position(|&n| n == 1).expect("a count of 1");
     assert!(
         drop_at > 0,
@@ -543,20 +534,7 @@ fn a_subscriber_that_never_reads_is_dropped_without_stalling_the_publisher() {
         "counts must drop from 2 to 1 once, at the eviction: {counts:?}"
     );
     assert_eq!(publish(&mut p, "flood", "end"), 1);
-
-    let (got, _reader) = reader.finish();
-    assert_eq!(
-        got.len(),
-        counts.len(),
-        "the reading subscriber missed signals"
-    );
-    for (i, line) in got.iter().enumerate() {
-        assert!(
-            *line == format!("{i}{filler}"),
-            "push {i} out of order or altered: {:?}",
-            &line[..line.len().min(40)]
-        );
-    }
+    expect_every_signal(reader, counts.len(), &filler);
 
     // The slow subscriber's connection is closed: whatever reached its socket, then EOF.
     expect_dropped(&slow);
@@ -569,6 +547,44 @@ fn a_subscriber_that_never_reads_is_dropped_without_stalling_the_publisher() {
         stats["signal_channels"],
         json!([{"pattern": "flood", "listeners": 1}])
     );
+}
+
+/// Publishes signals `<i><filler>` on `flood`, never more than [`MAX_LEAD`] ahead of `reader`,
+/// until `enough` holds for the counts so far; returns the counts. Panics after `limit` signals.
+fn flood(
+    p: &mut Client,
+    reader: &mut Reader,
+    filler: &str,
+    limit: usize,
+    enough: impl Fn(&[u64]) -> bool,
+) -> Vec<u64> {
+    let mut counts = Vec::new();
+    while !enough(&counts) {
+        assert!(
+            counts.len() < limit,
+            "the subscribers that never read were never dropped: {counts:?}"
+        );
+        let i = counts.len();
+        if let Some(behind) = i.checked_sub(MAX_LEAD) {
+            reader.wait_for(behind);
+        }
+        counts.push(publish(p, "flood", &format!("{i}{filler}")));
+    }
+    counts
+}
+
+/// Ends `reader` (after an `end` signal) and checks it got the `count` signals of [`flood`], in
+/// order and unaltered.
+fn expect_every_signal(reader: Reader, count: usize, filler: &str) {
+    let (got, _reader) = reader.finish();
+    assert_eq!(got.len(), count, "the reading subscriber missed signals");
+    for (i, line) in got.iter().enumerate() {
+        assert!(
+            *line == format!("{i}{filler}"),
+            "push {i} out of order or altered: {:?}",
+            &line[..line.len().min(40)]
+        );
+    }
 }
 
 /// Reads `c` until the server closes it, discarding what arrives; panics if it stays open.
@@ -746,35 +762,15 @@ fn the_server_wide_output_budget_drops_the_subscribers_holding_the_most() {
 
     let filler = spaced_payload(16 * 1024);
     let mut p = server.connect();
-    let mut counts = Vec::new();
-    while counts.last() != Some(&1) {
-        assert!(
-            counts.len() < 1_500,
-            "the subscribers that never read were never dropped: {counts:?}"
-        );
-        let i = counts.len();
-        if let Some(behind) = i.checked_sub(MAX_LEAD) {
-            reader.wait_for(behind);
-        }
-        counts.push(publish(&mut p, "flood", &format!("{i}{filler}")));
-    }
+    let counts = flood(&mut p, &mut reader, &filler, 1_500, |counts| {
+        counts.last() == Some(&1)
+    });
     assert!(
         counts.windows(2).all(|w| w[1] <= w[0]) && counts[0] == SLOW as u64 + 1,
         "counts only fall, from every subscriber to the reader alone: {counts:?}"
     );
     assert_eq!(publish(&mut p, "flood", "end"), 1);
-    let (got, _reader) = reader.finish();
-    assert_eq!(
-        got.len(),
-        counts.len(),
-        "the reading subscriber missed signals"
-    );
-    assert!(
-        got.iter()
-            .enumerate()
-            .all(|(i, line)| *line == format!("{i}{filler}")),
-        "pushes out of order or altered"
-    );
+    expect_every_signal(reader, counts.len(), &filler);
     for c in &slow {
         expect_dropped(c);
     }
