@@ -24,25 +24,26 @@ use std::str::FromStr;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use clap_mangen::Man;
 
+use crate::protocol::{MAX_PAYLOAD_LINE, MAX_REQUEST};
+
 pub mod env;
 
-/// Largest accepted value for any seconds setting: `i64::MAX` nanoseconds, whole seconds. Bounding every
-/// duration here lets the rest of the server convert seconds to milliseconds or nanoseconds without overflow.
-pub const MAX_SECONDS: u64 = 9_223_372_036;
+/// Largest accepted value for any seconds setting, the same bound as on the wire. Bounding every duration
+/// here lets the rest of the server convert seconds to milliseconds or nanoseconds without overflow.
+pub use crate::protocol::MAX_SECONDS;
 
-/// The longest legal request is a 256-byte command line, a 256-byte key line and a 65 536-byte arg line, each
-/// with its LF (spec §2.2). An input buffer smaller than that could not hold a legal request.
-const MIN_INPUT_BUFFER: usize = 257 + 257 + 65_537;
+/// An input buffer smaller than the longest legal request (spec §2.2) could not hold one.
+const MIN_INPUT_BUFFER: usize = MAX_REQUEST;
 
 /// The longest single push line a subscriber can be sent is bounded by the 64 KiB signal payload; a hard
 /// output limit below one such line would disconnect a subscriber for receiving a single legal signal.
-const MIN_OUTPUT_BUFFER: usize = 65_537;
+const MIN_OUTPUT_BUFFER: usize = MAX_PAYLOAD_LINE + 1;
 /// The least `--max-total-output`: a few connections' worth.
 const MIN_TOTAL_OUTPUT: usize = 1 << 20;
 
 /// A client can present at most a 65 536-byte arg line to `auth` (spec §2.2), so a longer token could never be
 /// matched.
-const MAX_AUTH_TOKEN_BYTES: usize = 65_536;
+const MAX_AUTH_TOKEN_BYTES: usize = MAX_PAYLOAD_LINE;
 
 /// Official clients send `ping` on signal connections every 15 s (spec §12). A read timeout must exceed
 /// that, with a second to spare for the ping's trip, or the server cuts idle subscribers off between
