@@ -4,8 +4,8 @@
 //! A plain hash table grows by moving every entry into a table twice the size in one go: with a
 //! million entries that is one insert costing milliseconds. [`IncrementalTable`] instead keeps
 //! two tables while it resizes. The new one takes every insert; each insert or remove also moves
-//! a bounded batch of entries out of the old one (at most [`MOVES_PER_STEP`] entries, at most
-//! [`VISITS_PER_STEP`] buckets looked at), and lookups try the new table first and the old one
+//! a bounded batch of entries out of the old one (at most `MOVES_PER_STEP` entries, at most
+//! `VISITS_PER_STEP` buckets looked at), and lookups try the new table first and the old one
 //! only while it still holds entries. The same mechanism shrinks a table that has become mostly
 //! empty, so memory comes back after a spike. Outside a resize a lookup is one probe of one
 //! table, as with a plain table.
@@ -50,7 +50,7 @@ const SHRINK_RATIO: usize = 8;
 const SHRINK_MIN_BUCKETS: usize = 64;
 
 /// A hash table of `T` with externally computed hashes (the shape of `hashbrown::HashTable`) that
-/// resizes incrementally: no insert or remove moves more than [`MOVES_PER_STEP`] entries.
+/// resizes incrementally: no insert or remove moves more than `MOVES_PER_STEP` entries.
 ///
 /// Every method that takes a `hasher` must be given one that agrees with the hashes passed to
 /// [`IncrementalTable::insert_unique`]; it is called on entries being moved.

@@ -167,7 +167,7 @@ fn read_chunks(input: &mut Input<'_>) -> Vec<usize> {
 
 /// The `frame` target: arbitrary bytes through the framing layer in arbitrary chunkings.
 ///
-/// Input: a count and up to eight chunk sizes, then a compact stream (see [`expand`]). Checks:
+/// Input: a count and up to eight chunk sizes, then a compact stream (see `expand`). Checks:
 /// after every call the decoder agrees with the reference framer on the buffer it was given
 /// (frame and consumed length, lines complete, or too long); `consumed` stays within the buffer;
 /// the same frames come out whether the stream arrives in one piece, in the chosen chunks or (for
@@ -190,7 +190,7 @@ pub fn frame(data: &[u8]) {
 
 /// The `request` target: framing plus request parsing.
 ///
-/// Input: a compact stream (see [`expand`]). Every frame is parsed; every request that parses
+/// Input: a compact stream (see `expand`). Every frame is parsed; every request that parses
 /// must respect the field rules of spec §3 and §7, and must survive `encode_request` -> frame ->
 /// parse unchanged, with the canonical encoding framing to exactly one request.
 pub fn request(data: &[u8]) {

@@ -5,7 +5,7 @@
 //! (buffer pool, ready queue, dirty list, close list, counters). Connections live in a table the
 //! caller owns ([`SessionTable`]): the event loop's connection slab, or a plain slab of
 //! [`Session`]s in tests and fuzz targets. The caller reads bytes from wherever they come from
-//! and hands them to [`Dispatcher::receive`]; it writes out what [`Session::output`] holds and
+//! and hands them to [`Dispatcher::receive`]; it writes out what the session's output holds and
 //! reports it through [`Dispatcher::wrote`]. Nothing here blocks, reads the clock or touches a
 //! socket.
 //!

@@ -13,7 +13,7 @@
 //!    locks may produce grants, which are written in the same pass).
 //!
 //! Sockets are registered once for both readable and writable and never re-registered; readiness
-//! is tracked in [`Conn`] flags (edge-triggered epoll reports each transition once).
+//! is tracked in `Conn` flags (edge-triggered epoll reports each transition once).
 
 mod accept;
 mod bufpool;
