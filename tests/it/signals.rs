@@ -534,7 +534,7 @@ fn a_subscriber_that_never_reads_is_dropped_without_stalling_the_publisher() {
         "counts must drop from 2 to 1 once, at the eviction: {counts:?}"
     );
     assert_eq!(publish(&mut p, "flood", "end"), 1);
-    expect_every_signal(reader, counts.len(), &filler);
+    let _reader = expect_every_signal(reader, counts.len(), &filler);
 
     // The slow subscriber's connection is closed: whatever reached its socket, then EOF.
     expect_dropped(&slow);
@@ -574,9 +574,9 @@ fn flood(
 }
 
 /// Ends `reader` (after an `end` signal) and checks it got the `count` signals of [`flood`], in
-/// order and unaltered.
-fn expect_every_signal(reader: Reader, count: usize, filler: &str) {
-    let (got, _reader) = reader.finish();
+/// order and unaltered; returns its connection, still subscribed.
+fn expect_every_signal(reader: Reader, count: usize, filler: &str) -> Client {
+    let (got, client) = reader.finish();
     assert_eq!(got.len(), count, "the reading subscriber missed signals");
     for (i, line) in got.iter().enumerate() {
         assert!(
@@ -585,6 +585,7 @@ fn expect_every_signal(reader: Reader, count: usize, filler: &str) {
             &line[..line.len().min(40)]
         );
     }
+    client
 }
 
 /// Reads `c` until the server closes it, discarding what arrives; panics if it stays open.
@@ -770,7 +771,7 @@ fn the_server_wide_output_budget_drops_the_subscribers_holding_the_most() {
         "counts only fall, from every subscriber to the reader alone: {counts:?}"
     );
     assert_eq!(publish(&mut p, "flood", "end"), 1);
-    expect_every_signal(reader, counts.len(), &filler);
+    let _reader = expect_every_signal(reader, counts.len(), &filler);
     for c in &slow {
         expect_dropped(c);
     }
