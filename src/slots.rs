@@ -45,11 +45,11 @@ const NIL: u32 = u32::MAX;
 /// Slabs of this many entries or fewer are never trimmed: below it the memory is not worth the
 /// bookkeeping, and a small slab that fills and empties with every burst of traffic should keep
 /// its room.
-const TRIM_FLOOR: usize = 1024;
+pub(crate) const TRIM_FLOOR: usize = 1024;
 
 /// A slab is trimmed while fewer than one entry in this many is occupied. The gap to a full slab
 /// keeps a slab whose load swings by a factor of two or three from shrinking and growing again.
-const SPARSE_RATIO: usize = 4;
+pub(crate) const SPARSE_RATIO: usize = 4;
 
 /// The allocation shrinks once its unused part reaches an eighth of it or this many bytes,
 /// whichever is less. Handing memory back costs the kernel about 0.3 µs per 4 KiB page it

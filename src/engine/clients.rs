@@ -4,6 +4,7 @@
 use super::ClientId;
 use super::list::List;
 use super::signal::ClientSubscriptions;
+use crate::slots::{SPARSE_RATIO, TRIM_FLOOR};
 
 /// Per-client bookkeeping.
 #[derive(Debug)]
@@ -21,9 +22,6 @@ pub struct ClientState {
     /// The client's signal subscriptions.
     pub subscriptions: ClientSubscriptions,
 }
-
-/// Tables of this many slots or fewer are not trimmed (as for `Slots`).
-const TRIM_FLOOR: usize = 1024;
 
 /// Client states indexed by `ClientId::index`. Connection slots are dense (the server allocates
 /// them from a slab), so a vector indexed by slot is both the smallest and the fastest map.
@@ -112,7 +110,9 @@ impl Clients {
     /// connections that has left leaves its slots behind until trimmed.
     pub fn wants_trim(&self) -> bool {
         let end = self.slots.len();
-        end > TRIM_FLOOR && self.count < end / 4 && matches!(self.slots.last(), Some(None))
+        end > TRIM_FLOOR
+            && self.count < end / SPARSE_RATIO
+            && matches!(self.slots.last(), Some(None))
     }
 
     /// Drops up to `budget` empty slots from the end, and gives the allocation's unused part back

@@ -33,6 +33,7 @@ use self::fences::FenceIndex;
 use self::keyspace::Keyspace;
 use self::list::{Link, List};
 use self::publishing::{Change, SignalWork};
+use self::push_line::LineGauge;
 pub use self::push_line::{Push, PushLine};
 use self::signal::{SignalIndex, SubscriptionLimits};
 pub use self::stats::{ServerFigures, StatsCursor};
@@ -211,6 +212,9 @@ pub struct Engine {
     signals: SignalIndex,
     /// Signal operations queued behind a publish that spans turns, and this turn's units.
     signal_work: SignalWork,
+    /// Counts the bytes of the push lines this engine's publishes created, while any holder (a
+    /// publish, an output) keeps them.
+    line_gauge: LineGauge,
     /// Reused by operations that must walk a list while changing it.
     scratch: Vec<u32>,
 }
@@ -234,6 +238,7 @@ impl Engine {
             gc_timer: None,
             signals: SignalIndex::default(),
             signal_work: SignalWork::default(),
+            line_gauge: LineGauge::default(),
             scratch: Vec::new(),
         }
     }

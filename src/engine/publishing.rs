@@ -65,9 +65,6 @@ pub(super) struct SignalWork {
     departed: HashSet<ClientId>,
     units: u64,
     budget: u64,
-    /// Counts the bytes of the push lines this engine's publishes created, while any holder
-    /// (a publish, an output) keeps them.
-    gauge: LineGauge,
 }
 
 impl Default for SignalWork {
@@ -78,7 +75,6 @@ impl Default for SignalWork {
             departed: HashSet::new(),
             units: SIGNAL_BUDGET,
             budget: SIGNAL_BUDGET,
-            gauge: LineGauge::default(),
         }
     }
 }
@@ -112,7 +108,7 @@ impl Engine {
     /// The gauge of the push lines this engine's publishes created and someone still holds:
     /// the memory of shared signal payloads, each counted once.
     pub fn line_gauge(&self) -> &LineGauge {
-        &self.signal_work.gauge
+        &self.line_gauge
     }
 
     /// Sets the units of signal work per turn (tests and fuzz targets use small ones to make
@@ -168,16 +164,17 @@ impl Engine {
         payload: &[u8],
         out: &mut impl Outbox,
     ) -> Outcome {
-        let gauge = self.signal_work.gauge.clone();
-        let push = Push::new(channel, payload, &gauge);
-        if self.signal_work.busy() {
-            return self.queue_signal_op(SignalOp::Publish {
+        let push = Push::new(channel, payload, &self.line_gauge);
+        let work = &mut self.signal_work;
+        if work.busy() {
+            work.queue.push_back(SignalOp::Publish {
                 client: Some(client),
                 line: push.into_line(),
             });
+            return Outcome::Waiting;
         }
         self.signals.begin_publish(channel);
-        if let Some(count) = self.continue_publish(&push, out) {
+        if let Some(count) = continue_publish(&mut self.signals, work, &push, out) {
             out.reply(client, Response::Delivered { count });
             return Outcome::Answered;
         }
@@ -228,7 +225,9 @@ impl Engine {
         self.signal_work.units = self.signal_work.budget;
         loop {
             if let Some(current) = self.signal_work.current.take() {
-                let Some(count) = self.continue_publish(&Push::of_line(&current.line), out) else {
+                let push = Push::of_line(&current.line);
+                let work = &mut self.signal_work;
+                let Some(count) = continue_publish(&mut self.signals, work, &push, out) else {
                     self.signal_work.current = Some(current);
                     return true;
                 };
@@ -257,7 +256,8 @@ impl Engine {
         match op {
             SignalOp::Publish { client, line } => {
                 self.signals.begin_publish(line.channel());
-                match self.continue_publish(&Push::of_line(&line), out) {
+                let push = Push::of_line(&line);
+                match continue_publish(&mut self.signals, &mut self.signal_work, &push, out) {
                     Some(count) => answer_publish(client, count, out),
                     None => {
                         self.signal_work.current = Some(Current {
@@ -278,19 +278,6 @@ impl Engine {
                 self.signals.remove_client(client, &mut subs);
             }
         }
-    }
-
-    /// Offers `push`, the publish in progress, with this turn's units; `Some(count)` once it
-    /// completes.
-    fn continue_publish(&mut self, push: &Push<'_>, out: &mut impl Outbox) -> Option<u64> {
-        let work = &mut self.signal_work;
-        let mut sink = PushSink {
-            out,
-            departed: &work.departed,
-            push,
-        };
-        self.signals
-            .continue_publish(&mut work.units, copy_cost(push.len()), &mut sink)
     }
 
     /// Applies `listen` (within `--max-subscriptions`) or `unlisten` and answers it: `error` for an
@@ -326,6 +313,23 @@ impl Engine {
             },
         );
     }
+}
+
+/// Offers `push`, the publish in progress, with this turn's units; `Some(count)` once it
+/// completes. A function of the two fields it needs, so that `push` may borrow the engine's
+/// line gauge meanwhile.
+fn continue_publish(
+    signals: &mut signal::SignalIndex,
+    work: &mut SignalWork,
+    push: &Push<'_>,
+    out: &mut impl Outbox,
+) -> Option<u64> {
+    let mut sink = PushSink {
+        out,
+        departed: &work.departed,
+        push,
+    };
+    signals.continue_publish(&mut work.units, copy_cost(push.len()), &mut sink)
 }
 
 /// Sends `ok <count>` to the publisher, unless it has left.

@@ -1,5 +1,5 @@
 //! The `session` target: virtual clients' byte streams through the socket-free request path the
-//! server uses ([`Dispatcher`] over a `slab::Slab<Session>`), driven turn by turn the way the
+//! server uses ([`Dispatcher`] over a `Slots<Session>`), driven turn by turn the way the
 //! event loop drives it.
 //!
 //! The harness plays both the event loop and the peers. A peer composes requests (from protocol
@@ -13,8 +13,6 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use slab::Slab;
-
 use super::frame::{Naive, naive_frame};
 use super::lines::{Line, Reply, parse_line};
 use super::{Input, engine_config};
@@ -26,6 +24,7 @@ use crate::protocol::request::parse;
 use crate::protocol::{MAX_LINE, MAX_PAYLOAD_LINE, Namespace, Request, Response};
 use crate::server::dispatch::{Dispatcher, SessionLimits, SessionTable};
 use crate::server::session::{CloseReason, Phase, Session};
+use crate::slots::Slots;
 use crate::token::{TOKEN_LEN, TokenIssuer};
 
 /// Peers taking part at once.
@@ -284,7 +283,7 @@ impl Rules {
 /// The event loop and its peers.
 struct World {
     dispatcher: Dispatcher,
-    table: Slab<Session>,
+    table: Slots<Session>,
     peers: [Option<Peer>; PEERS],
     rules: Rules,
     read_timeout_ms: u64,
@@ -325,7 +324,7 @@ impl World {
         engine.set_signal_budget(*input.pick(&[1, 3, 16, crate::budget::SIGNAL_BUDGET]));
         World {
             dispatcher: Dispatcher::new(engine, limits, auth.then_some(SECRET)),
-            table: Slab::new(),
+            table: Slots::new(),
             peers: [None, None, None],
             rules: Rules {
                 config,

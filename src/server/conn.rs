@@ -2,11 +2,8 @@
 //! readiness flags and deadlines.
 
 use crate::clock::Millis;
-use crate::engine::ClientId;
-use crate::server::dispatch::SessionTable;
 use crate::server::session::Session;
 use crate::server::transport::Transport;
-use crate::slots::Slots;
 use crate::timer::TimerId;
 
 /// How long a server-initiated close keeps reading (and discarding) after sending FIN, so that
@@ -121,17 +118,5 @@ impl Conn {
             .into_iter()
             .flatten()
             .min()
-    }
-}
-
-impl SessionTable for Slots<Conn> {
-    fn session(&mut self, id: ClientId) -> Option<&mut Session> {
-        self.get_mut(id.index as usize)
-            .map(|conn| &mut conn.session)
-            .filter(|session| session.id == id)
-    }
-
-    fn open_count(&self) -> usize {
-        self.len()
     }
 }

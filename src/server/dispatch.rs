@@ -41,6 +41,7 @@ use crate::engine::push_line::LineGauge;
 use crate::engine::{ClientId, Engine, Outbox, Outcome, Push, ServerFigures, StatsCursor};
 use crate::protocol::frame::{Decoded, Frame};
 use crate::protocol::{Request, Response, request, response};
+use crate::slots::Slots;
 
 /// Connections by id, as the dispatcher needs them.
 pub trait SessionTable {
@@ -50,7 +51,7 @@ pub trait SessionTable {
     fn open_count(&self) -> usize;
 }
 
-impl<S: AsMut<Session>> SessionTable for slab::Slab<S> {
+impl<S: AsMut<Session>> SessionTable for Slots<S> {
     fn session(&mut self, id: ClientId) -> Option<&mut Session> {
         self.get_mut(id.index as usize)
             .map(AsMut::as_mut)
@@ -990,7 +991,7 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
         })
     }
 
-    fn push(&mut self, client: ClientId, line: &Push<'_>) {
+    fn push(&mut self, client: ClientId, push: &Push<'_>) {
         let open = self.table.open_count();
         let q = &mut *self.queues;
         let Some(session) = open_session(self.table, &mut q.counters, client) else {
@@ -998,12 +999,12 @@ impl<T: SessionTable> Outbox for Router<'_, T> {
         };
         if session.listing {
             let held = session.held_pushes.get_or_insert_default();
-            q.owned_output += held.append_push(line, &mut q.pool);
+            q.owned_output += held.append_push(push, &mut q.pool);
             return;
         }
-        q.owned_output += session.output.append_push(line, &mut q.pool);
-        session.push_bytes += line.len();
-        q.push_bytes += line.len();
+        q.owned_output += session.output.append_push(push, &mut q.pool);
+        session.push_bytes += push.len();
+        q.push_bytes += push.len();
         if !session.pushes_queued {
             session.pushes_queued = true;
             q.pushes.push_back(session.id);

@@ -267,9 +267,7 @@ impl Output {
 
     /// Drops everything pending (the connection is gone); returns the owned bytes dropped.
     pub fn clear(&mut self, pool: &mut BufPool) -> usize {
-        let owned = self.owned_len();
-        self.consume(self.len(), pool);
-        owned
+        self.consume(self.len(), pool)
     }
 }
 
