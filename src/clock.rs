@@ -35,6 +35,16 @@ impl Millis {
         self.0.saturating_sub(earlier.0)
     }
 
+    /// The earlier of two optional deadlines; `None` means "no deadline", not "earliest".
+    #[inline]
+    pub fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        }
+    }
+
     /// Seconds from `earlier` to `self` as a fraction, or 0.0 if `earlier` is later; for `stats`.
     pub fn secs_since(self, earlier: Millis) -> f64 {
         self.since(earlier) as f64 / 1000.0
@@ -79,5 +89,16 @@ mod tests {
         assert_eq!(Millis::MAX.plus_ms(1), Millis::MAX);
         assert_eq!(Millis(3).since(Millis(10)), 0);
         assert_eq!(Millis(1500).secs_since(Millis(250)), 1.25);
+    }
+
+    #[test]
+    fn earliest_ignores_missing_deadlines() {
+        assert_eq!(Millis::earliest(None, None), None);
+        assert_eq!(Millis::earliest(Some(Millis(7)), None), Some(Millis(7)));
+        assert_eq!(Millis::earliest(None, Some(Millis(7))), Some(Millis(7)));
+        assert_eq!(
+            Millis::earliest(Some(Millis(9)), Some(Millis(4))),
+            Some(Millis(4))
+        );
     }
 }
