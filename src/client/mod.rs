@@ -178,8 +178,8 @@ struct Shared {
 }
 
 impl Client {
-    /// A client for `servers` (`host:port`; a bare host means port 6388) over plain TCP, with
-    /// default timeouts and no authentication.
+    /// A client for `servers` (`host:port`, a bare host meaning port 6388, or `unix:/path` for a
+    /// Unix socket on this host) without TLS, with default timeouts and no authentication.
     pub fn new<I, S>(servers: I) -> Result<Client>
     where
         I: IntoIterator<Item = S>,
@@ -371,7 +371,7 @@ impl ClientBuilder {
             return Err(Error::InvalidInput("no server given".into()));
         }
         for server in &servers {
-            transport::split_host_port(server)?;
+            transport::Address::parse(server)?;
         }
         let durations = [
             options.connect_timeout,
@@ -397,6 +397,17 @@ impl ClientBuilder {
             Some(Trust::System) => Some(transport::config_with_system_roots()?),
             Some(Trust::Config(config)) => Some(config),
         };
+        if options.tls.is_some() {
+            if let Some(unix) = servers
+                .iter()
+                .find(|s| s.starts_with(transport::UNIX_PREFIX))
+            {
+                return Err(Error::InvalidInput(format!(
+                    "{unix} is a Unix socket, which the server serves without TLS; \
+                     list it in a client without TLS"
+                )));
+            }
+        }
         Ok(Client {
             inner: Arc::new(Shared { servers, options }),
         })
@@ -445,6 +456,20 @@ mod tests {
                 .tls_ca_file("/nonexistent/ca.pem")
                 .build(),
             Err(Error::Tls(_))
+        ));
+        assert!(Client::new(["unix:"]).is_err());
+        assert!(Client::new(["unix:/run/dflockd.sock", "h:1"]).is_ok());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        assert!(matches!(
+            Client::builder(["h:1", "unix:/run/dflockd.sock"])
+                .tls_config(Arc::new(tls))
+                .build(),
+            Err(Error::InvalidInput(why)) if why.contains("unix:/run/dflockd.sock")
         ));
         assert!(Kind::Semaphore { limit: 0 }.checked_limit().is_err());
         assert!(Kind::Semaphore { limit: u64::MAX }.checked_limit().is_err());

@@ -10,7 +10,7 @@
 //! what a push *means* belong to the owner, not to this module.
 
 use std::collections::VecDeque;
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::Signal;
 use super::conn::{Connection, Exchange, Incoming, Lines};
 use super::error::{Error, Result};
-use super::transport::Writer;
+use super::transport::{Socket, Writer};
 use crate::protocol::Request;
 use crate::protocol::response::encode_request;
 
@@ -69,7 +69,7 @@ pub(crate) struct Link {
     writer: Mutex<(Writer, Vec<u8>)>,
     queue: Mutex<Queue>,
     /// A handle on the socket that can shut it down while a writer is blocked.
-    socket: TcpStream,
+    socket: Socket,
     io_timeout: Duration,
 }
 

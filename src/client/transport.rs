@@ -1,5 +1,6 @@
-//! Bytes to and from one server: TCP with optional TLS (rustls, `ring` provider), split into a
-//! [`Reader`] and a [`Writer`] that may live on different threads.
+//! Bytes to and from one server: TCP with optional TLS (rustls, `ring` provider), or a Unix
+//! stream socket (`unix:/path`, for a server on the same host), split into a [`Reader`] and a
+//! [`Writer`] that may live on different threads.
 //!
 //! Over TLS both halves share the rustls state behind a mutex, held only while records are
 //! decrypted or encrypted, never while the socket blocks; so a thread blocked reading does not
@@ -8,6 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -35,34 +37,127 @@ pub(crate) struct Dial<'a> {
     pub tls: Option<(&'a Arc<ClientConfig>, Option<&'a str>)>,
 }
 
-/// Opens a connection to `addr` (`host:port`, `[v6]:port` or a bare host for port 6388) and
-/// completes the TLS handshake if `dial.tls` is set.
+/// Where a server listens, as written in a server list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Address<'a> {
+    /// `host:port`, `[v6]:port`, or a bare host (port 6388).
+    Tcp(&'a str, u16),
+    /// `unix:/path/to.sock`: a Unix stream socket on this host.
+    Unix(&'a Path),
+}
+
+/// The prefix that marks a Unix socket path in a server list.
+pub(crate) const UNIX_PREFIX: &str = "unix:";
+
+impl Address<'_> {
+    /// Reads a server address: `unix:PATH`, or anything [`split_host_port`] accepts.
+    pub(crate) fn parse(addr: &str) -> Result<Address<'_>> {
+        match addr.strip_prefix(UNIX_PREFIX) {
+            Some("") => Err(Error::InvalidInput(format!(
+                "server address {addr:?} names no socket path"
+            ))),
+            Some(path) => Ok(Address::Unix(Path::new(path))),
+            None => split_host_port(addr).map(|(host, port)| Address::Tcp(host, port)),
+        }
+    }
+}
+
+/// Opens a connection to `addr` (see [`Address::parse`]) and completes the TLS handshake if
+/// `dial.tls` is set (TCP only: the caller checked that no Unix address is dialled with TLS).
 pub(crate) fn connect(addr: &str, dial: &Dial<'_>) -> Result<(Reader, Writer)> {
-    let (host, port) = split_host_port(addr)?;
-    let tcp = connect_tcp(host, port, dial.connect_timeout)?;
-    tcp.set_nodelay(true)?;
-    // The handshake is part of connecting; requests get the I/O timeout afterwards.
-    tcp.set_read_timeout(Some(dial.connect_timeout))?;
-    tcp.set_write_timeout(Some(dial.connect_timeout))?;
-    let tls = match dial.tls {
-        None => None,
-        Some((config, name)) => Some(handshake(&tcp, config, name.unwrap_or(host))?),
+    let (socket, tls) = match Address::parse(addr)? {
+        Address::Unix(path) => (Socket::Unix(UnixStream::connect(path)?), None),
+        Address::Tcp(host, port) => {
+            let tcp = connect_tcp(host, port, dial.connect_timeout)?;
+            tcp.set_nodelay(true)?;
+            // The handshake is part of connecting; requests get the I/O timeout afterwards.
+            tcp.set_read_timeout(Some(dial.connect_timeout))?;
+            tcp.set_write_timeout(Some(dial.connect_timeout))?;
+            let tls = match dial.tls {
+                None => None,
+                Some((config, name)) => Some(handshake(&tcp, config, name.unwrap_or(host))?),
+            };
+            (Socket::Tcp(tcp), tls)
+        }
     };
-    tcp.set_read_timeout(Some(dial.io_timeout))?;
-    tcp.set_write_timeout(Some(dial.io_timeout))?;
+    socket.set_read_timeout(Some(dial.io_timeout))?;
+    socket.set_write_timeout(Some(dial.io_timeout))?;
     let reader = Reader {
-        tcp: tcp.try_clone()?,
+        socket: socket.try_clone()?,
         tls: tls.clone(),
         cipher: vec![0; CIPHER_CHUNK].into_boxed_slice(),
         start: 0,
         end: 0,
     };
     let writer = Writer {
-        tcp,
+        socket,
         tls,
         closed: false,
     };
     Ok((reader, writer))
+}
+
+/// A connected stream socket of either kind.
+#[derive(Debug)]
+pub(crate) enum Socket {
+    /// A TCP connection.
+    Tcp(TcpStream),
+    /// A Unix stream connection.
+    Unix(UnixStream),
+}
+
+impl Socket {
+    /// A second handle on the same socket.
+    pub fn try_clone(&self) -> io::Result<Socket> {
+        Ok(match self {
+            Socket::Tcp(s) => Socket::Tcp(s.try_clone()?),
+            Socket::Unix(s) => Socket::Unix(s.try_clone()?),
+        })
+    }
+
+    /// Shuts down one or both directions.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.shutdown(how),
+            Socket::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_read_timeout(timeout),
+            Socket::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_write_timeout(timeout),
+            Socket::Unix(s) => s.set_write_timeout(timeout),
+        }
+    }
+}
+
+impl Read for &Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match **self {
+            Socket::Tcp(ref s) => Read::read(&mut &*s, buf),
+            Socket::Unix(ref s) => Read::read(&mut &*s, buf),
+        }
+    }
+}
+
+impl Write for &Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match **self {
+            Socket::Tcp(ref s) => Write::write(&mut &*s, buf),
+            Socket::Unix(ref s) => Write::write(&mut &*s, buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Splits `host:port`; IPv6 literals need brackets (`[::1]:6388`). A bare host gets
@@ -166,9 +261,9 @@ fn lock(tls: &SharedTls) -> MutexGuard<'_, ClientConnection> {
     tls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The receiving half: plaintext in, from TCP or through rustls.
+/// The receiving half: plaintext in, from the socket or through rustls.
 pub(crate) struct Reader {
-    tcp: TcpStream,
+    socket: Socket,
     tls: Option<SharedTls>,
     /// Ciphertext read from the socket but not yet taken by rustls: `cipher[start..end]`.
     cipher: Box<[u8]>,
@@ -180,7 +275,7 @@ impl Reader {
     /// Sets how long a read may block; `None` blocks indefinitely. Durations shorter than a
     /// millisecond are rounded up (a zero timeout is not allowed by the OS interface).
     pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.tcp
+        self.socket
             .set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))
     }
 
@@ -188,7 +283,7 @@ impl Reader {
     /// the socket (an empty read tells rustls the stream ended).
     fn feed_tls(&mut self, tls: &SharedTls) -> io::Result<()> {
         if self.start == self.end {
-            self.end = self.tcp.read(&mut self.cipher)?;
+            self.end = (&self.socket).read(&mut self.cipher)?;
             self.start = 0;
         }
         let mut conn = lock(tls);
@@ -203,7 +298,7 @@ impl Reader {
 impl Read for Reader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = self.tls.clone() else {
-            return self.tcp.read(buf);
+            return (&self.socket).read(buf);
         };
         loop {
             match lock(&tls).reader().read(buf) {
@@ -219,7 +314,7 @@ impl Read for Reader {
 /// The sending half. Callers serialise whole requests themselves (one writer at a time).
 /// Dropping it closes the connection.
 pub(crate) struct Writer {
-    tcp: TcpStream,
+    socket: Socket,
     tls: Option<SharedTls>,
     closed: bool,
 }
@@ -228,7 +323,7 @@ impl Writer {
     /// Writes all of `bytes`, encrypting them first over TLS.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         let Some(tls) = &self.tls else {
-            return self.tcp.write_all(bytes);
+            return (&self.socket).write_all(bytes);
         };
         let records = {
             let mut conn = lock(tls);
@@ -249,12 +344,12 @@ impl Writer {
         };
         // The socket write happens outside the rustls lock so a blocked send never stalls the
         // reader; record order is kept because callers send one at a time.
-        self.tcp.write_all(&records)
+        (&self.socket).write_all(&records)
     }
 
     /// A second handle on the socket, for shutting it down from another thread.
-    pub fn socket(&self) -> io::Result<TcpStream> {
-        self.tcp.try_clone()
+    pub fn socket(&self) -> io::Result<Socket> {
+        self.socket.try_clone()
     }
 
     /// Says goodbye (TLS close_notify, best effort) and shuts the socket down in both
@@ -269,9 +364,9 @@ impl Writer {
             conn.send_close_notify();
             while conn.wants_write() && conn.write_tls(&mut records).is_ok() {}
             drop(conn);
-            let _ = self.tcp.write_all(&records);
+            let _ = (&self.socket).write_all(&records);
         }
-        let _ = self.tcp.shutdown(Shutdown::Both);
+        let _ = self.socket.shutdown(Shutdown::Both);
     }
 }
 
@@ -308,5 +403,22 @@ mod tests {
         ] {
             assert!(split_host_port(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn unix_addresses_name_a_path() {
+        assert_eq!(
+            Address::parse("unix:/run/dflockd.sock").ok(),
+            Some(Address::Unix(Path::new("/run/dflockd.sock")))
+        );
+        assert_eq!(
+            Address::parse("unix:rel.sock").ok(),
+            Some(Address::Unix(Path::new("rel.sock")))
+        );
+        assert_eq!(
+            Address::parse("10.0.0.1:7000").ok(),
+            Some(Address::Tcp("10.0.0.1", 7000))
+        );
+        assert!(Address::parse("unix:").is_err());
     }
 }
