@@ -18,6 +18,7 @@
 //! - [`server`]: the single-threaded mio event loop that owns every connection and the engine.
 //! - [`clock`]: the only place that reads the OS clock (log lines aside, which carry their own
 //!   timestamps).
+//! - [`http`]: the HTTP/1.1 requests and responses of the monitoring endpoint; no I/O.
 //! - [`logging`]: the process's logger; hands lines to a logging thread and never blocks.
 //! - [`client`]: a blocking client (locks and semaphores with background renewal, signals,
 //!   `stats`, TLS, auth, sharding over several servers); used by `dflockctl` and
@@ -52,6 +53,8 @@ pub mod engine;
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "server")]
+pub mod http;
 #[cfg(feature = "server")]
 pub mod logging;
 pub mod protocol;
