@@ -64,6 +64,8 @@ pub mod server;
 pub mod slots;
 #[cfg(feature = "server")]
 pub mod table;
+#[cfg(all(test, feature = "server"))]
+pub(crate) mod test_rng;
 #[cfg(feature = "server")]
 pub mod timer;
 pub mod token;

@@ -296,22 +296,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-
-    /// A deterministic xorshift generator, so a failing sequence can be replayed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// Deterministic hash of a key, shared by inserts, lookups and moves.
     fn h(key: &u64) -> u64 {
@@ -337,7 +322,7 @@ mod tests {
     #[test]
     fn random_operations_agree_with_std_hashmap() {
         for seed in 1..=8u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+            let mut rng = Rng::new(seed);
             let mut map: IncrementalMap<u64, u64> = IncrementalMap::default();
             let mut model = HashMap::new();
             // Phases of mostly inserts then mostly removes, to cross grows and shrinks.
@@ -347,7 +332,7 @@ mod tests {
                     let key = rng.below(8_000);
                     let roll = rng.below(100);
                     if roll < insert_share {
-                        let value = rng.next();
+                        let value = rng.next_u64();
                         assert_eq!(map.insert(key, value), model.insert(key, value));
                     } else if roll < insert_share + 10 {
                         if let (Some(v), Some(m)) = (map.get_mut(&key), model.get_mut(&key)) {

@@ -1,8 +1,8 @@
 //! One published signal's push line, encoded once and shared by every subscriber it reaches.
 //!
-//! A signal of 64 KiB delivered to ten thousand subscribers used to become ten thousand copies in
-//! their output buffers; now each output holds a reference to the one [`PushLine`], and memory
-//! is O(payload) however wide the fan-out. Outputs still count the line's full length against
+//! Each subscriber's output holds a reference to the one [`PushLine`] rather than a copy, so a
+//! signal of 64 KiB delivered to ten thousand subscribers costs O(payload) memory however wide the
+//! fan-out, not ten thousand copies. Outputs still count the line's full length against
 //! their own limits (a slow subscriber pins it), but the server-wide output budget counts each
 //! line once, through the engine's [`LineGauge`].
 

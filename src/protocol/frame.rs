@@ -8,7 +8,7 @@
 //! choosing the arg-line limit (that is [`super::request`]'s job).
 
 use super::MAX_LINE;
-use super::request::Command;
+use super::command::Command;
 
 /// The three lines of one request, each without its LF and without any trailing CRs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,89 +2,16 @@
 //! check (spec §3, §7) in the order spec §5 prescribes, so that each request is validated exactly
 //! once and later stages trust its fields.
 //!
-//! This module also owns the command table ([`Command`]) and the argument syntax: white-space
-//! tokenisation on the Unicode `White_Space` set over raw bytes, trimming and integers. It does not
-//! validate signal patterns (the signal index does), check tokens against leases, or know about
-//! authentication state; it never allocates.
+//! This module owns the argument syntax: white-space tokenisation on the Unicode `White_Space` set
+//! over raw bytes, trimming and integers; the command table it looks names up in is shared with
+//! framing (`command.rs`). It does not validate signal patterns (the signal index does), check
+//! tokens against leases, or know about authentication state; it never allocates.
 
 use super::frame::Frame;
 use super::response::push_len;
-use super::{MAX_LINE, MAX_PAYLOAD_LINE, MAX_SECONDS, Namespace, ProtoError, Request};
+use super::{MAX_PAYLOAD_LINE, MAX_SECONDS, Namespace, ProtoError, Request};
 
-/// A command name on the wire, with the namespace it addresses where it has one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Command {
-    /// `l` / `sl`.
-    Acquire(Namespace),
-    /// `r` / `sr`.
-    Release(Namespace),
-    /// `n` / `sn`.
-    Renew(Namespace),
-    /// `e` / `se`.
-    Enqueue(Namespace),
-    /// `w` / `sw`.
-    Wait(Namespace),
-    /// `stats`.
-    Stats,
-    /// `ping`.
-    Ping,
-    /// `auth`.
-    Auth,
-    /// `listen`.
-    Listen,
-    /// `unlisten`.
-    Unlisten,
-    /// `signal`.
-    Signal,
-}
-
-/// Every command and its exact, case-sensitive name: the one place command names are spelled.
-const COMMANDS: [(&str, Command); 16] = [
-    ("l", Command::Acquire(Namespace::Lock)),
-    ("r", Command::Release(Namespace::Lock)),
-    ("n", Command::Renew(Namespace::Lock)),
-    ("e", Command::Enqueue(Namespace::Lock)),
-    ("w", Command::Wait(Namespace::Lock)),
-    ("sl", Command::Acquire(Namespace::Semaphore)),
-    ("sr", Command::Release(Namespace::Semaphore)),
-    ("sn", Command::Renew(Namespace::Semaphore)),
-    ("se", Command::Enqueue(Namespace::Semaphore)),
-    ("sw", Command::Wait(Namespace::Semaphore)),
-    ("stats", Command::Stats),
-    ("ping", Command::Ping),
-    ("auth", Command::Auth),
-    ("listen", Command::Listen),
-    ("unlisten", Command::Unlisten),
-    ("signal", Command::Signal),
-];
-
-impl Command {
-    /// The command whose name is exactly `name` (no trimming, no case folding).
-    pub fn from_name(name: &[u8]) -> Option<Command> {
-        COMMANDS
-            .iter()
-            .find(|(known, _)| known.as_bytes() == name)
-            .map(|&(_, command)| command)
-    }
-
-    /// The command's name as sent on the wire.
-    pub fn name(self) -> &'static str {
-        COMMANDS
-            .iter()
-            .find(|&&(_, command)| command == self)
-            .map(|&(name, _)| name)
-            .expect("COMMANDS lists every command")
-    }
-
-    /// The longest arg line this command accepts, CRs included: only the `signal` payload and
-    /// the `auth` token may be longer than an ordinary line (spec §2.2).
-    pub fn arg_limit(self) -> usize {
-        match self {
-            Command::Signal | Command::Auth => MAX_PAYLOAD_LINE,
-            _ => MAX_LINE,
-        }
-    }
-}
+pub use super::command::Command;
 
 impl Request<'_> {
     /// The command this request was (or would be) sent as.
@@ -384,6 +311,8 @@ fn space_len_before(text: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::MAX_LINE;
+    use crate::protocol::command::COMMANDS;
     use crate::protocol::frame::{Decoded, FrameDecoder};
     use Namespace::{Lock, Semaphore};
 

@@ -9,7 +9,7 @@
 //!
 //! Every operation whose cost grows with client input is cut into *units* the caller grants, so
 //! the event loop can spread it over turns:
-//! - a publish ([`SignalIndex::begin_publish`], [`SignalIndex::continue_publish`]) finds the matching
+//! - a publish ([`SignalIndex::begin_publish`], [`SignalIndex::continue_publish`], `publish.rs`) finds the matching
 //!   wildcard patterns with `Wildcards` (`wildcards.rs`) and offers copies member by member. While it is in progress the
 //!   index must not change (the engine queues other signal operations behind it), so the result is
 //!   exactly that of one uninterrupted publish;
@@ -29,8 +29,10 @@
 //! - empty client entries, groups and patterns are removed as soon as they empty (a departed client's
 //!   once reclaimed), so [`SignalIndex::is_empty`] holds again once every client has left.
 
+mod invariants;
 mod order;
 mod pattern;
+mod publish;
 #[cfg(test)]
 mod tests;
 mod wildcards;
@@ -40,7 +42,8 @@ use std::mem;
 
 use self::order::JoinOrder;
 pub use self::pattern::{PatternKind, classify_pattern, pattern_matches};
-use self::wildcards::{Anchor, ScanCursor, Wildcards};
+use self::publish::Publishing;
+use self::wildcards::{Anchor, Wildcards};
 use super::ClientId;
 use crate::slots::Slots;
 use crate::table::IncrementalMap;
@@ -171,38 +174,6 @@ pub struct SignalIndex {
     group_key: Vec<u8>,
     /// Buffers of the last publish, kept for the next one.
     spare: Publishing,
-}
-
-/// A publish in progress: the channel, the wildcard patterns found so far and the next copy to offer.
-#[derive(Debug, Default)]
-struct Publishing {
-    channel: Vec<u8>,
-    /// The literal pattern spelled like the channel, if subscribed.
-    literal: Option<u32>,
-    /// Matching wildcard patterns.
-    matched: Vec<u32>,
-    step: Step,
-    /// Copies delivered so far (the `ok <count>` of §13.5).
-    count: u64,
-}
-
-/// The stages of a publish, in order: the wildcard scan, then the four delivery steps of §13.4
-/// (`Offer::stage` 0 to 3), each walking its patterns (`pattern`) and their members or groups
-/// (`item`).
-#[derive(Clone, Copy, Debug)]
-enum Step {
-    Scan(ScanCursor),
-    Offer {
-        stage: u8,
-        pattern: usize,
-        item: usize,
-    },
-}
-
-impl Default for Step {
-    fn default() -> Step {
-        Step::Scan(ScanCursor::default())
-    }
 }
 
 /// A subscribed pattern and everyone subscribed to it. It exists while `plain` or `groups` is non-empty.
@@ -410,86 +381,6 @@ impl SignalIndex {
         !self.departing.is_empty()
     }
 
-    /// Starts publishing a signal on `channel` (a valid key without `*` or `>`): the next calls of
-    /// [`SignalIndex::continue_publish`] offer its copies. Until the publish completes the index must not
-    /// change.
-    pub fn begin_publish(&mut self, channel: &[u8]) {
-        debug_assert!(!self.is_publishing(), "a publish is already in progress");
-        self.epoch += 1;
-        let mut publishing = mem::take(&mut self.spare);
-        publishing.channel.clear();
-        publishing.channel.extend_from_slice(channel);
-        publishing.matched.clear();
-        publishing.count = 0;
-        // Only a literal entry can be spelled like a channel; the kind check keeps a channel that breaks
-        // the no-wildcard rule from reaching wildcard subscribers twice.
-        publishing.literal = self
-            .pattern_slots
-            .get(channel)
-            .copied()
-            .filter(|&slot| self.patterns[slot as usize].kind == PatternKind::Literal);
-        publishing.step = match self.wildcards.cached(channel) {
-            Some(matched) => {
-                publishing.matched.extend_from_slice(matched);
-                Step::Offer {
-                    stage: 0,
-                    pattern: 0,
-                    item: 0,
-                }
-            }
-            None => Step::Scan(ScanCursor::default()),
-        };
-        self.publishing = Some(publishing);
-    }
-
-    /// Continues the publish in progress, offering each copy in the order of spec §13.4, until it is
-    /// complete or `units` runs out (a unit per pattern looked at and per member offered, plus
-    /// `copy_cost` per copy delivered). Returns the delivery count of §13.5 once complete.
-    ///
-    /// Order: (1) literal non-grouped subscribers, (2) literal queue groups, (3) wildcard non-grouped
-    /// subscribers, (4) wildcard queue groups. A client gets at most one copy through (1) and (3) together,
-    /// plus one per group that picks it. A non-grouped subscriber without room is evicted and not counted. A
-    /// group tries the member at `turn mod size` first (the turn advances once per signal), then the
-    /// following members in order, wrapping; the first with room gets the copy, and if none has room the
-    /// member tried first is evicted. A client evicted earlier in this publish is skipped from then on.
-    pub fn continue_publish(
-        &mut self,
-        units: &mut u64,
-        copy_cost: u64,
-        sink: &mut impl DeliverySink,
-    ) -> Option<u64> {
-        let mut publishing = self.publishing.take()?;
-        let mut ledger = Ledger {
-            units: *units,
-            copy_cost,
-            count: publishing.count,
-        };
-        let done = self.advance_publish(&mut publishing, &mut ledger, sink);
-        *units = ledger.units;
-        publishing.count = ledger.count;
-        if !done {
-            self.publishing = Some(publishing);
-            return None;
-        }
-        let count = publishing.count;
-        self.spare = publishing;
-        Some(count)
-    }
-
-    /// Whether a publish is in progress.
-    pub fn is_publishing(&self) -> bool {
-        self.publishing.is_some()
-    }
-
-    /// Publishes a signal on `channel` in one go and returns its delivery count: what
-    /// [`SignalIndex::begin_publish`] and [`SignalIndex::continue_publish`] do with unlimited units.
-    pub fn publish(&mut self, channel: &[u8], sink: &mut impl DeliverySink) -> u64 {
-        self.begin_publish(channel);
-        let mut unlimited = u64::MAX;
-        self.continue_publish(&mut unlimited, 0, sink)
-            .expect("an unlimited publish completes")
-    }
-
     /// Visits the `signal_channels` lines of `stats` (spec §10), in no particular order: one per
     /// pattern with non-grouped subscribers, then one per queue group. Resumable: visits at most
     /// `budget` table slots from `cursor`, advances it, and returns `true` once the walk is over,
@@ -586,103 +477,6 @@ impl SignalIndex {
         left -= self.patterns.trim(left);
         left -= self.groups.trim(left);
         budget - left
-    }
-
-    /// Panics unless every table agrees with every other (back-pointers, map entries, filed wildcards,
-    /// no empty leftovers). For tests and fuzz targets; O(size of the index).
-    #[doc(hidden)]
-    pub fn check_invariants(&self) {
-        assert_eq!(self.memberships.len(), self.subscriptions.len());
-        for (slot, subscription) in self.subscriptions.iter() {
-            let slot = to_slot(slot);
-            let client = &self.clients[subscription.client as usize];
-            assert_eq!(client.subscriptions[subscription.in_client as usize], slot);
-            let member = Member {
-                client: subscription.client,
-                subscription: slot,
-            };
-            match subscription.target {
-                Target::Plain(pattern) => assert_eq!(
-                    self.patterns[pattern as usize].plain[subscription.in_target as usize],
-                    member
-                ),
-                Target::Group(group) => {
-                    let listed = self.groups[group as usize]
-                        .members
-                        .get(subscription.in_target);
-                    // A departed client's slot may have been reused by a compaction since.
-                    if client.departed {
-                        assert_ne!(listed, Some(member));
-                    } else {
-                        assert_eq!(listed, Some(member));
-                    }
-                }
-            }
-            let key = (subscription.client, subscription.target);
-            assert_eq!(self.memberships.get(&key), Some(&slot));
-        }
-        let listed: usize = self
-            .clients
-            .iter()
-            .map(|(_, c)| c.subscriptions.len())
-            .sum();
-        assert_eq!(listed, self.subscriptions.len());
-        for (slot, client) in self.clients.iter() {
-            assert!(!client.subscriptions.is_empty());
-            let bytes: usize = client
-                .subscriptions
-                .iter()
-                .map(|&s| self.target_bytes(self.subscriptions[s as usize].target))
-                .sum();
-            assert_eq!(
-                bytes, client.bytes,
-                "subscription bytes of client slot {slot}"
-            );
-            assert_eq!(client.departed, self.departing.contains(&to_slot(slot)));
-        }
-        let departed: usize = self
-            .departing
-            .iter()
-            .map(|&slot| self.clients[slot as usize].subscriptions.len())
-            .sum();
-        assert_eq!(departed, self.departed_subscriptions);
-
-        assert_eq!(self.group_slots.len(), self.groups.len());
-        for (slot, group) in self.groups.iter() {
-            let slot = to_slot(slot);
-            assert!(group.attached > 0 && !group.name.is_empty());
-            assert!(group.members.len() <= group.attached as usize);
-            let entry = &self.patterns[group.pattern as usize];
-            assert_eq!(entry.groups[group.in_pattern as usize], slot);
-            let mut key = Vec::new();
-            let key = group_key(&mut key, group.pattern, &group.name);
-            assert_eq!(self.group_slots.get(key), Some(&slot));
-        }
-
-        assert_eq!(self.pattern_slots.len(), self.patterns.len());
-        let mut wildcards = 0;
-        for (slot, entry) in self.patterns.iter() {
-            let slot = to_slot(slot);
-            assert!(!entry.plain.is_empty() || !entry.groups.is_empty());
-            assert_eq!(self.pattern_slots.get(&entry.pattern), Some(&slot));
-            assert_eq!(classify_pattern(&entry.pattern), Some(entry.kind));
-            assert_eq!(entry.anchor.is_some(), entry.kind == PatternKind::Wildcard);
-            let departed = entry
-                .plain
-                .iter()
-                .filter(|member| self.clients[member.client as usize].departed)
-                .count();
-            assert_eq!(departed, entry.departed_plain as usize);
-            if let Some(anchor) = entry.anchor {
-                wildcards += 1;
-                assert_eq!(self.wildcards.slot_at(&entry.pattern, anchor), Some(slot));
-            }
-        }
-        assert_eq!(
-            self.wildcards.len(),
-            wildcards,
-            "filed patterns without an entry"
-        );
     }
 
     /// The client slot behind `subs`, checked (in debug builds) to belong to `client`.
@@ -887,188 +681,6 @@ impl SignalIndex {
             }
         }
     }
-
-    /// Runs `publishing` on until it completes (`true`) or the ledger's units run out (`false`).
-    fn advance_publish(
-        &mut self,
-        publishing: &mut Publishing,
-        ledger: &mut Ledger,
-        sink: &mut impl DeliverySink,
-    ) -> bool {
-        if let Step::Scan(mut cursor) = publishing.step {
-            let patterns = &self.patterns;
-            let complete = self.wildcards.scan(
-                &publishing.channel,
-                &mut cursor,
-                |slot| &patterns[slot as usize].pattern,
-                &mut publishing.matched,
-                &mut ledger.units,
-            );
-            if !complete {
-                publishing.step = Step::Scan(cursor);
-                return false;
-            }
-            self.wildcards
-                .remember(&publishing.channel, &publishing.matched);
-            publishing.step = Step::Offer {
-                stage: 0,
-                pattern: 0,
-                item: 0,
-            };
-        }
-        let Step::Offer {
-            mut stage,
-            mut pattern,
-            mut item,
-        } = publishing.step
-        else {
-            unreachable!("the scan step was handled above");
-        };
-        while stage < 4 {
-            let list: &[u32] = if stage < 2 {
-                publishing.literal.as_slice()
-            } else {
-                &publishing.matched
-            };
-            while let Some(&slot) = list.get(pattern) {
-                let finished = if stage % 2 == 0 {
-                    self.offer_plain(slot, &mut item, ledger, sink)
-                } else {
-                    self.offer_groups(slot, &mut item, ledger, sink)
-                };
-                if !finished {
-                    publishing.step = Step::Offer {
-                        stage,
-                        pattern,
-                        item,
-                    };
-                    return false;
-                }
-                pattern += 1;
-                item = 0;
-            }
-            stage += 1;
-            pattern = 0;
-        }
-        true
-    }
-
-    /// Steps (1) and (3) of a publish for one pattern, from member `next` on: every non-grouped member
-    /// not yet served, evicted or departed in this publish gets a copy, or is evicted if it has no room.
-    /// Returns `false` if the units ran out first, with `next` at the member to continue with.
-    fn offer_plain(
-        &mut self,
-        pattern: u32,
-        next: &mut usize,
-        ledger: &mut Ledger,
-        sink: &mut impl DeliverySink,
-    ) -> bool {
-        let epoch = self.epoch;
-        let plain = &self.patterns[pattern as usize].plain;
-        while let Some(member) = plain.get(*next) {
-            if ledger.units == 0 {
-                return false;
-            }
-            *next += 1;
-            ledger.spend(1);
-            let client = &mut self.clients[member.client as usize];
-            if client.copied_in == epoch || client.evicted_in == epoch || client.departed {
-                continue;
-            }
-            if sink.has_room(client.id) {
-                sink.deliver(client.id);
-                client.copied_in = epoch;
-                ledger.delivered();
-            } else {
-                sink.evict(client.id);
-                client.evicted_in = epoch;
-            }
-        }
-        true
-    }
-
-    /// Steps (2) and (4) of a publish for one pattern, from group `next` on: each queue group delivers at
-    /// most one copy. Returns `false` if the units ran out first, with `next` at the group to continue
-    /// with.
-    fn offer_groups(
-        &mut self,
-        pattern: u32,
-        next: &mut usize,
-        ledger: &mut Ledger,
-        sink: &mut impl DeliverySink,
-    ) -> bool {
-        let groups = &self.patterns[pattern as usize].groups;
-        while let Some(&group) = groups.get(*next) {
-            if ledger.units == 0 {
-                return false;
-            }
-            *next += 1;
-            let group = &mut self.groups[group as usize];
-            let (delivered, tried) = offer_to_group(group, &mut self.clients, self.epoch, sink);
-            ledger.spend(tried);
-            if delivered {
-                ledger.delivered();
-            }
-        }
-        true
-    }
-}
-
-/// What a stretch of a publish may still spend, and the copies the publish has delivered.
-struct Ledger {
-    units: u64,
-    /// Units a delivered copy costs on top of its offer.
-    copy_cost: u64,
-    count: u64,
-}
-
-impl Ledger {
-    fn spend(&mut self, units: u64) {
-        self.units = self.units.saturating_sub(units);
-    }
-
-    fn delivered(&mut self) {
-        self.count += 1;
-        self.spend(self.copy_cost);
-    }
-}
-
-/// Offers one signal to a queue group (see [`SignalIndex::continue_publish`]). Returns whether a member
-/// took it and how many members were looked at.
-fn offer_to_group(
-    group: &mut QueueGroup,
-    clients: &mut Slots<ClientEntry>,
-    epoch: u64,
-    sink: &mut impl DeliverySink,
-) -> (bool, u64) {
-    let size = group.members.len();
-    if size == 0 {
-        return (false, 1);
-    }
-    let first = group
-        .members
-        .slot_of_rank((group.turn % size as u64) as usize);
-    group.turn = group.turn.wrapping_add(1);
-    let mut tried_first = None;
-    let mut tried = 0;
-    for (_, member) in group.members.cycle_from(first) {
-        tried += 1;
-        let client = &clients[member.client as usize];
-        if client.evicted_in == epoch {
-            continue;
-        }
-        if sink.has_room(client.id) {
-            sink.deliver(client.id);
-            return (true, tried);
-        }
-        tried_first.get_or_insert(member.client);
-    }
-    if let Some(slot) = tried_first {
-        let client = &mut clients[slot as usize];
-        sink.evict(client.id);
-        client.evicted_in = epoch;
-    }
-    (false, tried)
 }
 
 /// The `group_slots` key of queue group `name` under the pattern in `pattern_slot`, built in `buf`.

@@ -1,4 +1,5 @@
 use super::*;
+use crate::test_rng::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 fn id(index: u32) -> ClientId {
@@ -277,32 +278,13 @@ fn rejects_invalid_patterns_without_changing_anything() {
     assert_eq!(harness.count(1), 0);
 }
 
-/// Deterministic xorshift64* so the randomised tests are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-
-    fn dotted(&mut self, tokens: &[&str]) -> String {
-        let count = 1 + self.below(4);
-        (0..count)
-            .map(|_| self.pick(tokens))
-            .collect::<Vec<_>>()
-            .join(".")
-    }
+/// One to four of `tokens`, joined with dots.
+fn dotted(rng: &mut Rng, tokens: &[&str]) -> String {
+    let count = 1 + rng.index(4);
+    (0..count)
+        .map(|_| *rng.pick(tokens))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 const CHANNEL_TOKENS: &[&str] = &["", "a", "b", "ab"];
@@ -310,7 +292,7 @@ const PATTERN_TOKENS: &[&str] = &["", "a", "b", "ab", "*", "*", ">", ">"];
 
 fn random_pattern(rng: &mut Rng) -> String {
     loop {
-        let pattern = rng.dotted(PATTERN_TOKENS);
+        let pattern = dotted(rng, PATTERN_TOKENS);
         if classify_pattern(pattern.as_bytes()).is_some() {
             return pattern;
         }
@@ -319,7 +301,7 @@ fn random_pattern(rng: &mut Rng) -> String {
 
 #[test]
 fn index_agrees_with_the_reference_matcher() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     for _ in 0..200 {
         let mut harness = Harness::default();
         let patterns: Vec<String> = (0..12).map(|_| random_pattern(&mut rng)).collect();
@@ -328,7 +310,7 @@ fn index_agrees_with_the_reference_matcher() {
             assert_eq!(outcome, ListenOutcome::Added);
         }
         for _ in 0..20 {
-            let channel = rng.dotted(CHANNEL_TOKENS);
+            let channel = dotted(&mut rng, CHANNEL_TOKENS);
             let expected: Vec<u32> = (0..patterns.len() as u32)
                 .filter(|&c| pattern_matches(patterns[c as usize].as_bytes(), channel.as_bytes()))
                 .collect();
@@ -346,7 +328,7 @@ fn index_agrees_with_the_reference_matcher() {
 #[test]
 fn random_operations_agree_with_a_model() {
     let groups = ["", "", "g", "h"];
-    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    let mut rng = Rng::new(0x0123_4567_89ab_cdef);
     let mut harness = Harness::default();
     let mut model: BTreeSet<(u32, String, String)> = BTreeSet::new();
     for _ in 0..4000 {
@@ -366,7 +348,7 @@ fn random_operations_agree_with_a_model() {
             4..=5 => {
                 // Unlisten something the client probably holds.
                 let held: Vec<_> = model.iter().filter(|s| s.0 == client).cloned().collect();
-                let (pattern, group) = match held.get(rng.below(held.len() + 1)) {
+                let (pattern, group) = match held.get(rng.index(held.len() + 1)) {
                     Some((_, pattern, group)) => (pattern.clone(), group.clone()),
                     None => (pattern, group),
                 };
@@ -382,7 +364,7 @@ fn random_operations_agree_with_a_model() {
                 harness.remove_client(client);
                 model.retain(|s| s.0 != client);
             }
-            _ => check_publish(&mut harness, &model, &rng.dotted(CHANNEL_TOKENS)),
+            _ => check_publish(&mut harness, &model, &dotted(&mut rng, CHANNEL_TOKENS)),
         }
         assert_eq!(harness.index.len(), model.len());
         assert_eq!(

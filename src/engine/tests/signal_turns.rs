@@ -2,7 +2,12 @@
 //! continues in the next calls of `expire`, and whatever arrives meanwhile waits its turn, so
 //! replies and pushes are those of publishes run in one go in arrival order.
 
-use super::*;
+use std::collections::{HashMap, VecDeque};
+
+use super::harness::Harness;
+use crate::engine::ClientId;
+use crate::protocol::Response;
+use crate::test_rng::Rng;
 
 /// Runs `expire` until the signal work is done (each call is one loop turn).
 fn turns(h: &mut Harness) -> usize {
@@ -67,19 +72,6 @@ fn a_publish_over_budget_spans_turns_and_what_arrives_meanwhile_waits_in_order()
     h.finish();
 }
 
-/// Tiny splitmix generator: the test is reproducible and needs no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, bound: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) % bound as u64) as usize
-    }
-}
-
 /// Runs at most `n` turns of `expire`.
 fn turns_of(h: &mut Harness, n: usize) {
     for _ in 0..n {
@@ -102,14 +94,14 @@ fn play(seed: u64, budget: u64) -> Seen {
     const GROUPS: [&str; 3] = ["", "", "g"];
     let mut h = Harness::with_defaults();
     h.engine.set_signal_budget(budget);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut clients: Vec<ClientId> = (0..6).map(|_| h.client()).collect();
     let mut seen = Seen::new();
     for step in 0..400 {
-        let slot = rng.below(clients.len());
-        let choice = rng.below(12);
-        let (pattern, group) = (PATTERNS[rng.below(8)], GROUPS[rng.below(3)]);
-        let channel = CHANNELS[rng.below(5)];
+        let slot = rng.index(clients.len());
+        let choice = rng.index(12);
+        let (pattern, group) = (PATTERNS[rng.index(8)], GROUPS[rng.index(3)]);
+        let channel = CHANNELS[rng.index(5)];
         let client = clients[slot];
         // The client's own earlier request is answered first (it cannot send while it waits);
         // everybody else's work may still be in progress.
@@ -126,7 +118,7 @@ fn play(seed: u64, budget: u64) -> Seen {
             5 => drop(h.req(client, "unlisten", pattern, group)),
             _ => drop(h.req(client, "signal", channel, &format!("s{step}"))),
         }
-        if rng.below(3) == 0 {
+        if rng.index(3) == 0 {
             turns_of(&mut h, 1);
         }
         record(&mut h, &mut seen);

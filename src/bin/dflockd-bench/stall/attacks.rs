@@ -15,10 +15,8 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
-use super::{
-    BATCH, CHANNEL, DELIVERY_DEADLINE, Raw, Subscribers, Work, create_idle_keys, raise_fd_limit,
-    subscribe,
-};
+use super::bulk::{Raw, Subscribers, create_idle_keys, raise_fd_limit, subscribe};
+use super::{BATCH, CHANNEL, DELIVERY_DEADLINE, Work};
 use dflockd::client::Connection;
 
 /// Leading tokens of a deep pattern that are each empty or `*`.

@@ -1,0 +1,69 @@
+//! Expiry spread over several loop turns, and extreme values.
+
+use super::harness::{Harness, granted, renew_arg};
+use crate::budget::EXPIRE_BUDGET;
+use crate::protocol::Response;
+
+#[test]
+fn a_mass_expiry_is_spread_over_calls_and_requests_in_between_evict_first() {
+    let slots = EXPIRE_BUDGET + 4;
+    let mut h = Harness::with_defaults();
+    let [a, c] = [h.client(), h.client()];
+    let arg = format!("0 {slots} 1");
+    for _ in 0..slots {
+        granted(h.ask(a, "sl", "s", &arg), 1);
+    }
+    h.skip_to(1_000);
+    // Each call does a bounded amount of work (timer cascading included) and says whether
+    // more is due; the budget runs out with the last 4 holders still listed.
+    for _ in 0..3 {
+        if h.holders() == 4 {
+            break;
+        }
+        assert!(h.engine.expire(h.now, &mut h.out), "more is due");
+        h.check(None);
+    }
+    assert_eq!(h.holders(), 4);
+    // A request on the semaphore evicts the passed holders the sweep has not reached yet.
+    granted(h.ask(c, "sl", "s", &arg), 1);
+    assert_eq!(h.holders(), 1);
+    assert!(!h.engine.expire(h.now, &mut h.out), "nothing left");
+    h.check(None);
+    h.finish();
+}
+
+#[test]
+fn the_largest_lease_and_timeout_are_accepted() {
+    let mut h = Harness::with_defaults();
+    let [a, b] = [h.client(), h.client()];
+    let max = crate::protocol::MAX_SECONDS;
+    let ta = granted(h.ask(a, "l", "k", &format!("0 {max}")), max);
+    h.block(b, "l", "k", &max.to_string());
+    assert_eq!(
+        h.stats_value()["locks"][0]["lease_expires_in_s"].as_f64(),
+        Some(max as f64)
+    );
+    assert_eq!(
+        h.ask(a, "n", "k", &renew_arg(ta, Some(max))),
+        Response::Renewed { lease_s: max }
+    );
+    h.advance(86_400_000);
+    h.quiet(b);
+    assert_eq!(h.ask(a, "r", "k", &ta.to_string()), Response::Ok);
+    granted(h.reply(b), 33);
+    h.finish();
+}
+
+#[test]
+fn an_enqueue_behind_the_clients_own_lock_is_granted_when_it_lets_go() {
+    let mut h = Harness::with_defaults();
+    let a = h.client();
+    let t1 = granted(h.ask(a, "l", "k", "0"), 33);
+    assert_eq!(h.ask(a, "e", "k", "5"), Response::Queued);
+    assert_eq!(h.ask(a, "w", "k", "0"), Response::Timeout);
+    assert_eq!(h.ask(a, "e", "k", "5"), Response::Queued);
+    assert_eq!(h.ask(a, "r", "k", &t1.to_string()), Response::Ok);
+    let t2 = granted(h.ask(a, "w", "k", "1"), 5);
+    assert!(t2.fence > t1.fence);
+    h.finish();
+}

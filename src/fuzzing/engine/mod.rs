@@ -1,0 +1,398 @@
+//! The `engine` target: operation sequences from several clients against the pure [`Engine`],
+//! checked against a shadow model built only from what the engine tells its clients.
+//!
+//! The model cannot see everything: a two-phase waiter (`e` answered `queued`) is granted
+//! silently, and its lease only shows once `w` collects it. So the model keeps, per resource, the
+//! queue of waiters in request order and infers silent grants from FIFO order: when a waiter is
+//! seen granted, every waiter ahead of it must have been granted before it, which is only
+//! possible silently for two-phase waiters nobody waits on; any other waiter ahead of it is a FIFO
+//! violation. Lease ends are tracked as an interval (`Expiry`): exact for leases whose grant was
+//! seen, bounded by the enqueue and inference times for silent ones. Every check only asserts
+//! what holds for all states the engine could be in given what the model has seen, so a failure
+//! is a real violation.
+
+use std::collections::VecDeque;
+
+use self::model::{Expiry, Holder, Model, Pending, serial_of};
+use self::ops::{CHANNELS, FAR_MS, Op, SLOTS, SMALL_STEPS_MS};
+use crate::clock::Millis;
+use crate::engine::{ClientId, Engine, EngineConfig, Outbox, Outcome, Push};
+use crate::fuzzing::{Input, engine_config};
+use crate::protocol::Response;
+use crate::token::TokenIssuer;
+
+mod checks;
+mod model;
+mod ops;
+
+/// An effect the engine produced.
+#[derive(Debug)]
+enum Event {
+    Reply(ClientId, Response),
+    Push(ClientId),
+    Evict(ClientId),
+}
+
+/// Records effects; knows who is connected and how many pushes each client can take.
+struct Recorder {
+    events: Vec<Event>,
+    connected: [Option<ClientId>; SLOTS],
+    room: [u32; SLOTS],
+    /// Clients evicted and not yet disconnected (the harness disconnects them after the call).
+    /// Like the server's closing connections, they have no room, and evicting one again (a
+    /// later publish of the same call) is ignored.
+    evicted: Vec<ClientId>,
+}
+
+impl Recorder {
+    fn check_connected(&self, client: ClientId, what: &str) {
+        assert_eq!(
+            self.connected.get(client.index as usize).copied().flatten(),
+            Some(client),
+            "{what} for {client:?}, which is not connected"
+        );
+    }
+}
+
+impl Outbox for Recorder {
+    fn reply(&mut self, client: ClientId, response: Response) {
+        self.check_connected(client, "reply");
+        self.events.push(Event::Reply(client, response));
+    }
+
+    fn has_room(&mut self, client: ClientId, _line_len: usize) -> bool {
+        self.check_connected(client, "room asked");
+        self.room[client.index as usize] > 0 && !self.evicted.contains(&client)
+    }
+
+    fn push(&mut self, client: ClientId, line: &Push<'_>) {
+        self.check_connected(client, "push");
+        assert_eq!(line.payload(), b"p", "push payload");
+        let channel = line.channel();
+        assert!(CHANNELS.contains(&channel), "push on channel {channel:?}");
+        let room = &mut self.room[client.index as usize];
+        assert!(*room > 0, "push to {client:?} without room");
+        *room -= 1;
+        self.events.push(Event::Push(client));
+    }
+
+    fn evict(&mut self, client: ClientId) {
+        self.check_connected(client, "eviction");
+        if !self.evicted.contains(&client) {
+            self.evicted.push(client);
+            self.events.push(Event::Evict(client));
+        }
+    }
+}
+
+/// What one engine call produced for its caller, once checked.
+struct Settled {
+    /// The reply to the requester of an `apply`.
+    answer: Option<Response>,
+    /// Signal pushes delivered.
+    pushes: usize,
+}
+
+/// Which engine call produced the events being checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Apply(ClientId),
+    Expire,
+    Cancel,
+    Disconnect,
+}
+
+/// The engine under test, its clients and the model.
+struct Harness {
+    engine: Engine,
+    config: EngineConfig,
+    now: Millis,
+    /// Current id of each slot (the generation grows on every reconnect).
+    ids: [ClientId; SLOTS],
+    pending: [Option<Pending>; SLOTS],
+    model: Model,
+    out: Recorder,
+    /// Pushes since the last `ok <count>`: publishes run one after another, each answered after
+    /// its pushes (unless its publisher left).
+    unanswered_pushes: u64,
+    /// Publishers of the `signal`s that wait behind or in a publish spanning calls, in the order
+    /// they are answered; a publisher that left is never answered.
+    publishes: VecDeque<ClientId>,
+}
+
+impl Harness {
+    fn new(config: EngineConfig) -> Harness {
+        Harness {
+            engine: Engine::new(config.clone(), TokenIssuer::deterministic(0x5eed)),
+            config,
+            now: Millis(0),
+            ids: std::array::from_fn(|index| ClientId {
+                index: index as u32,
+                generation: 0,
+            }),
+            pending: [None; SLOTS],
+            model: Model::default(),
+            unanswered_pushes: 0,
+            publishes: VecDeque::new(),
+            out: Recorder {
+                events: Vec::new(),
+                connected: [None; SLOTS],
+                room: [2; SLOTS],
+                evicted: Vec::new(),
+            },
+        }
+    }
+
+    fn connected(&self, slot: usize) -> bool {
+        self.out.connected[slot].is_some()
+    }
+
+    fn connect(&mut self, slot: usize) {
+        if self.connected(slot) {
+            return;
+        }
+        let id = &mut self.ids[slot];
+        id.generation += 1;
+        self.engine.connect(*id, serial_of(*id));
+        self.out.connected[slot] = Some(*id);
+    }
+
+    fn disconnect(&mut self, slot: usize) {
+        if !self.connected(slot) {
+            return;
+        }
+        let client = self.ids[slot];
+        // The departing client's state goes first; the grants it frees follow as events.
+        self.out.connected[slot] = None;
+        self.pending[slot] = None;
+        let auto_release = self.config.auto_release_on_disconnect;
+        let now = self.now;
+        for (&resource, queue) in self.model.queues.iter_mut() {
+            for waiter in queue.iter().filter(|w| w.client == client) {
+                if auto_release || waiter.blocked {
+                    continue;
+                }
+                // Granted silently before the owner left, its lease outlives the owner.
+                self.model.holders.push(Holder {
+                    resource,
+                    owner: None,
+                    serial: serial_of(client),
+                    limit: waiter.limit,
+                    lease_s: waiter.lease_s,
+                    expiry: Expiry {
+                        lo: waiter.since.plus_secs(waiter.lease_s),
+                        hi: now.plus_secs(waiter.lease_s),
+                    },
+                    token: None,
+                    two_phase: false,
+                    certain: false,
+                });
+            }
+            queue.retain(|w| w.client != client);
+        }
+        self.model
+            .holders
+            .retain(|h| !(auto_release && h.owner == Some(client)));
+        for holder in &mut self.model.holders {
+            if holder.owner == Some(client) {
+                holder.owner = None;
+                holder.two_phase = false;
+            }
+        }
+        self.engine.disconnect(self.now, client, &mut self.out);
+        self.settle(Call::Disconnect);
+    }
+
+    fn apply(&mut self, slot: usize, op: &Op) {
+        if !self.connected(slot) || self.pending[slot].is_some() {
+            return; // a waiting client's next request is not read
+        }
+        let client = self.ids[slot];
+        let request = op.request();
+        let outcome = self.engine.apply(self.now, client, &request, &mut self.out);
+        let settled = self.settle(Call::Apply(client));
+        match (outcome, settled.answer) {
+            (Outcome::Answered, Some(response)) => {
+                self.answered(slot, op, response, settled.pushes)
+            }
+            (Outcome::Waiting, None) => self.waits(slot, op),
+            (outcome, answer) => panic!("{op:?} gave {outcome:?} with answer {answer:?}"),
+        }
+    }
+
+    /// Checks the events of one engine call in order. The reply to the requester of an `apply` is
+    /// handed back for [`Harness::answered`], which checks it once the call's other effects are
+    /// accounted for. Evicted clients are disconnected afterwards, as the server does.
+    fn settle(&mut self, call: Call) -> Settled {
+        let mut settled = Settled {
+            answer: None,
+            pushes: 0,
+        };
+        let mut evicted = Vec::new();
+        for event in std::mem::take(&mut self.out.events) {
+            match event {
+                Event::Reply(client, response) if call == Call::Apply(client) => {
+                    assert!(
+                        settled.answer.is_none(),
+                        "two replies to one request of {client:?}"
+                    );
+                    settled.answer = Some(response);
+                }
+                Event::Reply(client, response) => self.async_answer(call, client, response),
+                Event::Push(client) => {
+                    assert!(
+                        matches!(call, Call::Apply(_) | Call::Expire),
+                        "push outside a signal to {client:?}"
+                    );
+                    assert!(!evicted.contains(&client), "push after eviction");
+                    settled.pushes += 1;
+                    self.unanswered_pushes += 1;
+                }
+                Event::Evict(client) => {
+                    assert!(!evicted.contains(&client), "{client:?} evicted twice");
+                    evicted.push(client);
+                }
+            }
+        }
+        self.out.evicted.clear();
+        for client in evicted {
+            let slot = client.index as usize;
+            if self.ids[slot] == client {
+                self.disconnect(slot);
+            }
+        }
+        settled
+    }
+
+    /// Runs due timers; with `fully`, until none is due, after which the model may forget leases
+    /// that have certainly ended and no wait may be overdue.
+    fn expire(&mut self, fully: bool) {
+        loop {
+            let more = self.engine.expire(self.now, &mut self.out);
+            self.settle(Call::Expire);
+            if !(more && fully) {
+                break;
+            }
+        }
+        if !fully {
+            return;
+        }
+        self.model.sweep(self.now);
+        for pending in self.pending.iter().flatten() {
+            let Pending::Wait(resource) = pending else {
+                panic!("signal work left after expiring fully");
+            };
+            let overdue = self.model.queues[resource]
+                .iter()
+                .any(|w| w.blocked && w.deadline <= self.now);
+            assert!(!overdue, "a wait outlived its timeout");
+        }
+    }
+
+    fn cancel_waits(&mut self) {
+        self.engine.cancel_waits(self.now, &mut self.out);
+        self.settle(Call::Cancel);
+        // Signal operations are not waits: they are answered by the signal work that follows.
+        assert!(
+            !self
+                .pending
+                .iter()
+                .any(|p| matches!(p, Some(Pending::Wait(_)))),
+            "a wait survived cancel_waits"
+        );
+    }
+
+    fn check(&mut self) {
+        self.engine.check_invariants();
+        self.model.check_capacity(self.now);
+        self.check_stats();
+        for (slot, pending) in self.pending.iter().enumerate() {
+            let id = self.ids[slot];
+            let connected = self.connected(slot);
+            assert_eq!(
+                self.engine.is_waiting(id),
+                matches!(pending, Some(Pending::Wait(_))) && connected,
+                "waiting state of slot {slot}"
+            );
+            assert_eq!(
+                self.engine.awaits_signal_work(id),
+                matches!(
+                    pending,
+                    Some(Pending::Subscription { .. } | Pending::Publish)
+                ) && connected,
+                "signal work of slot {slot}"
+            );
+        }
+    }
+
+    fn step(&mut self, input: &mut Input<'_>) {
+        let op = input.byte();
+        let slot = input.below(SLOTS);
+        match op {
+            0..=19 => self.connect(slot),
+            20..=29 => self.disconnect(slot),
+            30..=169 => {
+                let op = Op::read(input, &self.model.seen);
+                self.apply(slot, &op);
+            }
+            170..=199 => self.now = self.now.plus_ms(*input.pick(&SMALL_STEPS_MS)),
+            200..=204 => self.now = self.now.plus_ms(input.number::<6>()),
+            205..=224 => self.expire(input.flag()),
+            225..=229 => self.cancel_waits(),
+            _ => self.out.room[slot] = u32::from(input.byte() % 4),
+        }
+        self.check();
+    }
+
+    /// Every waiting request is answered once time passes; then, with everyone gone and the clock
+    /// far ahead, nothing may be left.
+    fn finish(&mut self) {
+        self.now = self.now.plus_ms(FAR_MS);
+        self.expire(true);
+        self.check();
+        assert!(
+            self.pending.iter().all(Option::is_none),
+            "a wait was never answered"
+        );
+        for slot in 0..SLOTS {
+            self.disconnect(slot);
+        }
+        for _ in 0..2 {
+            self.now = self.now.plus_ms(FAR_MS);
+            self.expire(true);
+        }
+        self.check();
+        assert!(
+            self.engine.is_empty(),
+            "state left: {:?}",
+            self.engine.counts()
+        );
+    }
+}
+
+/// The `engine` target: several clients, arbitrary requests over a small vocabulary of keys,
+/// tokens (reusing tokens actually granted), patterns and channels, disconnects, shutdown
+/// cancels, and clock moves small and huge, with or without running the timers.
+///
+/// Checks after every step: the engine's own invariants; every reply goes to a connected client
+/// with a request in progress, exactly once per request, and only a blocking `l`/`sl`/`w`/`sw`
+/// may wait; grants follow FIFO order per resource; never more holders than the limit, and no
+/// second limit for a resource; each response fits the model (lease lengths echoed, releases and
+/// renewals of live and dead leases, two-phase state, limit mismatches, try-locks on free
+/// resources, waits never outliving their timeout); `ok <count>` equals the pushes of a publish
+/// answered at once (at least its pushes for one that spanned calls of `expire`, where departed
+/// subscribers are counted but sent nothing), which only go to clients with room. The signal
+/// budget is picked from the input (down to one unit), so `listen`, `unlisten` and `signal` also
+/// wait behind a publish in progress and are answered by `expire`. At the end every wait is answered once time passes, and after every
+/// client leaves and the clock moves far ahead the engine is empty.
+pub fn engine(data: &[u8]) {
+    let mut input = Input::new(data);
+    let mut harness = Harness::new(engine_config(&mut input));
+    // Small budgets make publishes span calls of `expire`, with requests arriving meanwhile.
+    let budget = *input.pick(&[1, 4, 64, crate::budget::SIGNAL_BUDGET]);
+    harness.engine.set_signal_budget(budget);
+    while !input.is_empty() {
+        harness.step(&mut input);
+    }
+    harness.finish();
+}

@@ -1,0 +1,80 @@
+//! The command table: every command name the protocol knows, the namespace it addresses and the
+//! longest arg line it accepts. Framing needs the limits before a request is parsed, and parsing
+//! needs the names, so both read this table and neither depends on the other.
+
+use super::{MAX_LINE, MAX_PAYLOAD_LINE, Namespace};
+
+/// A command name on the wire, with the namespace it addresses where it has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// `l` / `sl`.
+    Acquire(Namespace),
+    /// `r` / `sr`.
+    Release(Namespace),
+    /// `n` / `sn`.
+    Renew(Namespace),
+    /// `e` / `se`.
+    Enqueue(Namespace),
+    /// `w` / `sw`.
+    Wait(Namespace),
+    /// `stats`.
+    Stats,
+    /// `ping`.
+    Ping,
+    /// `auth`.
+    Auth,
+    /// `listen`.
+    Listen,
+    /// `unlisten`.
+    Unlisten,
+    /// `signal`.
+    Signal,
+}
+
+/// Every command and its exact, case-sensitive name: the one place command names are spelled.
+pub(super) const COMMANDS: [(&str, Command); 16] = [
+    ("l", Command::Acquire(Namespace::Lock)),
+    ("r", Command::Release(Namespace::Lock)),
+    ("n", Command::Renew(Namespace::Lock)),
+    ("e", Command::Enqueue(Namespace::Lock)),
+    ("w", Command::Wait(Namespace::Lock)),
+    ("sl", Command::Acquire(Namespace::Semaphore)),
+    ("sr", Command::Release(Namespace::Semaphore)),
+    ("sn", Command::Renew(Namespace::Semaphore)),
+    ("se", Command::Enqueue(Namespace::Semaphore)),
+    ("sw", Command::Wait(Namespace::Semaphore)),
+    ("stats", Command::Stats),
+    ("ping", Command::Ping),
+    ("auth", Command::Auth),
+    ("listen", Command::Listen),
+    ("unlisten", Command::Unlisten),
+    ("signal", Command::Signal),
+];
+
+impl Command {
+    /// The command whose name is exactly `name` (no trimming, no case folding).
+    pub fn from_name(name: &[u8]) -> Option<Command> {
+        COMMANDS
+            .iter()
+            .find(|(known, _)| known.as_bytes() == name)
+            .map(|&(_, command)| command)
+    }
+
+    /// The command's name as sent on the wire.
+    pub fn name(self) -> &'static str {
+        COMMANDS
+            .iter()
+            .find(|&&(_, command)| command == self)
+            .map(|&(name, _)| name)
+            .expect("COMMANDS lists every command")
+    }
+
+    /// The longest arg line this command accepts, CRs included: only the `signal` payload and
+    /// the `auth` token may be longer than an ordinary line (spec §2.2).
+    pub fn arg_limit(self) -> usize {
+        match self {
+            Command::Signal | Command::Auth => MAX_PAYLOAD_LINE,
+            _ => MAX_LINE,
+        }
+    }
+}
