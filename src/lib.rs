@@ -12,6 +12,7 @@
 //! - [`engine`]: the lock, semaphore and signal state machine, pure and driven by an explicit
 //!   clock; effects leave through an [`engine::Outbox`].
 //! - [`slots`]: the slab behind the engine's entries, which gives memory back a little per turn.
+//! - [`systemd`]: socket activation and readiness/watchdog notifications.
 //! - [`table`]: hash tables that resize a little per insert or remove, never all at once.
 //! - [`timer`]: the hierarchical timer wheel used by the engine and the event loop.
 //! - [`token`]: lease tokens that double as fencing tokens.
@@ -62,6 +63,8 @@ pub mod protocol;
 pub mod server;
 #[cfg(feature = "server")]
 pub mod slots;
+#[cfg(feature = "server")]
+pub mod systemd;
 #[cfg(feature = "server")]
 pub mod table;
 #[cfg(all(test, feature = "server"))]
