@@ -41,6 +41,7 @@
 
 mod conn;
 mod error;
+mod info;
 mod lock;
 mod session;
 mod shard;
@@ -54,6 +55,7 @@ use std::time::{Duration, Instant};
 
 pub use conn::{Connection, Grant};
 pub use error::{Error, Result};
+pub use info::{Contended, Info, NamespaceInfo};
 pub use lock::{Enqueued, Guard, Lock, Loss, Semaphore, Waiting};
 pub use shard::{crc32, shard_index};
 pub use signals::Signals;
