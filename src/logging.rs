@@ -9,11 +9,13 @@
 //!
 //! Lines are formatted by the caller, not by the logging thread, so their timestamp is the time
 //! of the event even when the sink is seconds behind; that takes a clock read and one `String`,
-//! and needs no lock. The format is `<RFC 3339 UTC time> [<LEVEL>] <message>`.
+//! and needs no lock. Two formats ([`LogFormat`]): text, `<RFC 3339 UTC time> [<LEVEL>]
+//! <message> key=value ...`, and JSON, one object per line with `ts`, `level`, `msg` and the
+//! record's key-value fields (`info!(peer = %addr; "...")`), for log shippers.
 //!
 //! The logging thread touches nothing but the queue, the drop counter and the sink.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use log::kv::{self, VisitSource};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -47,14 +50,19 @@ pub struct LogQueue {
 }
 
 impl LogQueue {
-    /// Starts the logging thread, which writes to `sink`; the queue holds `capacity` lines.
-    pub fn start<W: Write + Send + 'static>(capacity: usize, sink: W) -> io::Result<LogQueue> {
+    /// Starts the logging thread, which writes to `sink`; the queue holds `capacity` lines. The
+    /// thread's own line (lines dropped) is written in `format`.
+    pub fn start<W: Write + Send + 'static>(
+        capacity: usize,
+        sink: W,
+        format: LogFormat,
+    ) -> io::Result<LogQueue> {
         let (sender, receiver) = mpsc::sync_channel(capacity);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
         thread::Builder::new()
             .name("log".into())
-            .spawn(move || drain(&receiver, &counter, sink))?;
+            .spawn(move || drain(&receiver, &counter, sink, format))?;
         Ok(LogQueue { sender, dropped })
     }
 
@@ -91,12 +99,17 @@ impl LogQueue {
 
 /// The logging thread: writes lines until every sender is gone, and reports drops whenever it
 /// has caught up.
-fn drain<W: Write>(receiver: &Receiver<Message>, dropped: &AtomicU64, mut sink: W) {
+fn drain<W: Write>(
+    receiver: &Receiver<Message>,
+    dropped: &AtomicU64,
+    mut sink: W,
+    format: LogFormat,
+) {
     loop {
         let message = match receiver.try_recv() {
             Ok(message) => message,
             Err(TryRecvError::Empty) => {
-                report_dropped(dropped, &mut sink);
+                report_dropped(dropped, &mut sink, format);
                 let _ = sink.flush();
                 match receiver.recv() {
                     Ok(message) => message,
@@ -109,7 +122,7 @@ fn drain<W: Write>(receiver: &Receiver<Message>, dropped: &AtomicU64, mut sink: 
             // A failed write loses the line; there is nowhere else to report it.
             Message::Line(line) => drop(sink.write_all(line.as_bytes())),
             Message::Flush(done) => {
-                report_dropped(dropped, &mut sink);
+                report_dropped(dropped, &mut sink, format);
                 let _ = sink.flush();
                 let _ = done.send(());
             }
@@ -118,26 +131,100 @@ fn drain<W: Write>(receiver: &Receiver<Message>, dropped: &AtomicU64, mut sink: 
 }
 
 /// Writes `N log lines dropped` if lines were dropped since the last report.
-fn report_dropped<W: Write>(dropped: &AtomicU64, sink: &mut W) {
+fn report_dropped<W: Write>(dropped: &AtomicU64, sink: &mut W, format: LogFormat) {
     let count = dropped.swap(0, Ordering::Relaxed);
     if count > 0 {
-        let line = format_line(Level::Warn, format_args!("{count} log lines dropped"));
+        let message = format_args!("{count} log lines dropped");
+        let line = format_line(format, Level::Warn, message, &NO_FIELDS);
         let _ = sink.write_all(line.as_bytes());
     }
 }
 
-/// One log line as the server writes it: `<RFC 3339 UTC time> [<LEVEL>] <message>\n`.
-pub fn format_line(level: Level, message: fmt::Arguments<'_>) -> String {
+/// Fields of a line that has none.
+const NO_FIELDS: [(&str, &str); 0] = [];
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `<RFC 3339 UTC time> [<LEVEL>] <message> key=value ...`
+    #[default]
+    Text,
+    /// `{"ts":"<RFC 3339 UTC time>","level":"<level>","msg":"<message>","key":value,...}`
+    Json,
+}
+
+/// One log line as the server writes it, in `format`, with `fields` after the message.
+pub fn format_line(
+    format: LogFormat,
+    level: Level,
+    message: fmt::Arguments<'_>,
+    fields: &dyn kv::Source,
+) -> String {
     let now = OffsetDateTime::now_utc();
     // Rfc3339 fails only for years outside 0..=9999.
     let time = now.format(&Rfc3339).unwrap_or_default();
-    format!("{time} [{level}] {message}\n")
+    match format {
+        LogFormat::Text => {
+            let mut line = format!("{time} [{level}] {message}");
+            let _ = fields.visit(&mut TextFields(&mut line));
+            line.push('\n');
+            line
+        }
+        LogFormat::Json => {
+            let mut object = serde_json::Map::new();
+            object.insert("ts".into(), time.into());
+            object.insert("level".into(), level.as_str().to_ascii_lowercase().into());
+            object.insert("msg".into(), message.to_string().into());
+            let _ = fields.visit(&mut JsonFields(&mut object));
+            let mut line = serde_json::Value::Object(object).to_string();
+            line.push('\n');
+            line
+        }
+    }
+}
+
+/// Appends ` key=value` per field; values with spaces or quotes are quoted.
+struct TextFields<'a>(&'a mut String);
+
+impl<'kvs> VisitSource<'kvs> for TextFields<'_> {
+    fn visit_pair(&mut self, key: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
+        let text = value.to_string();
+        if text.is_empty() || text.contains([' ', '"', '=']) {
+            let _ = write!(self.0, " {key}={text:?}");
+        } else {
+            let _ = write!(self.0, " {key}={text}");
+        }
+        Ok(())
+    }
+}
+
+/// Adds each field to a JSON object: numbers and booleans as such, anything else as a string.
+struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
+    fn visit_pair(&mut self, key: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
+        let json = if let Some(n) = value.to_u64() {
+            n.into()
+        } else if let Some(n) = value.to_i64() {
+            n.into()
+        } else if let Some(b) = value.to_bool() {
+            b.into()
+        } else if let Some(x) = value.to_f64() {
+            x.into()
+        } else {
+            value.to_string().into()
+        };
+        // The fixed keys come first and win: a field cannot overwrite them.
+        self.0.entry(key.as_str().to_owned()).or_insert(json);
+        Ok(())
+    }
 }
 
 /// The process-wide [`Log`] implementation in front of a [`LogQueue`].
 #[derive(Debug)]
 pub struct Logger {
     level: LevelFilter,
+    format: LogFormat,
     queue: LogQueue,
 }
 
@@ -149,7 +236,13 @@ impl Log for Logger {
 
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
-            self.queue.push(format_line(record.level(), *record.args()));
+            let line = format_line(
+                self.format,
+                record.level(),
+                *record.args(),
+                record.key_values(),
+            );
+            self.queue.push(line);
         }
     }
 
@@ -158,13 +251,17 @@ impl Log for Logger {
     }
 }
 
-/// Installs a [`Logger`] at `level` that writes to stderr through a queue of [`QUEUE_CAPACITY`]
-/// lines. Call once, at start-up; call `log::logger().flush()` before exiting so the last lines
-/// are written.
-pub fn init(level: LevelFilter) -> io::Result<()> {
-    let queue = LogQueue::start(QUEUE_CAPACITY, io::stderr())?;
+/// Installs a [`Logger`] at `level` that writes to stderr in `format` through a queue of
+/// [`QUEUE_CAPACITY`] lines. Call once, at start-up; call `log::logger().flush()` before exiting
+/// so the last lines are written.
+pub fn init(level: LevelFilter, format: LogFormat) -> io::Result<()> {
+    let queue = LogQueue::start(QUEUE_CAPACITY, io::stderr(), format)?;
     // The logger lives as long as the process.
-    let logger: &'static Logger = Box::leak(Box::new(Logger { level, queue }));
+    let logger: &'static Logger = Box::leak(Box::new(Logger {
+        level,
+        format,
+        queue,
+    }));
     log::set_logger(logger).map_err(|e| io::Error::other(e.to_string()))?;
     log::set_max_level(level);
     Ok(())
@@ -208,7 +305,7 @@ mod tests {
             started,
             gate: Arc::new(Mutex::new(gate)),
         };
-        let queue = LogQueue::start(4, sink).unwrap();
+        let queue = LogQueue::start(4, sink, LogFormat::Text).unwrap();
         queue.push("first\n".into());
         // The logging thread now holds "first" and is stuck in the sink.
         write_started.recv().unwrap();
@@ -242,7 +339,7 @@ mod tests {
             started,
             gate: Arc::new(Mutex::new(gate)),
         };
-        let queue = LogQueue::start(2, sink).unwrap();
+        let queue = LogQueue::start(2, sink, LogFormat::Text).unwrap();
         queue.push("stuck\n".into());
         write_started.recv().unwrap();
         let flushing = Instant::now();
@@ -253,12 +350,61 @@ mod tests {
 
     #[test]
     fn lines_carry_an_rfc3339_utc_time_and_the_level() {
-        let line = format_line(Level::Info, format_args!("hello {}", 7));
+        let line = format_line(
+            LogFormat::Text,
+            Level::Info,
+            format_args!("hello {}", 7),
+            &[("n", kv::Value::from(1u64))],
+        );
         let (time, rest) = line.split_once(' ').unwrap();
-        assert_eq!(rest, "[INFO] hello 7\n");
+        assert_eq!(rest, "[INFO] hello 7 n=1\n");
         let year: i32 = time[..4].parse().unwrap();
         assert_eq!(year, OffsetDateTime::now_utc().year(), "{time}");
         assert_eq!(&time[10..11], "T", "{time}");
         assert!(time.ends_with('Z'), "{time}");
+    }
+
+    #[test]
+    fn text_lines_append_fields_and_quote_the_ones_with_spaces() {
+        let fields = [
+            ("peer", kv::Value::from("127.0.0.1:5123")),
+            ("reason", kv::Value::from("idle timeout")),
+            ("ms", kv::Value::from(12u64)),
+        ];
+        let line = format_line(
+            LogFormat::Text,
+            Level::Info,
+            format_args!("closed"),
+            &fields,
+        );
+        let (_, rest) = line.split_once(' ').unwrap();
+        assert_eq!(
+            rest,
+            "[INFO] closed peer=127.0.0.1:5123 reason=\"idle timeout\" ms=12\n"
+        );
+    }
+
+    #[test]
+    fn json_lines_are_one_object_with_typed_fields() {
+        let fields = [
+            ("conn", kv::Value::from(7u64)),
+            ("tls", kv::Value::from(true)),
+            ("msg", kv::Value::from("cannot replace the message")),
+            ("peer", kv::Value::from("[::1]:80 \"x\"\n")),
+        ];
+        let line = format_line(
+            LogFormat::Json,
+            Level::Warn,
+            format_args!("a \"b\"\n"),
+            &fields,
+        );
+        assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["level"], "warn");
+        assert_eq!(value["msg"], "a \"b\"\n");
+        assert_eq!(value["conn"], 7);
+        assert_eq!(value["tls"], true);
+        assert_eq!(value["peer"], "[::1]:80 \"x\"\n");
+        assert!(value["ts"].as_str().is_some_and(|ts| ts.ends_with('Z')));
     }
 }

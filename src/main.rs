@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     } else {
         LevelFilter::Info
     };
-    if let Err(e) = dflockd::logging::init(level) {
+    if let Err(e) = dflockd::logging::init(level, config.log_format) {
         eprintln!("cannot start logging: {e}");
         return ExitCode::from(1);
     }

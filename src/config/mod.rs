@@ -25,6 +25,7 @@ mod tests;
 
 /// Largest accepted value for any seconds setting, the same bound as on the wire. Bounding every duration
 /// here lets the rest of the server convert seconds to milliseconds or nanoseconds without overflow.
+pub use crate::logging::LogFormat;
 pub use crate::protocol::MAX_SECONDS;
 
 /// Validated server settings.
@@ -75,6 +76,10 @@ pub struct Config {
     pub auth_token: Option<Secret>,
     /// Whether debug-level logging is on.
     pub debug: bool,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+    /// Whether connection opens and closes are logged at info level.
+    pub log_connections: bool,
     /// Bytes of unprocessed input a connection may buffer; at least the longest legal request (66 051).
     pub max_input_buffer: usize,
     /// Soft output limit: a connection with this many unsent bytes has its requests paused until it drains

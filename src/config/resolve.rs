@@ -13,7 +13,7 @@ use std::str::FromStr;
 use clap::ArgMatches;
 
 use super::settings::*;
-use super::{Config, ConfigError, MAX_SECONDS, Origin, Secret, TlsFiles};
+use super::{Config, ConfigError, LogFormat, MAX_SECONDS, Origin, Secret, TlsFiles};
 use crate::protocol::{MAX_PAYLOAD_LINE, MAX_REQUEST};
 
 /// An input buffer smaller than the longest legal request (spec §2.2) could not hold one.
@@ -113,6 +113,8 @@ impl Resolver<'_> {
             tls_handshake_timeout_s: self.get(&TLS_HANDSHAKE_TIMEOUT, seconds(1))?,
             auth_token: self.auth_token()?,
             debug: self.get(&DEBUG, parse_bool)?,
+            log_format: self.get(&LOG_FORMAT, parse_log_format)?,
+            log_connections: self.get(&LOG_CONNECTIONS, parse_bool)?,
             max_input_buffer: self.get(&MAX_INPUT_BUFFER, bytes(MIN_INPUT_BUFFER))?,
             max_pending_output,
             max_output_buffer,
@@ -366,6 +368,15 @@ pub(super) fn parse_bool(text: &str) -> Result<bool, String> {
         _ => Err(format!(
             "{text:?} is not a boolean: use true/false, yes/no or 1/0"
         )),
+    }
+}
+
+/// `text` or `json`.
+pub(super) fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("{text:?} is not a log format: use text or json")),
     }
 }
 

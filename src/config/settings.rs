@@ -279,6 +279,20 @@ pub(super) const DEBUG: Setting = Setting::switch(
     "false",
     "Log at debug level",
 );
+pub(super) const LOG_FORMAT: Setting = Setting::value(
+    "log-format",
+    "DFLOCKD_LOG_FORMAT",
+    "FORMAT",
+    Some("text"),
+    "Log lines as `text` (time [LEVEL] message key=value...) or `json` (one object per line)",
+);
+pub(super) const LOG_CONNECTIONS: Setting = Setting::switch(
+    "log-connections",
+    "no-log-connections",
+    "DFLOCKD_LOG_CONNECTIONS",
+    "false",
+    "Log each connection's open and close (peer, duration, close reason) at info level",
+);
 pub(super) const MAX_INPUT_BUFFER: Setting = Setting::value(
     "max-input-buffer",
     "DFLOCKD_MAX_INPUT_BUFFER",
@@ -354,6 +368,8 @@ pub(super) const SETTINGS: &[&Setting] = &[
     &AUTH_TOKEN,
     &AUTH_TOKEN_FILE,
     &DEBUG,
+    &LOG_FORMAT,
+    &LOG_CONNECTIONS,
     &MAX_INPUT_BUFFER,
     &MAX_PENDING_OUTPUT,
     &MAX_OUTPUT_BUFFER,

@@ -77,6 +77,8 @@ fn field(config: &Config, flag: &str) -> String {
             .cpu
             .map_or_else(|| "unset".to_owned(), |cpu| cpu.to_string()),
         "busy-poll" => config.busy_poll.to_string(),
+        "log-connections" => config.log_connections.to_string(),
+        "log-format" => format!("{:?}", config.log_format).to_lowercase(),
         _ => panic!("no field for --{flag}"),
     }
 }
@@ -108,6 +110,7 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
     ("max-total-output", "DFLOCKD_MAX_TOTAL_OUTPUT", "268435456", "1048576", "67108864"),
     ("accept-batch", "DFLOCKD_ACCEPT_BATCH", "64", "1", "1024"),
     ("cpu", "DFLOCKD_CPU", "unset", "0", "3"),
+    ("log-format", "DFLOCKD_LOG_FORMAT", "text", "json", "text"),
 ];
 
 /// (flag, negated flag, variable, default) for every boolean switch.
@@ -116,6 +119,7 @@ const SWITCHES: &[(&str, &str, &str, bool)] = &[
     ("auto-release-on-disconnect", "no-auto-release-on-disconnect", "DFLOCKD_AUTO_RELEASE_ON_DISCONNECT", true),
     ("debug", "no-debug", "DFLOCKD_DEBUG", false),
     ("busy-poll", "no-busy-poll", "DFLOCKD_BUSY_POLL", false),
+    ("log-connections", "no-log-connections", "DFLOCKD_LOG_CONNECTIONS", false),
 ];
 
 /// (flag, variable, an unparsable or out-of-range value) covering every validation rule.
@@ -149,6 +153,8 @@ const BAD_VALUES: &[(&str, &str, &str)] = &[
     ("auto-release-on-disconnect", "DFLOCKD_AUTO_RELEASE_ON_DISCONNECT", "maybe"),
     ("debug", "DFLOCKD_DEBUG", "on"),
     ("busy-poll", "DFLOCKD_BUSY_POLL", "2"),
+    ("log-connections", "DFLOCKD_LOG_CONNECTIONS", "sometimes"),
+    ("log-format", "DFLOCKD_LOG_FORMAT", "xml"),
 ];
 
 /// Every seconds setting, for the upper bound.
