@@ -239,6 +239,12 @@ impl<T> Connection<T> {
         self.input.len()
     }
 
+    /// Whether output passed the soft limit and request processing is paused.
+    #[cfg(test)]
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
     /// Why the connection is closing, if it is.
     pub fn close_reason(&self) -> Option<CloseReason> {
         match self.phase {

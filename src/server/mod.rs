@@ -80,6 +80,8 @@ mod io;
 mod output;
 mod queue;
 mod shutdown;
+#[cfg(test)]
+mod tests;
 pub(crate) mod transport;
 mod warnings;
 
