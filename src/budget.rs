@@ -2,29 +2,10 @@
 //!
 //! In a lock server a long turn is an outage: while the loop is busy no lease can be renewed.
 //! So everything whose cost grows with client input stops at one of these budgets and goes on
-//! in the next turn, from where it stopped; the poll does not sleep while such work is left. The
-//! README's Architecture section lists them with the longest turn measured for each kind of
-//! bulk work.
+//! in the next turn, from where it stopped; the poll does not sleep while such work is left.
 //!
-//! | constant | per turn | bounds |
-//! |---|---|---|
-//! | [`EVENT_CAPACITY`] | 1 024 events | readiness events taken from one poll |
-//! | [`READ_CHUNK`] | 64 KiB per connection | one read per connection |
-//! | [`READS_PER_TURN`] | 256 connections | connections read (or resumed) from the ready queue |
-//! | [`REQUESTS_PER_TURN`] | 512 per connection | requests one pipelining connection has served |
-//! | [`TURN_REQUESTS`] | 1 024 in all | requests of all connections together |
-//! | [`HANDSHAKES_PER_TURN`] | 4 | reads that advance a TLS handshake |
-//! | [`CLOSES_PER_TURN`] | 32 | connections closed (engine cleanup, deregistration, `close`) |
-//! | [`EXPIRE_BUDGET`] | 1 024 + 1 024 | due timers and departed clients' releases; leases released by the turn's disconnects |
-//! | [`SIGNAL_BUDGET`] | 8 192 units | signal matching, copies offered and placed, departed subscriptions reclaimed |
-//! | [`STATS_STEP`] x [`STATS_STEPS_PER_TURN`] | 4 x 1 024 slots | `stats` listings, oldest first |
-//! | [`PUSH_WRITES_PER_TURN`] | 32 connections | connections whose signal pushes are written |
-//! | [`WRITE_BYTES_PER_TURN`] | 256 KiB per connection | bytes written to one connection |
-//! | [`TRIM_BUDGET`] | 4 096 entries | slab entries trimmed to give memory back after a spike |
-//!
-//! The timer wheel bounds its own cascades (`CASCADE_STEP` in `timer.rs`), and
-//! [`FANOUT_BACKLOG_BYTES`] holds publishers back while pushes wait to be written, so placing
-//! copies cannot outrun writing them.
+//! The table of them, with what each bounds, is in the [`server`](crate::server) module's
+//! documentation, next to the turn it bounds.
 
 /// Readiness events fetched per poll.
 pub const EVENT_CAPACITY: usize = 1024;

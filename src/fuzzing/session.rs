@@ -1,6 +1,6 @@
 //! The `session` target: virtual clients' byte streams through the socket-free request path the
-//! server uses ([`Dispatcher`] over a `Slots<Session>`), driven turn by turn the way the
-//! event loop drives it.
+//! server uses ([`Dispatcher`]'s request entry points over in-memory connections), driven turn
+//! by turn the way the event loop drives it.
 //!
 //! The harness plays both the event loop and the peers. A peer composes requests (from protocol
 //! words, random bytes, CRLF variants and over-long lines), hands them to its kernel buffer in
@@ -22,9 +22,9 @@ use crate::engine::{ClientId, Engine, EngineConfig};
 use crate::protocol::frame::Frame;
 use crate::protocol::request::parse;
 use crate::protocol::{MAX_LINE, MAX_PAYLOAD_LINE, Namespace, Request, Response};
-use crate::server::dispatch::{Dispatcher, SessionLimits, SessionTable};
-use crate::server::session::{CloseReason, Phase, Session};
-use crate::slots::Slots;
+use crate::server::connection::{CloseReason, Phase};
+use crate::server::dispatch::{Dispatcher, SessionLimits};
+use crate::server::transport::memory::MemoryStream;
 use crate::token::{TOKEN_LEN, TokenIssuer};
 
 /// Peers taking part at once.
@@ -282,14 +282,11 @@ impl Rules {
 
 /// The event loop and its peers.
 struct World {
-    dispatcher: Dispatcher,
-    table: Slots<Session>,
+    dispatcher: Dispatcher<MemoryStream>,
     peers: [Option<Peer>; PEERS],
     rules: Rules,
     read_timeout_ms: u64,
     now: Millis,
-    next_generation: u32,
-    accepted: u64,
     /// Engine timers left due by the last turn.
     backlog: bool,
     /// Sessions whose peer read more, to write this turn.
@@ -316,6 +313,9 @@ impl World {
             // Tiny totals put every session over the server-wide budget at once.
             total_output: *input.pick(&[1, 100_000, 1 << 28]),
             read_timeout_ms: *input.pick(&[1_000, 23_000]),
+            // The harness plays the byte streams itself; these deadlines are never armed.
+            write_timeout_ms: 0,
+            tls_handshake_timeout_ms: 0,
         };
         let auth = input.flag();
         let read_timeout_ms = limits.read_timeout_ms;
@@ -324,7 +324,6 @@ impl World {
         engine.set_signal_budget(*input.pick(&[1, 3, 16, crate::budget::SIGNAL_BUDGET]));
         World {
             dispatcher: Dispatcher::new(engine, limits, auth.then_some(SECRET)),
-            table: Slots::new(),
             peers: [None, None, None],
             rules: Rules {
                 config,
@@ -333,8 +332,6 @@ impl World {
             },
             read_timeout_ms,
             now: Millis(0),
-            next_generation: 0,
-            accepted: 0,
             backlog: false,
             to_flush: Vec::new(),
             tokens: Vec::new(),
@@ -345,15 +342,10 @@ impl World {
         if self.peers[slot].is_some() || self.rules.draining {
             return; // the listener closes when the drain begins
         }
-        self.next_generation += 1;
-        self.accepted += 1;
-        let entry = self.table.vacant_entry();
-        let id = ClientId {
-            index: entry.key() as u32,
-            generation: self.next_generation,
-        };
+        let id = self.dispatcher.next_id();
         let peer_addr = SocketAddr::from(([127, 0, 0, 1], 40_000 + slot as u16));
-        entry.insert(self.dispatcher.open(id, self.accepted, peer_addr, self.now));
+        let stream = MemoryStream::default();
+        self.dispatcher.open(id, peer_addr, stream, self.now);
         self.peers[slot] = Some(Peer::new(id));
     }
 
@@ -426,7 +418,7 @@ impl World {
         }
         peer.unsent.extend(peer.outgoing.drain(..n));
         peer.read_ready = true;
-        self.dispatcher.schedule(&mut self.table, peer.id);
+        self.dispatcher.schedule(peer.id);
     }
 
     /// The peer shuts down its sending side once everything composed is sent.
@@ -435,7 +427,7 @@ impl World {
         if let Some(peer) = self.peers[slot].as_mut() {
             peer.fin = true;
             peer.read_ready = true;
-            self.dispatcher.schedule(&mut self.table, peer.id);
+            self.dispatcher.schedule(peer.id);
         }
     }
 
@@ -450,7 +442,7 @@ impl World {
     /// An I/O failure the loop detects outside the request path.
     fn fail(&mut self, slot: usize, reason: CloseReason) {
         if let Some(peer) = &self.peers[slot] {
-            self.dispatcher.close(&mut self.table, peer.id, reason);
+            self.dispatcher.close(peer.id, reason);
             self.write_and_close();
         }
     }
@@ -458,7 +450,7 @@ impl World {
     fn begin_drain(&mut self) {
         if !self.rules.draining {
             self.rules.draining = true;
-            self.dispatcher.begin_drain(&mut self.table, self.now);
+            self.dispatcher.begin_drain(self.now);
             self.write_and_close();
         }
     }
@@ -478,26 +470,26 @@ impl World {
         if !self.busy() {
             self.now = self.now.plus_ms(sleep_ms);
         }
-        self.backlog = self.dispatcher.start_turn(&mut self.table, self.now);
+        self.backlog = self.dispatcher.start_turn(self.now);
         self.read_deadlines();
         self.serve_ready();
-        self.dispatcher.continue_stats(&mut self.table, self.now);
+        self.dispatcher.continue_stats(self.now);
         self.write_and_close();
     }
 
     fn read_deadlines(&mut self) {
         let expired: Vec<ClientId> = self
-            .table
+            .dispatcher
+            .connections()
             .iter()
-            .filter(|(_, s)| {
-                s.read_deadline(self.read_timeout_ms)
+            .filter(|c| {
+                c.read_deadline(self.read_timeout_ms)
                     .is_some_and(|at| at <= self.now)
             })
-            .map(|(_, s)| s.id)
+            .map(|c| c.id)
             .collect();
         for id in expired {
-            self.dispatcher
-                .read_timed_out(&mut self.table, id, self.now);
+            self.dispatcher.read_timed_out(id, self.now);
         }
     }
 
@@ -507,7 +499,7 @@ impl World {
             if self.dispatcher.turn_is_full() {
                 break;
             }
-            let Some(id) = self.dispatcher.next_ready(&mut self.table) else {
+            let Some(id) = self.dispatcher.next_ready() else {
                 break;
             };
             self.serve(id);
@@ -515,8 +507,11 @@ impl World {
     }
 
     fn serve(&mut self, id: ClientId) {
-        let room = self.dispatcher.input_room(&mut self.table, id);
-        let (Some(slot), Some(session)) = (slot_of(&self.peers, id), self.table.session(id)) else {
+        let room = self.dispatcher.input_room(id);
+        let (Some(slot), Some(session)) = (
+            slot_of(&self.peers, id),
+            self.dispatcher.connections().get_ref(id),
+        ) else {
             return;
         };
         if session.close_reason().is_some() {
@@ -525,15 +520,15 @@ impl World {
         let peer = self.peers[slot].as_mut().expect("slot_of found it");
         let now = self.now;
         if !peer.read_ready || room == 0 {
-            self.dispatcher.resume(&mut self.table, id, now);
+            self.dispatcher.resume(id, now);
             return;
         }
         if peer.unsent.is_empty() {
             // The read finds the end of the stream, or nothing at all.
             peer.read_ready = false;
-            self.dispatcher.resume(&mut self.table, id, now);
+            self.dispatcher.resume(id, now);
             if peer.fin && !std::mem::replace(&mut peer.fin_read, true) {
-                self.dispatcher.peer_finished(&mut self.table, id, now);
+                self.dispatcher.peer_finished(id, now);
             }
             return;
         }
@@ -542,9 +537,9 @@ impl World {
         peer.delivered.extend_from_slice(&bytes);
         let drained = !peer.readable();
         peer.read_ready = !drained;
-        self.dispatcher.receive(&mut self.table, id, now, &bytes);
+        self.dispatcher.receive(id, now, &bytes);
         if !drained {
-            self.dispatcher.schedule(&mut self.table, id);
+            self.dispatcher.schedule(id);
         }
     }
 
@@ -554,12 +549,9 @@ impl World {
         let mut push_budget = PUSH_WRITES_PER_TURN;
         loop {
             let mut batch = std::mem::take(&mut self.to_flush);
-            self.dispatcher.append_dirty(&mut self.table, &mut batch);
-            self.dispatcher.take_pushes(
-                &mut self.table,
-                &mut batch,
-                std::mem::take(&mut push_budget),
-            );
+            self.dispatcher.append_dirty(&mut batch);
+            self.dispatcher
+                .take_pushes(&mut batch, std::mem::take(&mut push_budget));
             for id in batch {
                 self.flush(id);
             }
@@ -575,7 +567,10 @@ impl World {
     }
 
     fn flush(&mut self, id: ClientId) {
-        let (Some(slot), Some(session)) = (slot_of(&self.peers, id), self.table.session(id)) else {
+        let (Some(slot), Some(session)) = (
+            slot_of(&self.peers, id),
+            self.dispatcher.connections().get_ref(id),
+        ) else {
             return;
         };
         let peer = self.peers[slot].as_mut().expect("slot_of found it");
@@ -585,14 +580,14 @@ impl World {
         }
         session.copy_output(n, &mut peer.received);
         peer.window -= n;
-        self.dispatcher.wrote(&mut self.table, id, self.now, n);
+        self.dispatcher.wrote(id, self.now, n);
     }
 
     /// A session entered its closing phase: release its engine state, then deliver its last
     /// words if the reason calls for it (the peer is assumed to read them) and drop it.
     fn close(&mut self, id: ClientId) {
-        self.dispatcher.disconnect(&mut self.table, id, self.now);
-        let Some(session) = self.table.session(id) else {
+        self.dispatcher.disconnect(id, self.now);
+        let Some(session) = self.dispatcher.connections().get_ref(id) else {
             return;
         };
         let reason = session.close_reason().expect("closing session");
@@ -601,8 +596,7 @@ impl World {
         if reason.flushes() {
             session.copy_output(usize::MAX, &mut peer.received);
         }
-        self.dispatcher.release(session);
-        self.table.remove(id.index as usize);
+        self.dispatcher.drop_connection(id);
         self.read_lines(&mut peer, true);
         if peer.terminal {
             assert!(
@@ -655,7 +649,12 @@ impl World {
 
     /// The per-connection properties, after every operation.
     fn check(&mut self) {
-        let owned: usize = self.table.iter().map(|(_, s)| s.owned_output()).sum();
+        let owned: usize = self
+            .dispatcher
+            .connections()
+            .iter()
+            .map(|c| c.owned_output())
+            .sum();
         assert_eq!(
             owned,
             self.dispatcher.owned_output(),
@@ -668,8 +667,9 @@ impl World {
             };
             self.read_lines(&mut peer, false);
             let session = self
-                .table
-                .session(peer.id)
+                .dispatcher
+                .connections()
+                .get_ref(peer.id)
                 .expect("an open peer has its session");
             assert!(session.close_reason().is_none(), "a close not finished");
             assert!(
@@ -705,7 +705,7 @@ impl World {
             self.peers[slot] = Some(peer);
         }
         assert_eq!(
-            self.table.len(),
+            self.dispatcher.connections().len(),
             self.peers.iter().flatten().count(),
             "sessions without peers"
         );
@@ -778,7 +778,12 @@ impl World {
             (taken + peer.delivered.len(), written + peer.received.len())
         });
         let requests = self.dispatcher.counters().requests;
-        (taken, written, requests, self.table.len())
+        (
+            taken,
+            written,
+            requests,
+            self.dispatcher.connections().len(),
+        )
     }
 
     /// Every peer sends what it composed and reads everything; time passes until no request
@@ -791,7 +796,11 @@ impl World {
         }
         self.settle();
         for _ in 0..QUIET_TURNS {
-            let waiting = self.table.iter().any(|(_, s)| s.phase() == Phase::Waiting);
+            let waiting = self
+                .dispatcher
+                .connections()
+                .iter()
+                .any(|c| c.phase() == Phase::Waiting);
             let unread = self.peers.iter().flatten().any(|p| p.readable());
             if !waiting && !unread {
                 break;
@@ -802,7 +811,7 @@ impl World {
                 if let Some(peer) = self.peers[slot].as_mut() {
                     if peer.readable() {
                         peer.read_ready = true;
-                        self.dispatcher.schedule(&mut self.table, peer.id);
+                        self.dispatcher.schedule(peer.id);
                     }
                 }
             }
@@ -814,17 +823,15 @@ impl World {
             self.finish_sending(slot);
         }
         self.settle();
+        let conns = self.dispatcher.connections();
         assert!(
-            self.table.is_empty(),
+            conns.is_empty(),
             "connections left after every peer left: {:?}",
-            self.table
-                .iter()
-                .map(|(_, s)| s.phase())
-                .collect::<Vec<_>>()
+            conns.iter().map(|c| c.phase()).collect::<Vec<_>>()
         );
         for _ in 0..2 {
             self.now = self.now.plus_ms(FAR_MS);
-            while self.dispatcher.start_turn(&mut self.table, self.now) {}
+            while self.dispatcher.start_turn(self.now) {}
         }
         let engine = &mut self.dispatcher.engine;
         engine.check_invariants();

@@ -1,18 +1,17 @@
-//! The request path without sockets: bytes a connection sent become frames, requests, engine
-//! calls and response bytes queued on the right connections.
+//! The request path: bytes a connection sent become frames, requests, engine calls and response
+//! bytes queued on the right connections.
 //!
-//! [`Dispatcher`] owns the engine and everything the request path shares between connections
-//! (buffer pool, ready queue, dirty list, close list, counters). Connections live in a table the
-//! caller owns ([`SessionTable`]): the event loop's connection slab, or a plain slab of
-//! [`Session`]s in tests and fuzz targets. The caller reads bytes from wherever they come from
-//! and hands them to [`Dispatcher::receive`]; it writes out what the session's output holds and
-//! reports it through [`Dispatcher::wrote`]. Nothing here blocks, reads the clock or touches a
-//! socket.
+//! [`Dispatcher`] owns the engine, every connection (one [`Connections`] table) and everything
+//! the request path shares between connections (buffer pool, work queues, counters). Bytes come
+//! in through [`Dispatcher::receive`] and leave as the connections' output; what was written is
+//! reported through [`Dispatcher::wrote`]. Nothing here blocks, reads the clock or touches a
+//! socket: the byte streams are driven by `io.rs`, and the `session` fuzz target drives this
+//! file's entry points directly.
 //!
 //! Work that could take long is spread over loop turns so no request waits behind it:
-//! - Responses (and grants) go on the *dirty* list, written every turn. Signal pushes go on the
-//!   *push* list, of which the caller writes a bounded number of connections per turn; a fan-out
-//!   to ten thousand subscribers thus takes several turns. While more than
+//! - Responses (and grants) go on the *dirty* queue, written every turn. Signal pushes go on the
+//!   *push* queue, of which a bounded number of connections is written per turn; a fan-out to
+//!   ten thousand subscribers thus takes several turns. While more than
 //!   [`FANOUT_BACKLOG_BYTES`] of pushes wait to be written, across all connections, a `signal`
 //!   request is held back (its publisher paused), so publishers cannot outrun delivery; below
 //!   it publishers go on, and the pushes that pile up for a subscriber leave in one write.
@@ -26,44 +25,29 @@
 //!   pushes for it are held back until the listing's line ends.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 use log::{debug, warn};
 use subtle::ConstantTimeEq;
 
 use super::bufpool::BufPool;
-use super::session::{AuthState, CloseReason, Phase, Session};
+use super::conn_id::Generations;
+use super::connection::{AuthState, CloseReason, Connection, Connections, Phase};
+use super::queue::{DIRTY, FANOUT, IdQueue, PUSHES, READY, WRITE_BACKLOG};
+use super::transport::Stream;
 use super::warnings::{PeerWarnings, Suppressed, WarnKind};
 use crate::budget::{
-    FANOUT_BACKLOG_BYTES, REQUESTS_PER_TURN, STATS_STEP, STATS_STEPS_PER_TURN, TURN_REQUESTS,
+    FANOUT_BACKLOG_BYTES, READ_CHUNK, REQUESTS_PER_TURN, STATS_STEP, STATS_STEPS_PER_TURN,
+    TURN_REQUESTS,
 };
 use crate::clock::Millis;
 use crate::engine::push_line::LineGauge;
 use crate::engine::{ClientId, Engine, Outbox, Outcome, Push, ServerFigures, StatsCursor};
 use crate::protocol::frame::{Decoded, Frame};
 use crate::protocol::{Request, Response, request, response};
-use crate::slots::Slots;
+use crate::timer::TimerWheel;
 
-/// Connections by id, as the dispatcher needs them.
-pub trait SessionTable {
-    /// The session of `id`, unless it has gone (a stale id: its slot is empty or reused).
-    fn session(&mut self, id: ClientId) -> Option<&mut Session>;
-    /// Number of open connections, for `stats`.
-    fn open_count(&self) -> usize;
-}
-
-impl<S: AsMut<Session>> SessionTable for Slots<S> {
-    fn session(&mut self, id: ClientId) -> Option<&mut Session> {
-        self.get_mut(id.index as usize)
-            .map(AsMut::as_mut)
-            .filter(|session| session.id == id)
-    }
-
-    fn open_count(&self) -> usize {
-        self.len()
-    }
-}
-
-/// Per-connection limits of the request path.
+/// Per-connection limits and deadlines.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionLimits {
     /// Most bytes of unprocessed input a connection may buffer (`--max-input-buffer`).
@@ -78,6 +62,11 @@ pub struct SessionLimits {
     pub total_output: usize,
     /// Per-line read deadline (`--read-timeout`), in milliseconds.
     pub read_timeout_ms: u64,
+    /// How long pending output may make no progress (`--write-timeout`), in milliseconds; 0 for
+    /// no limit.
+    pub write_timeout_ms: u64,
+    /// How long a TLS handshake may take (`--tls-handshake-timeout`), in milliseconds.
+    pub tls_handshake_timeout_ms: u64,
 }
 
 /// Plain event counters (one thread: no atomics).
@@ -93,15 +82,21 @@ pub struct Counters {
     pub stale_ids: u64,
 }
 
-/// The shared part of the request path. See the module documentation.
+/// The engine and every connection. See the module documentation.
 #[derive(Debug)]
-pub struct Dispatcher {
+pub struct Dispatcher<T> {
     /// The lock, semaphore and signal state.
     pub engine: Engine,
+    /// Every connection.
+    pub(super) conns: Connections<T>,
     /// The shared secret, if authentication is on.
     auth_token: Option<Box<[u8]>>,
     /// Shutdown has begun: every further request is answered `error_draining`.
     draining: bool,
+    /// Generations of connection ids.
+    generations: Generations,
+    /// Connections accepted so far: the serial number of the last one.
+    accepted: u64,
     /// `stats` listings being written, oldest first.
     stats_jobs: VecDeque<StatsJob>,
     /// Requests this turn may still process ([`TURN_REQUESTS`] at the start of a turn).
@@ -112,9 +107,16 @@ pub struct Dispatcher {
     /// below the soft limit. Listings waiting for their requester to read do not keep the loop
     /// from sleeping.
     stats_runnable: bool,
-    /// What routing engine effects into sessions needs; kept apart from `engine` so both can be
-    /// borrowed at once.
-    queues: Queues,
+    /// What routing engine effects into connections needs; kept apart from `engine` and
+    /// `conns` so all three can be borrowed at once.
+    pub(super) queues: Queues,
+    /// The connections' I/O deadlines: one timer each at most (see [`Connection`]).
+    pub(super) io_timers: TimerWheel<ClientId>,
+    /// Loop-wide read buffer; connections keep only unprocessed remainders.
+    pub(super) scratch: Box<[u8]>,
+    /// Connections taken out of the table whose streams the owner still has to release
+    /// (deregister the socket); see [`Dispatcher::take_removed`].
+    pub(super) removed: Vec<Connection<T>>,
 }
 
 /// A `stats` listing in progress.
@@ -122,46 +124,55 @@ pub struct Dispatcher {
 struct StatsJob {
     client: ClientId,
     cursor: StatsCursor,
-    /// The next piece of the response line, moved into the session's output after each step.
+    /// The next piece of the response line, moved into the connection's output after each step.
     line: Vec<u8>,
 }
 
-/// Buffers, queues and counters shared by all sessions.
+/// Buffers, queues and counters shared by all connections.
 #[derive(Debug)]
-struct Queues {
-    limits: SessionLimits,
+pub(super) struct Queues {
+    pub(super) limits: SessionLimits,
     pool: BufPool,
-    /// Sessions that may be able to make progress (input to read or process).
-    ready: VecDeque<ClientId>,
-    /// Sessions with a new response to write.
-    dirty: Vec<ClientId>,
-    /// Sessions with new signal pushes to write.
-    pushes: VecDeque<ClientId>,
-    /// Bytes of pushes placed in outputs and not yet written (the sum of `Session::push_bytes`).
+    /// Connections that may be able to make progress (input to read or process).
+    pub(super) ready: IdQueue,
+    /// Connections with a new response to write.
+    dirty: IdQueue,
+    /// Connections with new signal pushes to write.
+    pushes: IdQueue,
+    /// Bytes of pushes placed in outputs and not yet written (the sum of
+    /// `Connection::push_bytes`).
     push_bytes: usize,
     /// Bytes the outputs own (copied into them, not shared), held pushes included.
     owned_output: usize,
     /// The engine's count of shared push lines alive.
     line_gauge: LineGauge,
-    /// Sessions holding back a `signal` request until `push_bytes` drops below
+    /// Connections holding back a `signal` request until `push_bytes` drops below
     /// [`FANOUT_BACKLOG_BYTES`].
-    fanout_waiters: Vec<ClientId>,
-    /// Sessions that entered [`Phase::Closing`] and still need [`Dispatcher::disconnect`].
+    fanout_waiters: IdQueue,
+    /// Connections that entered [`Phase::Closing`] and still need [`Dispatcher::disconnect`].
     closing: Vec<ClientId>,
-    counters: Counters,
+    /// Connections to write this turn whatever their output: their stream became writable, or
+    /// produced records of its own.
+    pub(super) to_flush: Vec<ClientId>,
+    /// Connections to write next turn: the turn's write quota cut their last write short.
+    pub(super) write_backlog: IdQueue,
+    pub(super) counters: Counters,
     /// Rate limits of the warnings peers can trigger.
     warnings: PeerWarnings,
 }
 
-impl Dispatcher {
-    /// A dispatcher around `engine`. With `auth_token` set, every connection must authenticate
-    /// first (spec §14).
-    pub fn new(engine: Engine, limits: SessionLimits, auth_token: Option<&[u8]>) -> Dispatcher {
+impl<T: Stream> Dispatcher<T> {
+    /// A dispatcher around `engine`, with no connection yet. With `auth_token` set, every
+    /// connection must authenticate first (spec §14).
+    pub fn new(engine: Engine, limits: SessionLimits, auth_token: Option<&[u8]>) -> Dispatcher<T> {
         let line_gauge = engine.line_gauge().clone();
         Dispatcher {
             engine,
+            conns: Connections::new(),
             auth_token: auth_token.map(Box::from),
             draining: false,
+            generations: Generations::default(),
+            accepted: 0,
             stats_jobs: VecDeque::new(),
             turn_requests: TURN_REQUESTS,
             stats_steps: STATS_STEPS_PER_TURN,
@@ -169,17 +180,22 @@ impl Dispatcher {
             queues: Queues {
                 limits,
                 pool: BufPool::default(),
-                ready: VecDeque::new(),
-                dirty: Vec::new(),
-                pushes: VecDeque::new(),
+                ready: IdQueue::new(READY),
+                dirty: IdQueue::new(DIRTY),
+                pushes: IdQueue::new(PUSHES),
                 push_bytes: 0,
                 owned_output: 0,
                 line_gauge,
-                fanout_waiters: Vec::new(),
+                fanout_waiters: IdQueue::new(FANOUT),
                 closing: Vec::new(),
+                to_flush: Vec::new(),
+                write_backlog: IdQueue::new(WRITE_BACKLOG),
                 counters: Counters::default(),
                 warnings: PeerWarnings::default(),
             },
+            io_timers: TimerWheel::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            removed: Vec::new(),
         }
     }
 
@@ -193,9 +209,9 @@ impl Dispatcher {
         &self.queues.counters
     }
 
-    /// Counts an event or effect that arrived for a connection that had already gone.
-    pub fn count_stale_id(&mut self) {
-        self.queues.counters.stale_ids += 1;
+    /// Every connection.
+    pub fn connections(&self) -> &Connections<T> {
+        &self.conns
     }
 
     /// A warning of `kind` a peer triggered at `now`: `Some` (to be appended to the line) if it
@@ -204,32 +220,40 @@ impl Dispatcher {
         self.queues.warnings.admit(kind, now)
     }
 
-    /// Whether shutdown has begun.
-    pub fn is_draining(&self) -> bool {
-        self.draining
+    /// The id the next [`Dispatcher::open`] is to use: the table's vacant slot and a fresh
+    /// generation.
+    pub fn next_id(&mut self) -> ClientId {
+        ClientId {
+            index: self.conns.vacant_index(),
+            generation: self.generations.next_generation(),
+        }
     }
 
-    /// Creates the session of a newly accepted connection and registers it with the engine.
-    pub fn open(
-        &mut self,
-        id: ClientId,
-        serial: u64,
-        peer: std::net::SocketAddr,
-        now: Millis,
-    ) -> Session {
+    /// Takes in a newly accepted connection under `id` (from [`Dispatcher::next_id`], with no
+    /// connection opened since) and registers it with the engine.
+    pub fn open(&mut self, id: ClientId, peer: SocketAddr, stream: T, now: Millis) {
+        self.accepted += 1;
+        let serial = self.accepted;
         self.engine.connect(id, serial);
         let auth = if self.auth_token.is_some() {
             AuthState::Required
         } else {
             AuthState::Open
         };
-        Session::new(id, serial, peer, auth, now)
+        let mut conn = Connection::new(id, serial, peer, stream, auth, now);
+        if conn.stream.is_handshaking() {
+            conn.handshake_deadline =
+                Some(now.plus_ms(self.queues.limits.tls_handshake_timeout_ms));
+        }
+        debug!("conn {serial} {peer}: accepted");
+        self.conns.insert(conn);
+        self.refresh_timer(id);
     }
 
     /// How many more input bytes `id` may buffer now; 0 means reading should stop (the bytes
     /// stay in the kernel, which pushes back on the peer).
-    pub fn input_room<T: SessionTable>(&mut self, table: &mut T, id: ClientId) -> usize {
-        match table.session(id) {
+    pub fn input_room(&mut self, id: ClientId) -> usize {
+        match self.conns.get(id) {
             Some(s) if s.paused => 0,
             Some(s) => self.queues.limits.max_input.saturating_sub(s.input.len()),
             None => 0,
@@ -237,91 +261,81 @@ impl Dispatcher {
     }
 
     /// Takes bytes the peer sent and processes every complete request they finish.
-    pub fn receive<T: SessionTable>(
-        &mut self,
-        table: &mut T,
-        id: ClientId,
-        now: Millis,
-        bytes: &[u8],
-    ) {
-        let Some(session) = table.session(id) else {
+    pub fn receive(&mut self, id: ClientId, now: Millis, bytes: &[u8]) {
+        let Some(conn) = self.conns.get(id) else {
             return;
         };
-        if session.close_reason().is_some() {
+        if conn.close_reason().is_some() {
             return; // lingering before close: input is discarded
         }
-        if session.input.is_empty() && session.accepts_requests() {
+        if conn.input.is_empty() && conn.accepts_requests() {
             // Common case: parse straight out of the caller's buffer and keep only a remainder.
-            let used = self.process(table, id, now, bytes);
-            if let Some(session) = table.session(id) {
-                if used < bytes.len() && session.close_reason().is_none() {
+            let used = self.process(id, now, bytes);
+            if let Some(conn) = self.conns.get(id) {
+                if used < bytes.len() && conn.close_reason().is_none() {
                     self.queues
                         .pool
-                        .ensure(&mut session.input)
+                        .ensure(&mut conn.input)
                         .extend_from_slice(&bytes[used..]);
                 }
             }
         } else {
             self.queues
                 .pool
-                .ensure(&mut session.input)
+                .ensure(&mut conn.input)
                 .extend_from_slice(bytes);
-            self.resume(table, id, now);
+            self.resume(id, now);
             return;
         }
-        self.check_input(table, id, now);
+        self.check_input(id, now);
     }
 
     /// Processes requests already buffered for `id` (after its wait ended or its output drained).
-    pub fn resume<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
-        let Some(session) = table.session(id) else {
+    pub fn resume(&mut self, id: ClientId, now: Millis) {
+        let Some(conn) = self.conns.get(id) else {
             return;
         };
-        if session.accepts_requests() && !session.input.is_empty() {
-            let mut input = std::mem::take(&mut session.input);
-            let used = self.process(table, id, now, &input);
+        if conn.accepts_requests() && !conn.input.is_empty() {
+            let mut input = std::mem::take(&mut conn.input);
+            let used = self.process(id, now, &input);
             input.drain(..used);
-            match table.session(id) {
-                Some(session) if session.close_reason().is_none() => session.input = input,
+            match self.conns.get(id) {
+                Some(conn) if conn.close_reason().is_none() => conn.input = input,
                 _ => input.clear(),
             }
         }
-        if let Some(session) = table.session(id) {
-            self.queues.pool.release_if_empty(&mut session.input);
+        if let Some(conn) = self.conns.get(id) {
+            self.queues.pool.release_if_empty(&mut conn.input);
         }
-        self.check_input(table, id, now);
+        self.check_input(id, now);
     }
 
     /// The peer will send nothing more (EOF or half-close).
-    pub fn peer_finished<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
-        if let Some(session) = table.session(id) {
-            session.eof = true;
+    pub fn peer_finished(&mut self, id: ClientId, now: Millis) {
+        if let Some(conn) = self.conns.get(id) {
+            conn.eof = true;
         }
-        self.check_input(table, id, now);
+        self.check_input(id, now);
     }
 
     /// The read deadline of `id` passed: `error` (or `error_auth` before authentication), then
     /// close (spec §2.5, §14).
-    pub fn read_timed_out<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
-        let Some(session) = table.session(id) else {
+    pub fn read_timed_out(&mut self, id: ClientId, now: Millis) {
+        let Some(conn) = self.conns.get(id) else {
             return;
         };
-        debug!(
-            "conn {} {}: read deadline expired",
-            session.serial, session.peer
-        );
-        if session.auth == AuthState::Required {
-            self.fail_auth(table, id, now);
+        debug!("conn {} {}: read deadline expired", conn.serial, conn.peer);
+        if conn.auth == AuthState::Required {
+            self.fail_auth(id, now);
         } else {
-            self.answer_and_close(table, id, now, Response::Error, CloseReason::ProtocolError);
+            self.answer_and_close(id, now, Response::Error, CloseReason::ProtocolError);
         }
     }
 
     /// Closes `id` for a reason found outside the request path (I/O failure, shutdown deadline).
-    pub fn close<T: SessionTable>(&mut self, table: &mut T, id: ClientId, reason: CloseReason) {
-        if let Some(session) = table.session(id) {
-            if session.close_reason().is_none() {
-                session.phase = Phase::Closing(reason);
+    pub fn close(&mut self, id: ClientId, reason: CloseReason) {
+        if let Some(conn) = self.conns.get(id) {
+            if conn.begin_close(reason) {
                 self.queues.closing.push(id);
             }
         }
@@ -329,108 +343,101 @@ impl Dispatcher {
 
     /// Begins a graceful shutdown (spec §16): every waiting request is answered `error`, and
     /// every later request `error_draining` (followed by a close).
-    pub fn begin_drain<T: SessionTable>(&mut self, table: &mut T, now: Millis) {
+    pub fn begin_drain(&mut self, now: Millis) {
         self.draining = true;
-        let (engine, mut router) = split(&mut self.engine, &mut self.queues, table, now);
+        let (engine, mut router) = split(&mut self.engine, &mut self.queues, &mut self.conns, now);
         engine.cancel_waits(now, &mut router);
     }
 
     /// Starts a loop turn: refills the turn's budgets and runs due engine work (lease expiry,
     /// wait timeouts, idle GC, signal work). Returns `true` if more is due and the caller should
     /// call again without sleeping.
-    pub fn start_turn<T: SessionTable>(&mut self, table: &mut T, now: Millis) -> bool {
+    pub fn start_turn(&mut self, now: Millis) -> bool {
         self.turn_requests = TURN_REQUESTS;
         self.stats_steps = STATS_STEPS_PER_TURN;
-        let (engine, mut router) = split(&mut self.engine, &mut self.queues, table, now);
+        let (engine, mut router) = split(&mut self.engine, &mut self.queues, &mut self.conns, now);
         engine.expire(now, &mut router)
     }
 
-    /// The next session that entered [`Phase::Closing`], for the caller to close its socket
-    /// (after [`Dispatcher::disconnect`]).
+    /// The next connection that entered [`Phase::Closing`], for the caller to close (after
+    /// [`Dispatcher::disconnect`]).
     pub fn next_closing(&mut self) -> Option<ClientId> {
         self.queues.closing.pop()
     }
 
     /// Releases what a closing connection holds in the engine (spec §11); grants go to others.
-    pub fn disconnect<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
-        if let Some(session) = table.session(id) {
-            self.queues.push_bytes -= std::mem::take(&mut session.push_bytes);
+    pub fn disconnect(&mut self, id: ClientId, now: Millis) {
+        if let Some(conn) = self.conns.get(id) {
+            self.queues.push_bytes -= std::mem::take(&mut conn.push_bytes);
         }
-        let (engine, mut router) = split(&mut self.engine, &mut self.queues, table, now);
+        let (engine, mut router) = split(&mut self.engine, &mut self.queues, &mut self.conns, now);
         engine.disconnect(now, id, &mut router);
     }
 
-    /// The connection of `session` is closed and its session about to be dropped: what its
-    /// output still held no longer counts against the server's total.
-    pub fn release(&mut self, session: &mut Session) {
+    /// Takes connection `id` out of the table, with its I/O timer; what its output still held
+    /// no longer counts against the server's total.
+    pub fn drop_connection(&mut self, id: ClientId) -> Option<Connection<T>> {
+        let mut conn = self.conns.remove(id)?;
+        if let Some((timer, _)) = conn.timer.take() {
+            self.io_timers.cancel(timer);
+        }
         let q = &mut self.queues;
-        q.owned_output -= session.output.clear(&mut q.pool)
-            + session
+        q.owned_output -= conn.output.clear(&mut q.pool)
+            + conn
                 .held_pushes
                 .take()
                 .map_or(0, |mut held| held.clear(&mut q.pool));
+        Some(conn)
     }
 
-    /// Bytes the sessions' outputs own (shared push lines excluded): the sum of
-    /// [`Session::owned_output`] over the sessions not yet released.
+    /// Bytes the connections' outputs own (shared push lines excluded): the sum of
+    /// [`Connection::owned_output`] over the connections not yet released.
     pub fn owned_output(&self) -> usize {
         self.queues.owned_output
     }
 
-    /// The next session that may be able to make progress.
-    pub fn next_ready<T: SessionTable>(&mut self, table: &mut T) -> Option<ClientId> {
-        let id = self.queues.ready.pop_front()?;
-        if let Some(session) = table.session(id) {
-            session.queued = false;
-        }
-        Some(id)
+    /// The next connection that may be able to make progress (possibly one that has gone).
+    pub fn next_ready(&mut self) -> Option<ClientId> {
+        self.queues.ready.pop(&mut self.conns).map(|(id, _)| id)
     }
 
-    /// Queues `id` as able to make progress (its socket became readable).
-    pub fn schedule<T: SessionTable>(&mut self, table: &mut T, id: ClientId) {
-        if let Some(session) = table.session(id) {
-            schedule(&mut self.queues.ready, session);
+    /// Queues `id` as able to make progress (its stream became readable).
+    pub fn schedule(&mut self, id: ClientId) {
+        if let Some(conn) = self.conns.get(id) {
+            self.queues.ready.push(conn);
         }
     }
 
-    /// Number of sessions on the ready queue.
+    /// Number of connections on the ready queue.
     pub fn ready_len(&self) -> usize {
         self.queues.ready.len()
     }
 
-    /// Appends the ids of sessions with new output to `into`.
-    pub fn append_dirty<T: SessionTable>(&mut self, table: &mut T, into: &mut Vec<ClientId>) {
-        for id in self.queues.dirty.drain(..) {
-            if let Some(session) = table.session(id) {
-                session.dirty = false;
+    /// Appends the ids of connections with new output to `into`.
+    pub fn append_dirty(&mut self, into: &mut Vec<ClientId>) {
+        while let Some((id, conn)) = self.queues.dirty.pop(&mut self.conns) {
+            if conn.is_some() {
                 into.push(id);
             }
         }
     }
 
-    /// Appends to `into` up to `budget` sessions with signal pushes to write, oldest first, and
+    /// Appends to `into` up to `budget` connections with signal pushes to write, oldest first, and
     /// lets held-back publishers go once the backlog is small again.
-    pub fn take_pushes<T: SessionTable>(
-        &mut self,
-        table: &mut T,
-        into: &mut Vec<ClientId>,
-        budget: usize,
-    ) {
+    pub fn take_pushes(&mut self, into: &mut Vec<ClientId>, budget: usize) {
         let q = &mut self.queues;
         for _ in 0..budget {
-            let Some(id) = q.pushes.pop_front() else {
+            let Some((id, conn)) = q.pushes.pop(&mut self.conns) else {
                 break;
             };
-            if let Some(session) = table.session(id) {
-                session.pushes_queued = false;
+            if conn.is_some() {
                 into.push(id);
             }
         }
         if q.push_bytes < FANOUT_BACKLOG_BYTES {
-            for id in q.fanout_waiters.drain(..) {
-                if let Some(session) = table.session(id) {
-                    session.fanout_wait = false;
-                    schedule(&mut q.ready, session);
+            while let Some((_, conn)) = q.fanout_waiters.pop(&mut self.conns) {
+                if let Some(conn) = conn {
+                    q.ready.push(conn);
                 }
             }
         }
@@ -445,7 +452,7 @@ impl Dispatcher {
             || !self.queues.closing.is_empty()
     }
 
-    /// Whether any session has a response queued since the last [`Dispatcher::append_dirty`].
+    /// Whether any connection has a response queued since the last [`Dispatcher::append_dirty`].
     pub fn has_dirty(&self) -> bool {
         !self.queues.dirty.is_empty()
     }
@@ -453,13 +460,13 @@ impl Dispatcher {
     /// Continues the `stats` listings in progress, each in turn, with the steps left in this
     /// turn, answering those that finish. A listing whose requester has not read what it was
     /// sent waits without taking a step.
-    pub fn continue_stats<T: SessionTable>(&mut self, table: &mut T, now: Millis) {
+    pub fn continue_stats(&mut self, now: Millis) {
         self.stats_runnable = false;
         for _ in 0..self.stats_jobs.len() {
             let Some(mut job) = self.stats_jobs.pop_front() else {
                 return;
             };
-            match self.step_stats(table, now, &mut job) {
+            match self.step_stats(now, &mut job) {
                 Listing::Over => {}
                 Listing::Going => {
                     self.stats_jobs.push_back(job);
@@ -478,17 +485,12 @@ impl Dispatcher {
 
     /// One step of a listing, if the turn has one left and the requester's output is below the
     /// soft limit, moved into that output; the line's end answers the request.
-    fn step_stats<T: SessionTable>(
-        &mut self,
-        table: &mut T,
-        now: Millis,
-        job: &mut StatsJob,
-    ) -> Listing {
-        let open = table.open_count();
+    fn step_stats(&mut self, now: Millis, job: &mut StatsJob) -> Listing {
+        let open = self.conns.len();
         let soft_output = self.queues.soft_limit(open);
-        match table.session(job.client) {
-            Some(session) if session.close_reason().is_none() => {
-                if session.output.len() >= soft_output {
+        match self.conns.get(job.client) {
+            Some(conn) if conn.close_reason().is_none() => {
+                if conn.output.len() >= soft_output {
                     return Listing::Parked;
                 }
                 if self.stats_steps == 0 {
@@ -501,7 +503,7 @@ impl Dispatcher {
         let done = self
             .engine
             .write_stats_step(now, &mut job.cursor, &mut job.line, STATS_STEP);
-        let Some(session) = table.session(job.client) else {
+        let Some(conn) = self.conns.get(job.client) else {
             return Listing::Over;
         };
         let q = &mut self.queues;
@@ -510,103 +512,92 @@ impl Dispatcher {
         }
         // Handed over rather than copied when the output is empty.
         q.owned_output += job.line.len();
-        session.output.append_vec(&mut job.line, &mut q.pool);
-        session.listing = !done;
+        conn.output.append_vec(&mut job.line, &mut q.pool);
         if done {
-            release_held_pushes(q, session);
-            end_wait(&mut q.ready, session, now);
+            release_held_pushes(q, conn);
+            end_wait(&mut q.ready, conn, now);
+        } else {
+            // The line is open: pushes wait until it ends.
+            conn.held_pushes.get_or_insert_default();
         }
-        after_output(q, session, open);
+        after_output(q, conn, open);
         if done { Listing::Over } else { Listing::Going }
     }
 
-    /// `n` bytes of `id`'s output reached the socket. Unpauses the session once its output
+    /// `n` bytes of `id`'s output reached the socket. Unpauses the connection once its output
     /// drains below half the soft limit.
-    pub fn wrote<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis, n: usize) {
-        let open = table.open_count();
-        let Some(session) = table.session(id) else {
+    pub fn wrote(&mut self, id: ClientId, now: Millis, n: usize) {
+        let open = self.conns.len();
+        let Some(conn) = self.conns.get(id) else {
             return;
         };
         let q = &mut self.queues;
-        q.owned_output -= session.output.consume(n, &mut q.pool);
-        let pushes_written = n.min(session.push_bytes);
-        session.push_bytes -= pushes_written;
+        q.owned_output -= conn.output.consume(n, &mut q.pool);
+        let pushes_written = n.min(conn.push_bytes);
+        conn.push_bytes -= pushes_written;
         q.push_bytes -= pushes_written;
-        if session.phase != Phase::Waiting && !session.paused {
+        if conn.phase != Phase::Waiting && !conn.paused {
             return; // the request path: nothing waits for this output to drain
         }
         let soft_output = q.soft_limit(open);
-        if session.phase == Phase::Waiting && session.output.len() < soft_output {
+        if conn.phase == Phase::Waiting && conn.output.len() < soft_output {
             // A listing parked on this output may go on.
             self.stats_runnable = true;
         }
         // Rounded up so that a soft limit of 1 byte still resumes once the output is empty.
-        if session.paused && session.output.len() < soft_output.div_ceil(2) {
-            session.paused = false;
-            session.line_started = now;
-            schedule(&mut self.queues.ready, session);
+        if conn.paused && conn.output.len() < soft_output.div_ceil(2) {
+            conn.paused = false;
+            conn.line_started = now;
+            self.queues.ready.push(conn);
         }
     }
 
-    /// Processes complete requests at the start of `input` while the session accepts them;
+    /// Processes complete requests at the start of `input` while the connection accepts them;
     /// returns how many bytes were consumed.
-    fn process<T: SessionTable>(
-        &mut self,
-        table: &mut T,
-        id: ClientId,
-        now: Millis,
-        input: &[u8],
-    ) -> usize {
+    fn process(&mut self, id: ClientId, now: Millis, input: &[u8]) -> usize {
         let mut used = 0;
         let mut handled = 0;
         loop {
-            let Some(session) = table.session(id) else {
+            let Some(conn) = self.conns.get(id) else {
                 return input.len();
             };
-            if !session.accepts_requests() {
+            if !conn.accepts_requests() {
                 return used;
             }
             if handled == REQUESTS_PER_TURN || self.turn_requests == 0 {
                 // The rest waits in the input for the next turn.
-                schedule(&mut self.queues.ready, session);
+                self.queues.ready.push(conn);
                 return used;
             }
-            match session.decoder.decode(&input[used..]) {
+            match conn.decoder.decode(&input[used..]) {
                 Decoded::Frame { frame, consumed } => {
                     if frame.cmd == b"signal" && self.queues.push_bytes >= FANOUT_BACKLOG_BYTES {
                         // Hold the publisher until the fan-out already queued is written. The
                         // decoder has reset, and the frame stays in the input for later.
-                        session.fanout_wait = true;
-                        self.queues.fanout_waiters.push(id);
+                        self.queues.fanout_waiters.push(conn);
                         return used;
                     }
                     used += consumed;
                     handled += 1;
                     self.turn_requests -= 1;
-                    session.lines = 0;
-                    session.line_started = now;
-                    self.handle(table, id, now, &frame);
+                    conn.lines = 0;
+                    conn.line_started = now;
+                    self.handle(id, now, &frame);
                 }
                 Decoded::Partial { lines } => {
-                    if lines > session.lines {
-                        session.lines = lines;
-                        session.line_started = now;
+                    if lines > conn.lines {
+                        conn.lines = lines;
+                        conn.line_started = now;
                     }
                     return used;
                 }
                 Decoded::TooLong => {
-                    debug!("conn {} {}: line too long", session.serial, session.peer);
+                    debug!("conn {} {}: line too long", conn.serial, conn.peer);
                     self.queues.counters.protocol_errors += 1;
-                    if session.auth == AuthState::Required {
-                        self.fail_auth(table, id, now);
+                    if conn.auth == AuthState::Required {
+                        self.fail_auth(id, now);
                     } else {
-                        self.answer_and_close(
-                            table,
-                            id,
-                            now,
-                            Response::Error,
-                            CloseReason::ProtocolError,
-                        );
+                        self.answer_and_close(id, now, Response::Error, CloseReason::ProtocolError);
                     }
                     return input.len();
                 }
@@ -615,30 +606,18 @@ impl Dispatcher {
     }
 
     /// Executes one framed request.
-    fn handle<T: SessionTable>(
-        &mut self,
-        table: &mut T,
-        id: ClientId,
-        now: Millis,
-        frame: &Frame<'_>,
-    ) {
+    fn handle(&mut self, id: ClientId, now: Millis, frame: &Frame<'_>) {
         self.queues.counters.requests += 1;
         let parsed = request::parse(frame);
-        let Some(session) = table.session(id) else {
+        let Some(conn) = self.conns.get(id) else {
             return;
         };
         if self.draining {
-            self.answer_and_close(
-                table,
-                id,
-                now,
-                Response::ErrorDraining,
-                CloseReason::Draining,
-            );
+            self.answer_and_close(id, now, Response::ErrorDraining, CloseReason::Draining);
             return;
         }
-        if session.auth == AuthState::Required {
-            self.authenticate(table, id, now, &parsed);
+        if conn.auth == AuthState::Required {
+            self.authenticate(id, now, &parsed);
             return;
         }
         let request = match parsed {
@@ -646,36 +625,31 @@ impl Dispatcher {
             Err(error) => {
                 debug!(
                     "conn {} {}: invalid request (code {})",
-                    session.serial,
-                    session.peer,
+                    conn.serial,
+                    conn.peer,
                     error.code()
                 );
                 self.queues.counters.protocol_errors += 1;
-                self.answer(table, id, now, Response::Error);
+                self.answer(id, now, Response::Error);
                 return;
             }
         };
         if log::log_enabled!(log::Level::Debug) {
-            debug!(
-                "conn {} {}: {}",
-                session.serial,
-                session.peer,
-                describe(&request)
-            );
+            debug!("conn {} {}: {}", conn.serial, conn.peer, describe(&request));
         }
         match request {
-            Request::Stats => self.start_stats(table, id, now),
-            Request::Ping => self.answer(table, id, now, Response::Ok),
+            Request::Stats => self.start_stats(id, now),
+            Request::Ping => self.answer(id, now, Response::Ok),
             // Not configured, or already authenticated: `auth` is not an operation (spec §7.9).
-            Request::Auth { .. } => self.answer(table, id, now, Response::Error),
+            Request::Auth { .. } => self.answer(id, now, Response::Error),
             _ => {
-                let (engine, mut router) = split(&mut self.engine, &mut self.queues, table, now);
+                let (engine, mut router) =
+                    split(&mut self.engine, &mut self.queues, &mut self.conns, now);
                 if engine.apply(now, id, &request, &mut router) == Outcome::Waiting {
-                    // Unless the request closed the session: a publisher whose own subscription
-                    // had no room is evicted by its publish.
-                    if let Some(session) = table.session(id).filter(|s| s.close_reason().is_none())
-                    {
-                        session.phase = Phase::Waiting;
+                    // Unless the request closed the connection: a publisher whose own
+                    // subscription had no room is evicted by its publish.
+                    if let Some(conn) = self.conns.get(id).filter(|s| s.close_reason().is_none()) {
+                        conn.phase = Phase::Waiting;
                     }
                 }
             }
@@ -685,9 +659,8 @@ impl Dispatcher {
     /// The first request of a connection when a token is configured (spec §14). The comparison
     /// runs in constant time, and runs even when the request is not `auth`, so timing does not
     /// tell a wrong token from a wrong command.
-    fn authenticate<T: SessionTable>(
+    fn authenticate(
         &mut self,
-        table: &mut T,
         id: ClientId,
         now: Millis,
         parsed: &Result<Request<'_>, crate::protocol::ProtoError>,
@@ -700,55 +673,48 @@ impl Dispatcher {
         let matches =
             bool::from(offered.ct_eq(expected)) && matches!(parsed, Ok(Request::Auth { .. }));
         if matches {
-            if let Some(session) = table.session(id) {
-                session.auth = AuthState::Open;
+            if let Some(conn) = self.conns.get(id) {
+                conn.auth = AuthState::Open;
             }
-            self.answer(table, id, now, Response::Ok);
+            self.answer(id, now, Response::Ok);
         } else {
-            self.fail_auth(table, id, now);
+            self.fail_auth(id, now);
         }
     }
 
-    fn fail_auth<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
-        if let Some(session) = table.session(id) {
+    fn fail_auth(&mut self, id: ClientId, now: Millis) {
+        if let Some(conn) = self.conns.get(id) {
             if let Some(suppressed) = self.queues.warnings.admit(WarnKind::AuthFailure, now) {
                 warn!(
                     "conn {} {}: authentication failed{suppressed}",
-                    session.serial, session.peer
+                    conn.serial, conn.peer
                 );
             }
         }
-        self.answer_and_close(table, id, now, Response::ErrorAuth, CloseReason::AuthFailed);
+        self.answer_and_close(id, now, Response::ErrorAuth, CloseReason::AuthFailed);
     }
 
-    fn answer<T: SessionTable>(
-        &mut self,
-        table: &mut T,
-        id: ClientId,
-        now: Millis,
-        response: Response,
-    ) {
-        let (_, mut router) = split(&mut self.engine, &mut self.queues, table, now);
+    fn answer(&mut self, id: ClientId, now: Millis, response: Response) {
+        let (_, mut router) = split(&mut self.engine, &mut self.queues, &mut self.conns, now);
         router.reply(id, response);
     }
 
-    fn answer_and_close<T: SessionTable>(
+    fn answer_and_close(
         &mut self,
-        table: &mut T,
         id: ClientId,
         now: Millis,
         response: Response,
         reason: CloseReason,
     ) {
-        self.answer(table, id, now, response);
-        self.close(table, id, reason);
+        self.answer(id, now, response);
+        self.close(id, reason);
     }
 
     /// Starts a `stats` listing; a small one is answered at once, a large one over several
     /// turns while the requester waits.
-    fn start_stats<T: SessionTable>(&mut self, table: &mut T, id: ClientId, now: Millis) {
+    fn start_stats(&mut self, id: ClientId, now: Millis) {
         let figures = ServerFigures {
-            connections: table.open_count() as u64,
+            connections: self.conns.len() as u64,
             slow_consumers_disconnected: self.queues.counters.slow_consumers,
         };
         let mut job = StatsJob {
@@ -757,10 +723,10 @@ impl Dispatcher {
             line: Vec::new(),
         };
         response::begin_stats(&mut job.line);
-        if let Some(session) = table.session(id) {
-            session.phase = Phase::Waiting;
+        if let Some(conn) = self.conns.get(id) {
+            conn.phase = Phase::Waiting;
         }
-        if self.step_stats(table, now, &mut job) != Listing::Over {
+        if self.step_stats(now, &mut job) != Listing::Over {
             self.stats_jobs.push_back(job);
             self.stats_runnable = true;
         }
@@ -769,40 +735,40 @@ impl Dispatcher {
     /// After processing: a peer that finished sending is closed once nothing more can be
     /// answered, and a waiting request of a vanished peer is cancelled (spec §2.4). Also enforces
     /// the input cap while a request waits.
-    fn check_input<T: SessionTable>(&mut self, table: &mut T, id: ClientId, _now: Millis) {
-        let Some(session) = table.session(id) else {
+    fn check_input(&mut self, id: ClientId, _now: Millis) {
+        let Some(conn) = self.conns.get(id) else {
             return;
         };
-        let reason = match session.phase {
+        let reason = match conn.phase {
             // A blocking acquire or wait whose peer stopped sending is cancelled (spec §2.4); a
             // `stats` listing in progress is not: its reply, and those of requests behind it,
             // still go out before the close.
-            Phase::Waiting if session.eof && self.engine.is_waiting(id) => {
+            Phase::Waiting if conn.eof && self.engine.is_waiting(id) => {
                 Some(CloseReason::PeerFinished)
             }
-            Phase::Waiting if session.input.len() >= self.queues.limits.max_input => {
+            Phase::Waiting if conn.input.len() >= self.queues.limits.max_input => {
                 Some(CloseReason::InputOverflow)
             }
-            Phase::Open if session.eof && !session.paused && !session.fanout_wait => {
+            Phase::Open if conn.eof && !conn.paused && !conn.marks.contains(FANOUT) => {
                 Some(CloseReason::PeerFinished)
             }
             _ => None,
         };
         if let Some(reason) = reason {
-            self.close(table, id, reason);
+            self.close(id, reason);
         }
     }
 }
 
-/// Splits the dispatcher into the engine and a router over `table`, so the engine can be called
-/// with the router as its outbox.
-fn split<'t, T: SessionTable>(
+/// Splits the dispatcher into the engine and a router over the connections, so the engine can
+/// be called with the router as its outbox.
+fn split<'t, T>(
     engine: &'t mut Engine,
     queues: &'t mut Queues,
-    table: &'t mut T,
+    conns: &'t mut Connections<T>,
     now: Millis,
 ) -> (&'t mut Engine, Router<'t, T>) {
-    (engine, Router { table, queues, now })
+    (engine, Router { conns, queues, now })
 }
 
 /// Where a `stats` listing stands after [`Dispatcher::step_stats`].
@@ -817,54 +783,40 @@ enum Listing {
 }
 
 /// Moves the pushes held back during a `stats` listing into the output, after its line.
-fn release_held_pushes(q: &mut Queues, session: &mut Session) {
-    let Some(mut held_pushes) = session.held_pushes.take() else {
+fn release_held_pushes<T>(q: &mut Queues, conn: &mut Connection<T>) {
+    let Some(mut held_pushes) = conn.held_pushes.take() else {
         return;
     };
     let held = held_pushes.len();
-    session.output.append_output(&mut held_pushes, &mut q.pool);
-    session.push_bytes += held;
+    conn.output.append_output(&mut held_pushes, &mut q.pool);
+    conn.push_bytes += held;
     q.push_bytes += held;
-    if !session.pushes_queued {
-        session.pushes_queued = true;
-        q.pushes.push_back(session.id);
-    }
-}
-
-/// Puts `session` on the ready queue unless it is already there.
-fn schedule(ready: &mut VecDeque<ClientId>, session: &mut Session) {
-    if !session.queued {
-        session.queued = true;
-        ready.push_back(session.id);
-    }
+    q.pushes.push(conn);
 }
 
 /// A waiting request was answered: the next request may be processed, and its first line is
 /// read from now on.
-fn end_wait(ready: &mut VecDeque<ClientId>, session: &mut Session, now: Millis) {
-    if session.phase == Phase::Waiting {
-        session.phase = Phase::Open;
-        session.line_started = now;
-        schedule(ready, session);
+fn end_wait<T>(ready: &mut IdQueue, conn: &mut Connection<T>, now: Millis) {
+    if conn.phase == Phase::Waiting {
+        conn.phase = Phase::Open;
+        conn.line_started = now;
+        ready.push(conn);
     }
 }
 
-/// Marks `session` as having a response to write and applies the soft limit.
-fn after_output(q: &mut Queues, session: &mut Session, open: usize) {
-    if !session.dirty {
-        session.dirty = true;
-        q.dirty.push(session.id);
-    }
-    pause_if_backlogged(q, session, open);
+/// Marks `conn` as having a response to write and applies the soft limit.
+fn after_output<T>(q: &mut Queues, conn: &mut Connection<T>, open: usize) {
+    q.dirty.push(conn);
+    pause_if_backlogged(q, conn, open);
 }
 
-/// Stops processing `session`'s requests while its unsent output is at the soft limit (or its
+/// Stops processing `conn`'s requests while its unsent output is at the soft limit (or its
 /// fair share of the server's total, while that is exceeded).
-fn pause_if_backlogged(q: &Queues, session: &mut Session, open: usize) {
-    let len = session.output.len();
+fn pause_if_backlogged<T>(q: &Queues, conn: &mut Connection<T>, open: usize) {
+    let len = conn.output.len();
     // Below the smallest limit either could be: the request path's one comparison.
     if len >= q.limits.soft_output.min(MIN_OUTPUT_SHARE) && len >= q.soft_limit(open) {
-        session.paused = true;
+        conn.paused = true;
     }
 }
 
@@ -945,19 +897,19 @@ fn describe(request: &Request<'_>) -> String {
 
 /// Routes engine effects into connection buffers.
 struct Router<'t, T> {
-    table: &'t mut T,
+    conns: &'t mut Connections<T>,
     queues: &'t mut Queues,
     now: Millis,
 }
 
-/// The session `client` names if it can still take output; counts effects for departed ids.
-fn open_session<'t, T: SessionTable>(
-    table: &'t mut T,
+/// The connection `client` names if it can still take output; counts effects for departed ids.
+fn open_connection<'t, T>(
+    conns: &'t mut Connections<T>,
     counters: &mut Counters,
     client: ClientId,
-) -> Option<&'t mut Session> {
-    match table.session(client) {
-        Some(session) if session.close_reason().is_none() => Some(session),
+) -> Option<&'t mut Connection<T>> {
+    match conns.get(client) {
+        Some(conn) if conn.close_reason().is_none() => Some(conn),
         Some(_) => None,
         None => {
             counters.stale_ids += 1;
@@ -966,66 +918,62 @@ fn open_session<'t, T: SessionTable>(
     }
 }
 
-impl<T: SessionTable> Outbox for Router<'_, T> {
+impl<T> Outbox for Router<'_, T> {
     fn reply(&mut self, client: ClientId, reply: Response) {
-        let open = self.table.open_count();
+        let open = self.conns.len();
         let q = &mut *self.queues;
-        let Some(session) = open_session(self.table, &mut q.counters, client) else {
+        let Some(conn) = open_connection(self.conns, &mut q.counters, client) else {
             return;
         };
-        let buf = session.output.append(&mut q.pool);
+        let buf = conn.output.append(&mut q.pool);
         let before = buf.len();
         response::encode(&reply, buf);
         q.owned_output += buf.len() - before;
-        end_wait(&mut q.ready, session, self.now);
-        after_output(q, session, open);
+        end_wait(&mut q.ready, conn, self.now);
+        after_output(q, conn, open);
     }
 
     fn has_room(&mut self, client: ClientId, line_len: usize) -> bool {
-        let open = self.table.open_count();
+        let open = self.conns.len();
         let q = &mut *self.queues;
-        open_session(self.table, &mut q.counters, client).is_some_and(|session| {
-            let after = session.output.len() + session.held_len() + line_len;
+        open_connection(self.conns, &mut q.counters, client).is_some_and(|conn| {
+            let after = conn.output.len() + conn.held_len() + line_len;
             after <= q.limits.hard_output.min(MIN_OUTPUT_SHARE)
                 || after <= q.output_limit(q.limits.hard_output, open)
         })
     }
 
     fn push(&mut self, client: ClientId, push: &Push<'_>) {
-        let open = self.table.open_count();
+        let open = self.conns.len();
         let q = &mut *self.queues;
-        let Some(session) = open_session(self.table, &mut q.counters, client) else {
+        let Some(conn) = open_connection(self.conns, &mut q.counters, client) else {
             return;
         };
-        if session.listing {
-            let held = session.held_pushes.get_or_insert_default();
+        if let Some(held) = conn.held_pushes.as_mut() {
             q.owned_output += held.append_push(push, &mut q.pool);
             return;
         }
-        q.owned_output += session.output.append_push(push, &mut q.pool);
-        session.push_bytes += push.len();
+        q.owned_output += conn.output.append_push(push, &mut q.pool);
+        conn.push_bytes += push.len();
         q.push_bytes += push.len();
-        if !session.pushes_queued {
-            session.pushes_queued = true;
-            q.pushes.push_back(session.id);
-        }
-        pause_if_backlogged(q, session, open);
+        q.pushes.push(conn);
+        pause_if_backlogged(q, conn, open);
     }
 
     fn evict(&mut self, client: ClientId) {
         let q = &mut *self.queues;
-        let Some(session) = open_session(self.table, &mut q.counters, client) else {
+        let Some(conn) = open_connection(self.conns, &mut q.counters, client) else {
             return;
         };
         if let Some(suppressed) = q.warnings.admit(WarnKind::SlowConsumer, self.now) {
             warn!(
                 "conn {} {}: slow consumer ({} bytes of output pending), disconnecting{suppressed}",
-                session.serial,
-                session.peer,
-                session.output.len()
+                conn.serial,
+                conn.peer,
+                conn.output.len()
             );
         }
-        session.phase = Phase::Closing(CloseReason::SlowConsumer);
+        conn.begin_close(CloseReason::SlowConsumer);
         q.closing.push(client);
         q.counters.slow_consumers += 1;
     }

@@ -17,7 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection};
 
-use super::transport::{ReadOutcome, WriteOutcome};
+use super::{ReadOutcome, WriteOutcome};
 
 /// Builds the server's TLS configuration from PEM files: TLS 1.2 and 1.3, no client
 /// certificates, the `ring` provider.

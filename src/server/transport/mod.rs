@@ -1,12 +1,19 @@
 //! Byte transport of one connection: reads and writes that report what happened as an action for
 //! the event loop, so `io::ErrorKind::WouldBlock` never leaks into protocol code.
+//!
+//! [`Stream`] is what a connection needs from its byte stream. [`Transport`] (plain TCP, or TLS
+//! over it: [`tls`]) is the event loop's; [`memory::MemoryStream`] stands in for it in tests and
+//! fuzz targets.
+
+pub mod memory;
+pub mod tls;
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 
 use mio::net::TcpStream;
 
-use super::tls::TlsConn;
+use self::tls::TlsConn;
 
 /// Most runs of output (replies, shared signal lines) one vectored write sends.
 pub const WRITE_SLICES: usize = 64;
@@ -50,6 +57,40 @@ pub enum Transport {
     Tls(Box<TlsConn>),
 }
 
+/// A connection's byte stream as the connection drives it: non-blocking calls whose outcomes say
+/// what happened.
+pub trait Stream {
+    /// Whether a TLS handshake is still in progress.
+    fn is_handshaking(&self) -> bool;
+
+    /// Whether bytes the stream produced itself (TLS records) still wait for the socket.
+    fn has_pending_output(&self) -> bool;
+
+    /// Sends what the stream has queued itself (TLS handshake flights, alerts).
+    fn flush_pending(&mut self) -> WriteOutcome;
+
+    /// Best effort, never blocking: tells a TLS peer the stream ends (`close_notify`) before the
+    /// socket is dropped.
+    fn close_notify(&mut self);
+
+    /// Reads once into `buf` (which must not be empty: a zero-length read is indistinguishable
+    /// from EOF). `trust_short_reads` allows reporting the receive queue as drained after a short
+    /// read: sound for plain TCP under edge-triggered epoll, where new data raises a new event,
+    /// but not when the event already announced a closed read side (the FIN would be missed).
+    fn read(&mut self, buf: &mut [u8], trust_short_reads: bool) -> ReadOutcome;
+
+    /// Writes as much of `buf` as the socket takes in one call.
+    fn write(&mut self, buf: &[u8]) -> WriteOutcome;
+
+    /// Writes as much of `slices`, in order, as the socket takes in one call. `slices` is
+    /// used as scratch space.
+    fn write_vectored(&mut self, slices: &mut [IoSlice<'_>]) -> WriteOutcome;
+
+    /// Ends the stream after everything written so far (`close_notify` first for TLS), then
+    /// sends FIN; reading stays possible (for a lingering close).
+    fn shutdown_write(&mut self);
+}
+
 impl Transport {
     /// The socket, for registration with the poller.
     pub fn socket(&mut self) -> &mut TcpStream {
@@ -58,44 +99,37 @@ impl Transport {
             Transport::Tls(tls) => tls.socket(),
         }
     }
+}
 
-    /// Whether a TLS handshake is still in progress.
-    pub fn is_handshaking(&self) -> bool {
+impl Stream for Transport {
+    fn is_handshaking(&self) -> bool {
         match self {
             Transport::Plain(_) => false,
             Transport::Tls(tls) => tls.is_handshaking(),
         }
     }
 
-    /// Whether bytes the transport produced itself (TLS records) still wait for the socket.
-    pub fn has_pending_output(&self) -> bool {
+    fn has_pending_output(&self) -> bool {
         match self {
             Transport::Plain(_) => false,
             Transport::Tls(tls) => tls.wants_write(),
         }
     }
 
-    /// Sends what the transport has queued itself (TLS handshake flights, alerts).
-    pub fn flush_pending(&mut self) -> WriteOutcome {
+    fn flush_pending(&mut self) -> WriteOutcome {
         match self {
             Transport::Plain(_) => WriteOutcome::Wrote(0),
             Transport::Tls(tls) => tls.flush(),
         }
     }
 
-    /// Best effort, never blocking: tells a TLS peer the stream ends (`close_notify`) before the
-    /// socket is dropped. Nothing to do for plain TCP.
-    pub fn close_notify(&mut self) {
+    fn close_notify(&mut self) {
         if let Transport::Tls(tls) = self {
             tls.close_notify();
         }
     }
 
-    /// Reads once into `buf` (which must not be empty: a zero-length read is indistinguishable
-    /// from EOF). `trust_short_reads` allows reporting the receive queue as drained after a short
-    /// read: sound for plain TCP under edge-triggered epoll, where new data raises a new event,
-    /// but not when the event already announced a closed read side (the FIN would be missed).
-    pub fn read(&mut self, buf: &mut [u8], trust_short_reads: bool) -> ReadOutcome {
+    fn read(&mut self, buf: &mut [u8], trust_short_reads: bool) -> ReadOutcome {
         debug_assert!(!buf.is_empty(), "zero-length read");
         match self {
             // rustls reads about 4 KiB of ciphertext per call and buffers: a short read proves
@@ -120,8 +154,7 @@ impl Transport {
         }
     }
 
-    /// Writes as much of `buf` as the socket takes in one call.
-    pub fn write(&mut self, buf: &[u8]) -> WriteOutcome {
+    fn write(&mut self, buf: &[u8]) -> WriteOutcome {
         match self {
             Transport::Tls(tls) => tls.write(buf),
             Transport::Plain(stream) => loop {
@@ -140,9 +173,7 @@ impl Transport {
         }
     }
 
-    /// Writes as much of `slices`, in order, as the socket takes in one call. `slices` is
-    /// used as scratch space.
-    pub fn write_vectored(&mut self, slices: &mut [IoSlice<'_>]) -> WriteOutcome {
+    fn write_vectored(&mut self, slices: &mut [IoSlice<'_>]) -> WriteOutcome {
         match self {
             Transport::Tls(tls) => tls.write_vectored(slices),
             Transport::Plain(stream) => loop {
@@ -161,9 +192,7 @@ impl Transport {
         }
     }
 
-    /// Ends the stream after everything written so far (`close_notify` first for TLS), then
-    /// sends FIN; reading stays possible (for a lingering close).
-    pub fn shutdown_write(&mut self) {
+    fn shutdown_write(&mut self) {
         self.close_notify();
         // Fails only if the peer already reset the connection, which the next read reports.
         let _ = self.socket().shutdown(Shutdown::Write);
