@@ -450,6 +450,7 @@ impl<T: Stream> Dispatcher<T> {
 
     /// Keeps the connection's one I/O timer at or before its nearest deadline. A deadline that
     /// moved later leaves the timer where it is; it fires early and is re-armed.
+    #[inline]
     pub(super) fn refresh_timer(&mut self, id: ClientId) {
         let limits = &self.queues.limits;
         let (read_timeout, write_timeout) = (limits.read_timeout_ms, limits.write_timeout_ms);
@@ -457,15 +458,26 @@ impl<T: Stream> Dispatcher<T> {
             return;
         };
         let wanted = conn.next_deadline(read_timeout, write_timeout);
-        match (conn.timer, wanted) {
-            (Some((_, at)), Some(deadline)) if at <= deadline => {}
-            (current, wanted) => {
-                if let Some((timer, _)) = current {
-                    self.io_timers.cancel(timer);
-                }
-                conn.timer = wanted.map(|deadline| (self.io_timers.insert(deadline, id), deadline));
-            }
+        // After a request the read deadline only moves later: the armed timer stays (the common
+        // case, kept small enough to inline), and the wheel is touched out of line.
+        if let (Some((_, at)), Some(deadline)) = (conn.timer, wanted)
+            && at <= deadline
+        {
+            return;
         }
+        self.rearm_timer(id, wanted);
+    }
+
+    /// Moves `id`'s I/O timer to `wanted` (or cancels it).
+    #[inline(never)]
+    fn rearm_timer(&mut self, id: ClientId, wanted: Option<Millis>) {
+        let Some(conn) = self.conns.get(id) else {
+            return;
+        };
+        if let Some((timer, _)) = conn.timer {
+            self.io_timers.cancel(timer);
+        }
+        conn.timer = wanted.map(|deadline| (self.io_timers.insert(deadline, id), deadline));
     }
 
     /// The shutdown deadline passed: every connection goes at once, graceful closes that are
