@@ -17,6 +17,7 @@ mod logging;
 mod pipelining;
 mod protocol;
 mod signals;
+mod slow_consumers;
 mod stats;
 mod support;
 mod timeouts;
