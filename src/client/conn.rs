@@ -14,6 +14,7 @@ use super::error::{Error, Result};
 use super::stats::Stats;
 use super::transport::{self, Reader, Writer};
 use super::{Kind, Options, Signal};
+use crate::protocol::request::{self, Acquire, Auth, Enqueue, Release, Renew, Subscription, Wait};
 use crate::protocol::response::encode_request;
 use crate::protocol::{MAX_LINE, MAX_PAYLOAD_LINE, MAX_SECONDS, Request};
 use crate::token::{LeaseToken, TOKEN_LEN};
@@ -232,13 +233,13 @@ pub(crate) fn acquire(
 ) -> Result<Grant> {
     check_key("a key", key)?;
     check_lease(lease_s)?;
-    let request = Request::Acquire {
+    let request = Request::Acquire(Acquire {
         ns: kind.namespace(),
         key: key.as_bytes(),
         timeout_s: wire_seconds(timeout),
         limit: kind.checked_limit()?,
         lease_s,
-    };
+    });
     let line = ex.exchange(&request, timeout)?;
     parse_grant(request.command().name(), "ok", &line)
 }
@@ -252,12 +253,12 @@ pub(crate) fn enqueue(
 ) -> Result<Option<Grant>> {
     check_key("a key", key)?;
     check_lease(lease_s)?;
-    let request = Request::Enqueue {
+    let request = Request::Enqueue(Enqueue {
         ns: kind.namespace(),
         key: key.as_bytes(),
         limit: kind.checked_limit()?,
         lease_s,
-    };
+    });
     let line = ex.exchange(&request, Duration::ZERO)?;
     if line == "queued" {
         return Ok(None);
@@ -273,11 +274,11 @@ pub(crate) fn wait(
     timeout: Duration,
 ) -> Result<Grant> {
     check_key("a key", key)?;
-    let request = Request::Wait {
+    let request = Request::Wait(Wait {
         ns: kind.namespace(),
         key: key.as_bytes(),
         timeout_s: wire_seconds(timeout),
-    };
+    });
     let line = ex.exchange(&request, timeout)?;
     parse_grant(request.command().name(), "ok", &line)
 }
@@ -304,12 +305,12 @@ pub(crate) fn renew_request<'a>(
     text: &'a [u8; TOKEN_LEN],
     lease_s: Option<u64>,
 ) -> Request<'a> {
-    Request::Renew {
+    Request::Renew(Renew {
         ns: kind.namespace(),
         key: key.as_bytes(),
         token: text,
         lease_s,
-    }
+    })
 }
 
 /// The response to `n` / `sn`: the new lease in seconds.
@@ -326,11 +327,11 @@ pub(crate) fn release(
 ) -> Result<()> {
     check_key("a key", key)?;
     let text = token_text(token);
-    let request = Request::Release {
+    let request = Request::Release(Release {
         ns: kind.namespace(),
         key: key.as_bytes(),
         token: &text,
-    };
+    });
     let line = ex.exchange(&request, Duration::ZERO)?;
     expect_ok(request.command().name(), &line)
 }
@@ -353,9 +354,9 @@ pub(crate) fn ping(ex: &mut impl Exchange) -> Result<()> {
 /// `auth`.
 pub(crate) fn auth(ex: &mut impl Exchange, token: &str) -> Result<()> {
     check_line("an auth token", token, MAX_PAYLOAD_LINE)?;
-    let request = Request::Auth {
+    let request = Request::Auth(Auth {
         token: token.as_bytes(),
-    };
+    });
     let line = ex.exchange(&request, Duration::ZERO)?;
     expect_ok("auth", &line)
 }
@@ -373,10 +374,10 @@ pub(crate) fn emit(ex: &mut impl Exchange, channel: &str, payload: &str) -> Resu
     if payload.trim().is_empty() {
         return Err(Error::InvalidInput("a payload must not be blank".into()));
     }
-    let request = Request::Signal {
+    let request = Request::Signal(request::Signal {
         channel: channel.as_bytes(),
         payload: payload.as_bytes(),
-    };
+    });
     let line = ex.exchange(&request, Duration::ZERO)?;
     parse_count("signal", &line)
 }
@@ -391,11 +392,14 @@ pub(crate) fn subscription(
     check_key("a pattern", pattern)?;
     let group = group.unwrap_or("");
     check_line("a group", group, MAX_LINE)?;
-    let (pattern, group) = (pattern.as_bytes(), group.as_bytes());
+    let sub = Subscription {
+        pattern: pattern.as_bytes(),
+        group: group.as_bytes(),
+    };
     let request = if subscribe {
-        Request::Listen { pattern, group }
+        Request::Listen(sub)
     } else {
-        Request::Unlisten { pattern, group }
+        Request::Unlisten(sub)
     };
     let line = ex.exchange(&request, Duration::ZERO)?;
     expect_ok(request.command().name(), &line)

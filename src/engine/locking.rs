@@ -9,6 +9,7 @@ use super::keyspace::KeyError;
 use super::list::{Link, List};
 use super::{ClientId, Due, Engine, Lease, Outbox, Outcome, Owner, TwoPhase, Waiter};
 use crate::clock::Millis;
+use crate::protocol::request::{Acquire, Enqueue, Release, Renew, Wait};
 use crate::protocol::{Namespace, Response};
 use crate::timer::TimerId;
 use crate::token::LeaseToken;
@@ -48,18 +49,20 @@ enum WaitMode {
 
 impl Engine {
     /// `l` / `sl` (spec §8.3).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn acquire(
         &mut self,
         now: Millis,
         client: ClientId,
-        ns: Namespace,
-        key: &[u8],
-        timeout_s: u64,
-        limit: u64,
-        lease_s: Option<u64>,
+        cmd: Acquire<'_>,
         out: &mut impl Outbox,
     ) -> Outcome {
+        let Acquire {
+            ns,
+            key,
+            timeout_s,
+            limit,
+            lease_s,
+        } = cmd;
         let lease_s = lease_s.unwrap_or(self.config.default_lease_s);
         let resource = match self.open_resource(now, ns, key, limit, out) {
             Ok(resource) => resource,
@@ -91,11 +94,10 @@ impl Engine {
         &mut self,
         now: Millis,
         client: ClientId,
-        ns: Namespace,
-        key: &[u8],
-        token: &[u8],
+        cmd: Release<'_>,
         out: &mut impl Outbox,
     ) -> Outcome {
+        let Release { ns, key, token } = cmd;
         let response = match self.find_lease(ns, key, token) {
             Some(lease) => {
                 // An expired lease that has not been swept yet is still released (spec §8.5).
@@ -108,17 +110,19 @@ impl Engine {
     }
 
     /// `n` / `sn` (spec §7.3): resets the lease to now + L; an expired lease is evicted instead.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn renew(
         &mut self,
         now: Millis,
         client: ClientId,
-        ns: Namespace,
-        key: &[u8],
-        token: &[u8],
-        lease_s: Option<u64>,
+        cmd: Renew<'_>,
         out: &mut impl Outbox,
     ) -> Outcome {
+        let Renew {
+            ns,
+            key,
+            token,
+            lease_s,
+        } = cmd;
         let lease_s = lease_s.unwrap_or(self.config.default_lease_s);
         let response = match self.find_lease(ns, key, token) {
             Some(lease) if self.expiry(lease) <= now => {
@@ -135,17 +139,19 @@ impl Engine {
     }
 
     /// `e` / `se` (spec §9): joins the queue, or takes the resource at once.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn enqueue(
         &mut self,
         now: Millis,
         client: ClientId,
-        ns: Namespace,
-        key: &[u8],
-        limit: u64,
-        lease_s: Option<u64>,
+        cmd: Enqueue<'_>,
         out: &mut impl Outbox,
     ) -> Outcome {
+        let Enqueue {
+            ns,
+            key,
+            limit,
+            lease_s,
+        } = cmd;
         let lease_s = lease_s.unwrap_or(self.config.default_lease_s);
         if let Some(resource) = self.keys.find(ns, key) {
             if self.two_phase.contains_key(&(client, resource)) {
@@ -181,11 +187,10 @@ impl Engine {
         &mut self,
         now: Millis,
         client: ClientId,
-        ns: Namespace,
-        key: &[u8],
-        timeout_s: u64,
+        cmd: Wait<'_>,
         out: &mut impl Outbox,
     ) -> Outcome {
+        let Wait { ns, key, timeout_s } = cmd;
         let Some(resource) = self.keys.find(ns, key) else {
             return self.answer(client, Response::ErrorNotEnqueued, out);
         };

@@ -281,35 +281,15 @@ impl Engine {
             "request from a client that is still waiting"
         );
         match *request {
-            Request::Acquire {
-                ns,
-                key,
-                timeout_s,
-                limit,
-                lease_s,
-            } => self.acquire(now, client, ns, key, timeout_s, limit, lease_s, out),
-            Request::Release { ns, key, token } => self.release(now, client, ns, key, token, out),
-            Request::Renew {
-                ns,
-                key,
-                token,
-                lease_s,
-            } => self.renew(now, client, ns, key, token, lease_s, out),
-            Request::Enqueue {
-                ns,
-                key,
-                limit,
-                lease_s,
-            } => self.enqueue(now, client, ns, key, limit, lease_s, out),
-            Request::Wait { ns, key, timeout_s } => self.wait(now, client, ns, key, timeout_s, out),
-            Request::Listen { pattern, group } => {
-                self.change_subscription(Change::Listen, client, pattern, group, out)
-            }
-            Request::Unlisten { pattern, group } => {
-                self.change_subscription(Change::Unlisten, client, pattern, group, out)
-            }
-            Request::Signal { channel, payload } => self.signal(client, channel, payload, out),
-            Request::Stats | Request::Ping | Request::Auth { .. } => {
+            Request::Acquire(cmd) => self.acquire(now, client, cmd, out),
+            Request::Release(cmd) => self.release(now, client, cmd, out),
+            Request::Renew(cmd) => self.renew(now, client, cmd, out),
+            Request::Enqueue(cmd) => self.enqueue(now, client, cmd, out),
+            Request::Wait(cmd) => self.wait(now, client, cmd, out),
+            Request::Listen(cmd) => self.change_subscription(Change::Listen, client, cmd, out),
+            Request::Unlisten(cmd) => self.change_subscription(Change::Unlisten, client, cmd, out),
+            Request::Signal(cmd) => self.signal(client, cmd, out),
+            Request::Stats | Request::Ping | Request::Auth(_) => {
                 out.reply(client, Response::Error);
                 Outcome::Answered
             }

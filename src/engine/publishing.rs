@@ -18,6 +18,7 @@ use super::signal::{self, ClientSubscriptions, ListenOutcome, UnlistenOutcome};
 use super::{ClientId, Engine, Outbox, Outcome};
 use crate::budget::SIGNAL_BUDGET;
 use crate::protocol::Response;
+use crate::protocol::request::{Signal, Subscription};
 
 /// A signal operation waiting for the publish in progress.
 #[derive(Debug)]
@@ -138,10 +139,10 @@ impl Engine {
         &mut self,
         change: Change,
         client: ClientId,
-        pattern: &[u8],
-        group: &[u8],
+        cmd: Subscription<'_>,
         out: &mut impl Outbox,
     ) -> Outcome {
+        let Subscription { pattern, group } = cmd;
         if self.signal_work.busy() {
             let (pattern, group) = (pattern.to_vec(), group.to_vec());
             return self.queue_signal_op(SignalOp::Subscription {
@@ -160,10 +161,10 @@ impl Engine {
     pub(super) fn signal(
         &mut self,
         client: ClientId,
-        channel: &[u8],
-        payload: &[u8],
+        cmd: Signal<'_>,
         out: &mut impl Outbox,
     ) -> Outcome {
+        let Signal { channel, payload } = cmd;
         let push = Push::new(channel, payload, &self.line_gauge);
         let work = &mut self.signal_work;
         if work.busy() {

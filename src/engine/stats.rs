@@ -257,6 +257,7 @@ fn channel_entry(stat: ChannelStat<'_>) -> ChannelEntry<'_> {
 mod tests {
     use super::*;
     use crate::engine::{ClientId, EngineConfig, Outbox};
+    use crate::protocol::request::{Acquire, Subscription};
     use crate::protocol::{Namespace, Request, Response};
     use crate::token::TokenIssuer;
 
@@ -290,20 +291,20 @@ mod tests {
             } else {
                 (Namespace::Lock, 1)
             };
-            let acquire = Request::Acquire {
+            let acquire = Request::Acquire(Acquire {
                 ns,
                 key: key.as_bytes(),
                 timeout_s: 0,
                 limit,
                 lease_s: Some(if i % 2 == 0 { 10 } else { 1 }),
-            };
+            });
             engine.apply(Millis(0), client, &acquire, &mut Discard);
             let pattern = format!("chan.{}.>", i % 7);
             let group: &[u8] = if i % 2 == 0 { b"" } else { b"g" };
-            let listen = Request::Listen {
+            let listen = Request::Listen(Subscription {
                 pattern: pattern.as_bytes(),
                 group,
-            };
+            });
             engine.apply(Millis(0), client, &listen, &mut Discard);
         }
         // Let the 1-second leases expire, so every section has entries.

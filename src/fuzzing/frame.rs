@@ -7,6 +7,9 @@
 use super::{Input, expand};
 use crate::protocol::frame::{Decoded, Frame, FrameDecoder};
 use crate::protocol::request::parse;
+use crate::protocol::request::{
+    Acquire, Auth, Enqueue, Release, Renew, Signal, Subscription, Wait,
+};
 use crate::protocol::response::{encode_request, push_len};
 use crate::protocol::{MAX_LINE, MAX_PAYLOAD_LINE, MAX_SECONDS, Namespace, Request};
 
@@ -225,28 +228,28 @@ fn check_round_trip(request: &Request<'_>) {
 /// The field rules a parsed request must satisfy (spec §3, §7).
 fn check_fields(request: &Request<'_>) {
     match *request {
-        Request::Acquire {
+        Request::Acquire(Acquire {
             ns,
             key,
             timeout_s,
             limit,
             lease_s,
-        } => {
+        }) => {
             check_key(key);
             assert!(timeout_s <= MAX_SECONDS, "timeout out of range");
             check_limit(ns, limit);
             check_lease(lease_s);
         }
-        Request::Release { key, token, .. } => {
+        Request::Release(Release { key, token, .. }) => {
             check_key(key);
             check_trimmed(token);
         }
-        Request::Renew {
+        Request::Renew(Renew {
             key,
             token,
             lease_s,
             ..
-        } => {
+        }) => {
             check_key(key);
             check_trimmed(token);
             assert!(
@@ -255,33 +258,34 @@ fn check_fields(request: &Request<'_>) {
             );
             check_lease(lease_s);
         }
-        Request::Enqueue {
+        Request::Enqueue(Enqueue {
             ns,
             key,
             limit,
             lease_s,
-        } => {
+        }) => {
             check_key(key);
             check_limit(ns, limit);
             check_lease(lease_s);
         }
-        Request::Wait { key, timeout_s, .. } => {
+        Request::Wait(Wait { key, timeout_s, .. }) => {
             check_key(key);
             assert!(timeout_s <= MAX_SECONDS, "timeout out of range");
         }
         Request::Stats | Request::Ping => {}
-        Request::Auth { token } => {
+        Request::Auth(Auth { token }) => {
             if !token.is_empty() {
                 check_trimmed(token);
             }
         }
-        Request::Listen { pattern, group } | Request::Unlisten { pattern, group } => {
+        Request::Listen(sub) | Request::Unlisten(sub) => {
+            let Subscription { pattern, group } = sub;
             check_key(pattern);
             if !group.is_empty() {
                 check_trimmed(group);
             }
         }
-        Request::Signal { channel, payload } => {
+        Request::Signal(Signal { channel, payload }) => {
             check_key(channel);
             assert!(
                 !channel.iter().any(|&b| b == b'*' || b == b'>'),

@@ -21,6 +21,7 @@ use crate::clock::Millis;
 use crate::engine::{ClientId, Engine, EngineConfig};
 use crate::protocol::frame::Frame;
 use crate::protocol::request::parse;
+use crate::protocol::request::{Acquire, Auth, Enqueue, Renew};
 use crate::protocol::{MAX_LINE, MAX_PAYLOAD_LINE, Namespace, Request, Response};
 use crate::server::connection::{CloseReason, Phase};
 use crate::server::dispatch::{Dispatcher, SessionLimits};
@@ -218,7 +219,8 @@ impl Rules {
         };
         let parsed = parse(&framed);
         if self.auth && index == 0 {
-            let authenticated = matches!(parsed, Ok(Request::Auth { token }) if token == SECRET);
+            let authenticated =
+                matches!(parsed, Ok(Request::Auth(Auth { token })) if token == SECRET);
             let expected = if authenticated {
                 Reply::Ok
             } else {
@@ -244,24 +246,24 @@ impl Rules {
             _ => false,
         };
         match *request {
-            Request::Acquire { ns, lease_s, .. } => {
+            Request::Acquire(Acquire { ns, lease_s, .. }) => {
                 let lease = lease_s.unwrap_or(default);
                 matches!(reply, Reply::Granted(_, l) if l == lease)
                     || reply == Reply::Bare(R::Timeout)
                     || cancelled
                     || refusal(ns == Namespace::Semaphore)
             }
-            Request::Release { .. } => matches!(reply, Reply::Ok | Reply::Bare(R::Error)),
-            Request::Renew { lease_s, .. } => {
+            Request::Release(_) => matches!(reply, Reply::Ok | Reply::Bare(R::Error)),
+            Request::Renew(Renew { lease_s, .. }) => {
                 reply == Reply::Number(lease_s.unwrap_or(default)) || reply == Reply::Bare(R::Error)
             }
-            Request::Enqueue { ns, lease_s, .. } => {
+            Request::Enqueue(Enqueue { ns, lease_s, .. }) => {
                 let lease = lease_s.unwrap_or(default);
                 matches!(reply, Reply::Acquired(_, l) if l == lease)
                     || matches!(reply, Reply::Bare(R::Queued | R::ErrorAlreadyEnqueued))
                     || refusal(ns == Namespace::Semaphore)
             }
-            Request::Wait { .. } => {
+            Request::Wait(_) => {
                 matches!(reply, Reply::Granted(..))
                     || matches!(
                         reply,
@@ -271,11 +273,11 @@ impl Rules {
             }
             Request::Stats => reply == Reply::Stats,
             Request::Ping => reply == Reply::Ok,
-            Request::Auth { .. } => reply == Reply::Bare(R::Error),
-            Request::Listen { .. } | Request::Unlisten { .. } => {
+            Request::Auth(_) => reply == Reply::Bare(R::Error),
+            Request::Listen(_) | Request::Unlisten(_) => {
                 matches!(reply, Reply::Ok | Reply::Bare(R::Error))
             }
-            Request::Signal { .. } => matches!(reply, Reply::Number(_)),
+            Request::Signal(_) => matches!(reply, Reply::Number(_)),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod request;
 pub mod response;
 
 use crate::token::LeaseToken;
+use request::{Acquire, Auth, Enqueue, Release, Renew, Signal, Subscription, Wait};
 
 /// Longest command line, key line and ordinary arg line, in bytes before the LF, CRs included.
 pub const MAX_LINE: usize = 256;
@@ -37,91 +38,33 @@ pub enum Namespace {
 }
 
 /// A parsed, validated request. Borrowed fields point into the connection's input buffer.
+///
+/// Each command's fields travel together as one payload struct (see [`request`]), so a stage
+/// that handles a command takes the payload whole instead of re-listing its fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
-    /// `l` (limit 1) or `sl`: acquire, waiting up to `timeout_s` seconds (0 = try once).
-    Acquire {
-        /// Lock or semaphore namespace.
-        ns: Namespace,
-        /// The resource key.
-        key: &'a [u8],
-        /// How long to wait in the queue, 0 ..= [`MAX_SECONDS`].
-        timeout_s: u64,
-        /// Capacity: 1 for `l`, N for `sl`.
-        limit: u64,
-        /// Lease length, or `None` for the server default.
-        lease_s: Option<u64>,
-    },
+    /// `l` (limit 1) or `sl`: acquire, waiting up to the timeout (0 = try once).
+    Acquire(Acquire<'a>),
     /// `r` / `sr`: release the holder with this token.
-    Release {
-        /// Lock or semaphore namespace.
-        ns: Namespace,
-        /// The resource key.
-        key: &'a [u8],
-        /// The token as sent, trimmed of surrounding white space; never empty.
-        token: &'a [u8],
-    },
+    Release(Release<'a>),
     /// `n` / `sn`: reset the lease of the holder with this token to now + lease.
-    Renew {
-        /// Lock or semaphore namespace.
-        ns: Namespace,
-        /// The resource key.
-        key: &'a [u8],
-        /// The token as sent; never empty.
-        token: &'a [u8],
-        /// New lease length, or `None` for the server default.
-        lease_s: Option<u64>,
-    },
+    Renew(Renew<'a>),
     /// `e` (limit 1) or `se`: join the queue now (two-phase acquire, phase 1).
-    Enqueue {
-        /// Lock or semaphore namespace.
-        ns: Namespace,
-        /// The resource key.
-        key: &'a [u8],
-        /// Capacity: 1 for `e`, N for `se`.
-        limit: u64,
-        /// Lease length, or `None` for the server default.
-        lease_s: Option<u64>,
-    },
+    Enqueue(Enqueue<'a>),
     /// `w` / `sw`: wait for the grant of an earlier `e`/`se` (phase 2).
-    Wait {
-        /// Lock or semaphore namespace.
-        ns: Namespace,
-        /// The resource key.
-        key: &'a [u8],
-        /// How long to wait, 0 ..= [`MAX_SECONDS`].
-        timeout_s: u64,
-    },
+    Wait(Wait<'a>),
     /// `stats`: a JSON snapshot of the server.
     Stats,
     /// `ping`: answers `ok`; keeps an idle connection inside its read deadline.
     Ping,
-    /// `auth`: the shared secret, trimmed of surrounding white space.
-    Auth {
-        /// The token as sent (may be empty).
-        token: &'a [u8],
-    },
+    /// `auth`: the shared secret.
+    Auth(Auth<'a>),
     /// `listen`: subscribe to a channel or pattern, optionally in a queue group.
-    Listen {
-        /// A valid key; validated as a pattern by the signal index.
-        pattern: &'a [u8],
-        /// The queue group, trimmed; empty = not grouped.
-        group: &'a [u8],
-    },
+    Listen(Subscription<'a>),
     /// `unlisten`: drop the subscription with exactly this (pattern, group).
-    Unlisten {
-        /// A valid key; validated as a pattern by the signal index.
-        pattern: &'a [u8],
-        /// The queue group, trimmed; empty = not grouped.
-        group: &'a [u8],
-    },
+    Unlisten(Subscription<'a>),
     /// `signal`: publish a payload on a literal channel.
-    Signal {
-        /// A valid key without `*` or `>`.
-        channel: &'a [u8],
-        /// The arg line verbatim (only trailing CRs removed); not blank; fits a 64 KiB push line.
-        payload: &'a [u8],
-    },
+    Signal(Signal<'a>),
 }
 
 /// Why a request was rejected while parsing. On the wire every one of them is `error` and the

@@ -13,21 +13,109 @@ use super::{MAX_PAYLOAD_LINE, MAX_SECONDS, Namespace, ProtoError, Request};
 
 pub use super::command::Command;
 
+/// `l` (limit 1) or `sl`: acquire, waiting up to `timeout_s` seconds (0 = try once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acquire<'a> {
+    /// Lock or semaphore namespace.
+    pub ns: Namespace,
+    /// The resource key.
+    pub key: &'a [u8],
+    /// How long to wait in the queue, 0 ..= [`MAX_SECONDS`].
+    pub timeout_s: u64,
+    /// Capacity: 1 for `l`, N for `sl`.
+    pub limit: u64,
+    /// Lease length, or `None` for the server default.
+    pub lease_s: Option<u64>,
+}
+
+/// `r` / `sr`: release the holder with this token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Release<'a> {
+    /// Lock or semaphore namespace.
+    pub ns: Namespace,
+    /// The resource key.
+    pub key: &'a [u8],
+    /// The token as sent, trimmed of surrounding white space; never empty.
+    pub token: &'a [u8],
+}
+
+/// `n` / `sn`: reset the lease of the holder with this token to now + lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Renew<'a> {
+    /// Lock or semaphore namespace.
+    pub ns: Namespace,
+    /// The resource key.
+    pub key: &'a [u8],
+    /// The token as sent; never empty.
+    pub token: &'a [u8],
+    /// New lease length, or `None` for the server default.
+    pub lease_s: Option<u64>,
+}
+
+/// `e` (limit 1) or `se`: join the queue now (two-phase acquire, phase 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Enqueue<'a> {
+    /// Lock or semaphore namespace.
+    pub ns: Namespace,
+    /// The resource key.
+    pub key: &'a [u8],
+    /// Capacity: 1 for `e`, N for `se`.
+    pub limit: u64,
+    /// Lease length, or `None` for the server default.
+    pub lease_s: Option<u64>,
+}
+
+/// `w` / `sw`: wait for the grant of an earlier `e`/`se` (phase 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wait<'a> {
+    /// Lock or semaphore namespace.
+    pub ns: Namespace,
+    /// The resource key.
+    pub key: &'a [u8],
+    /// How long to wait, 0 ..= [`MAX_SECONDS`].
+    pub timeout_s: u64,
+}
+
+/// `auth`: the shared secret, trimmed of surrounding white space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Auth<'a> {
+    /// The token as sent (may be empty).
+    pub token: &'a [u8],
+}
+
+/// `listen` / `unlisten`: one subscription, a pattern and its queue group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subscription<'a> {
+    /// A valid key; validated as a pattern by the signal index.
+    pub pattern: &'a [u8],
+    /// The queue group, trimmed; empty = not grouped.
+    pub group: &'a [u8],
+}
+
+/// `signal`: publish a payload on a literal channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signal<'a> {
+    /// A valid key without `*` or `>`.
+    pub channel: &'a [u8],
+    /// The arg line verbatim (only trailing CRs removed); not blank; fits a 64 KiB push line.
+    pub payload: &'a [u8],
+}
+
 impl Request<'_> {
     /// The command this request was (or would be) sent as.
     pub fn command(&self) -> Command {
         match *self {
-            Request::Acquire { ns, .. } => Command::Acquire(ns),
-            Request::Release { ns, .. } => Command::Release(ns),
-            Request::Renew { ns, .. } => Command::Renew(ns),
-            Request::Enqueue { ns, .. } => Command::Enqueue(ns),
-            Request::Wait { ns, .. } => Command::Wait(ns),
+            Request::Acquire(Acquire { ns, .. }) => Command::Acquire(ns),
+            Request::Release(Release { ns, .. }) => Command::Release(ns),
+            Request::Renew(Renew { ns, .. }) => Command::Renew(ns),
+            Request::Enqueue(Enqueue { ns, .. }) => Command::Enqueue(ns),
+            Request::Wait(Wait { ns, .. }) => Command::Wait(ns),
             Request::Stats => Command::Stats,
             Request::Ping => Command::Ping,
-            Request::Auth { .. } => Command::Auth,
-            Request::Listen { .. } => Command::Listen,
-            Request::Unlisten { .. } => Command::Unlisten,
-            Request::Signal { .. } => Command::Signal,
+            Request::Auth(_) => Command::Auth,
+            Request::Listen(_) => Command::Listen,
+            Request::Unlisten(_) => Command::Unlisten,
+            Request::Signal(_) => Command::Signal,
         }
     }
 }
@@ -44,24 +132,18 @@ pub fn parse<'a>(frame: &Frame<'a>) -> Result<Request<'a>, ProtoError> {
     match command {
         Command::Stats => Ok(Request::Stats),
         Command::Ping => Ok(Request::Ping),
-        Command::Auth => Ok(Request::Auth { token: trim(arg) }),
+        Command::Auth => Ok(Request::Auth(Auth { token: trim(arg) })),
         Command::Acquire(ns) => acquire(ns, key(frame.key)?, arg),
-        Command::Release(ns) => Ok(Request::Release {
+        Command::Release(ns) => Ok(Request::Release(Release {
             ns,
             key: key(frame.key)?,
             token: non_empty_token(trim(arg))?,
-        }),
+        })),
         Command::Renew(ns) => renew(ns, key(frame.key)?, arg),
         Command::Enqueue(ns) => enqueue(ns, key(frame.key)?, arg),
         Command::Wait(ns) => wait(ns, key(frame.key)?, arg),
-        Command::Listen => Ok(Request::Listen {
-            pattern: key(frame.key)?,
-            group: trim(arg),
-        }),
-        Command::Unlisten => Ok(Request::Unlisten {
-            pattern: key(frame.key)?,
-            group: trim(arg),
-        }),
+        Command::Listen => Ok(Request::Listen(subscription(frame)?)),
+        Command::Unlisten => Ok(Request::Unlisten(subscription(frame)?)),
         Command::Signal => signal(key(frame.key)?, arg),
     }
 }
@@ -82,13 +164,13 @@ fn acquire<'a>(ns: Namespace, key: &'a [u8], arg: &'a [u8]) -> Result<Request<'a
             (timeout_field(timeout)?, limit_field(limit)?, lease)
         }
     };
-    Ok(Request::Acquire {
+    Ok(Request::Acquire(Acquire {
         ns,
         key,
         timeout_s,
         limit,
         lease_s: lease.map(lease_field).transpose()?,
-    })
+    }))
 }
 
 /// `n` / `sn`: `tok [L]`. A field is never empty, so the token is not either.
@@ -96,12 +178,12 @@ fn renew<'a>(ns: Namespace, key: &'a [u8], arg: &'a [u8]) -> Result<Request<'a>,
     let [Some(token), lease] = fields(arg)? else {
         return Err(ProtoError::BadArguments);
     };
-    Ok(Request::Renew {
+    Ok(Request::Renew(Renew {
         ns,
         key,
         token,
         lease_s: lease.map(lease_field).transpose()?,
-    })
+    }))
 }
 
 /// `e`: the whole trimmed arg is an optional lease (so `30 junk` is a bad integer);
@@ -119,12 +201,12 @@ fn enqueue<'a>(ns: Namespace, key: &'a [u8], arg: &'a [u8]) -> Result<Request<'a
             (limit_field(limit)?, lease)
         }
     };
-    Ok(Request::Enqueue {
+    Ok(Request::Enqueue(Enqueue {
         ns,
         key,
         limit,
         lease_s: lease.map(lease_field).transpose()?,
-    })
+    }))
 }
 
 /// `w` / `sw`: the whole trimmed arg is the timeout (so `1 2` is a bad integer).
@@ -133,10 +215,18 @@ fn wait<'a>(ns: Namespace, key: &'a [u8], arg: &[u8]) -> Result<Request<'a>, Pro
     if timeout.is_empty() {
         return Err(ProtoError::BadArguments);
     }
-    Ok(Request::Wait {
+    Ok(Request::Wait(Wait {
         ns,
         key,
         timeout_s: timeout_field(timeout)?,
+    }))
+}
+
+/// `listen` / `unlisten`: the pattern in the key line, the trimmed group in the arg line.
+fn subscription<'a>(frame: &Frame<'a>) -> Result<Subscription<'a>, ProtoError> {
+    Ok(Subscription {
+        pattern: key(frame.key)?,
+        group: trim(frame.arg),
     })
 }
 
@@ -149,7 +239,7 @@ fn signal<'a>(channel: &'a [u8], payload: &'a [u8]) -> Result<Request<'a>, Proto
     if trim(payload).is_empty() || push_len(channel, payload) > MAX_PAYLOAD_LINE + 1 {
         return Err(ProtoError::BadArguments);
     }
-    Ok(Request::Signal { channel, payload })
+    Ok(Request::Signal(Signal { channel, payload }))
 }
 
 /// A key (spec §3.1): non-empty, without SP, TAB, CR or LF. Every other byte is allowed.
@@ -334,17 +424,17 @@ mod tests {
         limit: u64,
         lease_s: Option<u64>,
     ) -> Request<'a> {
-        Request::Acquire {
+        Request::Acquire(Acquire {
             ns,
             key,
             timeout_s,
             limit,
             lease_s,
-        }
+        })
     }
 
     fn release<'a>(ns: Namespace, key: &'a [u8], token: &'a [u8]) -> Request<'a> {
-        Request::Release { ns, key, token }
+        Request::Release(Release { ns, key, token })
     }
 
     fn renew<'a>(
@@ -353,33 +443,33 @@ mod tests {
         token: &'a [u8],
         lease_s: Option<u64>,
     ) -> Request<'a> {
-        Request::Renew {
+        Request::Renew(Renew {
             ns,
             key,
             token,
             lease_s,
-        }
+        })
     }
 
     fn enqueue(ns: Namespace, key: &[u8], limit: u64, lease_s: Option<u64>) -> Request<'_> {
-        Request::Enqueue {
+        Request::Enqueue(Enqueue {
             ns,
             key,
             limit,
             lease_s,
-        }
+        })
     }
 
     fn wait(ns: Namespace, key: &[u8], timeout_s: u64) -> Request<'_> {
-        Request::Wait { ns, key, timeout_s }
+        Request::Wait(Wait { ns, key, timeout_s })
     }
 
     fn listen<'a>(pattern: &'a [u8], group: &'a [u8]) -> Request<'a> {
-        Request::Listen { pattern, group }
+        Request::Listen(Subscription { pattern, group })
     }
 
     fn signal<'a>(channel: &'a [u8], payload: &'a [u8]) -> Request<'a> {
-        Request::Signal { channel, payload }
+        Request::Signal(Signal { channel, payload })
     }
 
     #[test]
@@ -491,15 +581,21 @@ mod tests {
             (b"ping\n_\n\n", Request::Ping),
             (b"ping\n\n junk \n", Request::Ping),
             // auth ignores the key and trims the token.
-            (b"auth\n_\nsecret\n", Request::Auth { token: b"secret" }),
+            (
+                b"auth\n_\nsecret\n",
+                Request::Auth(Auth { token: b"secret" }),
+            ),
             (
                 b"auth\n\n  two words \r\n",
-                Request::Auth {
+                Request::Auth(Auth {
                     token: b"two words",
-                },
+                }),
             ),
-            (b"auth\na b\n\n", Request::Auth { token: b"" }),
-            (b"auth\n_\n\xe3\x80\x80\n", Request::Auth { token: b"" }),
+            (b"auth\na b\n\n", Request::Auth(Auth { token: b"" })),
+            (
+                b"auth\n_\n\xe3\x80\x80\n",
+                Request::Auth(Auth { token: b"" }),
+            ),
             // listen / unlisten: the pattern is only checked as a key here.
             (b"listen\nevents.>\n\n", listen(b"events.>", b"")),
             (b"listen\njobs.>\nworkers\n", listen(b"jobs.>", b"workers")),
@@ -510,10 +606,10 @@ mod tests {
             (b"listen\na*\n\n", listen(b"a*", b"")),
             (
                 b"unlisten\njobs.>\nworkers\n",
-                Request::Unlisten {
+                Request::Unlisten(Subscription {
                     pattern: b"jobs.>",
                     group: b"workers",
-                },
+                }),
             ),
             // signal: the payload is the arg line verbatim, minus trailing CRs.
             (
@@ -684,7 +780,7 @@ mod tests {
             key: b"_",
             arg: &token,
         };
-        assert_eq!(parse(&frame), Ok(Request::Auth { token: &token }));
+        assert_eq!(parse(&frame), Ok(Request::Auth(Auth { token: &token })));
     }
 
     #[test]

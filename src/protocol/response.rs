@@ -6,6 +6,7 @@
 //! the stack. Nothing here decides *which* response a request gets, and nothing reads responses
 //! back.
 
+use super::request::{Acquire, Auth, Enqueue, Release, Renew, Signal, Wait};
 use super::{Namespace, Request, Response};
 use crate::token::{LeaseToken, TOKEN_LEN};
 
@@ -121,13 +122,13 @@ pub const PUSH_PREFIX: &[u8] = b"sig ";
 pub fn encode_request(request: &Request<'_>, out: &mut Vec<u8>) {
     line(out, request.command().name().as_bytes());
     match *request {
-        Request::Acquire {
+        Request::Acquire(Acquire {
             ns,
             key,
             timeout_s,
             limit,
             lease_s,
-        } => {
+        }) => {
             line(out, key);
             let mut arg = ArgLine::new(out);
             arg.number(timeout_s);
@@ -135,35 +136,35 @@ pub fn encode_request(request: &Request<'_>, out: &mut Vec<u8>) {
             arg.optional(lease_s);
             arg.finish();
         }
-        Request::Release { key, token, .. } => {
+        Request::Release(Release { key, token, .. }) => {
             line(out, key);
             line(out, token);
         }
-        Request::Renew {
+        Request::Renew(Renew {
             key,
             token,
             lease_s,
             ..
-        } => {
+        }) => {
             line(out, key);
             let mut arg = ArgLine::new(out);
             arg.field(token);
             arg.optional(lease_s);
             arg.finish();
         }
-        Request::Enqueue {
+        Request::Enqueue(Enqueue {
             ns,
             key,
             limit,
             lease_s,
-        } => {
+        }) => {
             line(out, key);
             let mut arg = ArgLine::new(out);
             arg.limit(ns, limit);
             arg.optional(lease_s);
             arg.finish();
         }
-        Request::Wait { key, timeout_s, .. } => {
+        Request::Wait(Wait { key, timeout_s, .. }) => {
             line(out, key);
             let mut arg = ArgLine::new(out);
             arg.number(timeout_s);
@@ -173,15 +174,15 @@ pub fn encode_request(request: &Request<'_>, out: &mut Vec<u8>) {
             line(out, b"_");
             line(out, b"");
         }
-        Request::Auth { token } => {
+        Request::Auth(Auth { token }) => {
             line(out, b"_");
             line(out, token);
         }
-        Request::Listen { pattern, group } | Request::Unlisten { pattern, group } => {
-            line(out, pattern);
-            line(out, group);
+        Request::Listen(sub) | Request::Unlisten(sub) => {
+            line(out, sub.pattern);
+            line(out, sub.group);
         }
-        Request::Signal { channel, payload } => {
+        Request::Signal(Signal { channel, payload }) => {
             line(out, channel);
             line(out, payload);
         }
@@ -264,7 +265,7 @@ impl Decimal {
 mod tests {
     use super::*;
     use crate::protocol::frame::{Decoded, FrameDecoder};
-    use crate::protocol::request::parse;
+    use crate::protocol::request::{Subscription, parse};
     use crate::protocol::{MAX_PAYLOAD_LINE, MAX_SECONDS};
 
     fn encoded(response: Response) -> Vec<u8> {
@@ -386,93 +387,96 @@ mod tests {
     fn canonical_request_forms() {
         let cases: &[(Request<'_>, &[u8])] = &[
             (
-                Request::Acquire {
+                Request::Acquire(Acquire {
                     ns: Namespace::Lock,
                     key: b"key",
                     timeout_s: 10,
                     limit: 1,
                     lease_s: Some(33),
-                },
+                }),
                 b"l\nkey\n10 33\n",
             ),
             (
-                Request::Acquire {
+                Request::Acquire(Acquire {
                     ns: Namespace::Lock,
                     key: b"key",
                     timeout_s: 0,
                     limit: 1,
                     lease_s: None,
-                },
+                }),
                 b"l\nkey\n0\n",
             ),
             (
-                Request::Acquire {
+                Request::Acquire(Acquire {
                     ns: Namespace::Semaphore,
                     key: b"pool",
                     timeout_s: 10,
                     limit: 3,
                     lease_s: Some(60),
-                },
+                }),
                 b"sl\npool\n10 3 60\n",
             ),
             (
-                Request::Release {
+                Request::Release(Release {
                     ns: Namespace::Semaphore,
                     key: b"pool",
                     token: b"tok en",
-                },
+                }),
                 b"sr\npool\ntok en\n",
             ),
             (
-                Request::Renew {
+                Request::Renew(Renew {
                     ns: Namespace::Lock,
                     key: b"k",
                     token: b"tok",
                     lease_s: None,
-                },
+                }),
                 b"n\nk\ntok\n",
             ),
             (
-                Request::Enqueue {
+                Request::Enqueue(Enqueue {
                     ns: Namespace::Lock,
                     key: b"job",
                     limit: 1,
                     lease_s: None,
-                },
+                }),
                 b"e\njob\n\n",
             ),
             (
-                Request::Enqueue {
+                Request::Enqueue(Enqueue {
                     ns: Namespace::Semaphore,
                     key: b"job",
                     limit: 2,
                     lease_s: Some(5),
-                },
+                }),
                 b"se\njob\n2 5\n",
             ),
             (
-                Request::Wait {
+                Request::Wait(Wait {
                     ns: Namespace::Semaphore,
                     key: b"job",
                     timeout_s: 0,
-                },
+                }),
                 b"sw\njob\n0\n",
             ),
             (Request::Stats, b"stats\n_\n\n"),
             (Request::Ping, b"ping\n_\n\n"),
-            (Request::Auth { token: b"s3cret" }, b"auth\n_\ns3cret\n"),
             (
-                Request::Listen {
+                Request::Auth(Auth { token: b"s3cret" }),
+                b"auth\n_\ns3cret\n",
+            ),
+            (
+                Request::Listen(Subscription {
                     pattern: b"jobs.>",
                     group: b"",
-                },
+                }),
                 b"listen\njobs.>\n\n",
             ),
             (
-                Request::Signal {
+                Request::Signal(Signal {
                     channel: b"a.b",
                     payload: b" x ",
-                },
+                }),
                 b"signal\na.b\n x \n",
             ),
         ];
@@ -485,70 +489,70 @@ mod tests {
     fn parse_inverts_encode_request() {
         let long_payload = vec![b'p'; MAX_PAYLOAD_LINE - 5 - 1];
         let requests = [
-            Request::Acquire {
+            Request::Acquire(Acquire {
                 ns: Namespace::Lock,
                 key: b"k\0\x0b\xc2\xa0",
                 timeout_s: MAX_SECONDS,
                 limit: 1,
                 lease_s: Some(1),
-            },
-            Request::Acquire {
+            }),
+            Request::Acquire(Acquire {
                 ns: Namespace::Semaphore,
                 key: b"pool",
                 timeout_s: 0,
                 limit: i64::MAX as u64,
                 lease_s: None,
-            },
-            Request::Release {
+            }),
+            Request::Release(Release {
                 ns: Namespace::Lock,
                 key: b"k",
                 token: b"a \xc2\xa0b",
-            },
-            Request::Renew {
+            }),
+            Request::Renew(Renew {
                 ns: Namespace::Semaphore,
                 key: b"k",
                 token: b"0123456789abcdeffedcba9876543210",
                 lease_s: Some(MAX_SECONDS),
-            },
-            Request::Enqueue {
+            }),
+            Request::Enqueue(Enqueue {
                 ns: Namespace::Lock,
                 key: b"k",
                 limit: 1,
                 lease_s: Some(30),
-            },
-            Request::Enqueue {
+            }),
+            Request::Enqueue(Enqueue {
                 ns: Namespace::Semaphore,
                 key: b"k",
                 limit: 4,
                 lease_s: None,
-            },
-            Request::Wait {
+            }),
+            Request::Wait(Wait {
                 ns: Namespace::Lock,
                 key: b"k",
                 timeout_s: 10,
-            },
+            }),
             Request::Stats,
             Request::Ping,
-            Request::Auth { token: b"" },
-            Request::Auth {
+            Request::Auth(Auth { token: b"" }),
+            Request::Auth(Auth {
                 token: b"two words",
-            },
-            Request::Listen {
+            }),
+            Request::Listen(Subscription {
                 pattern: b"a.*.>",
                 group: b"my group",
-            },
-            Request::Unlisten {
+            }),
+            Request::Unlisten(Subscription {
                 pattern: b">",
                 group: b"",
-            },
-            Request::Signal {
+            }),
+            Request::Signal(Signal {
                 channel: b"c",
                 payload: &long_payload,
-            },
-            Request::Signal {
+            }),
+            Request::Signal(Signal {
                 channel: b"a..b",
                 payload: b"  {\"k\": 1}\t",
-            },
+            }),
         ];
         for request in &requests {
             let wire = encoded_request(request);

@@ -641,7 +641,7 @@ impl<T: Stream> Dispatcher<T> {
             Request::Stats => self.start_stats(id, now),
             Request::Ping => self.answer(id, now, Response::Ok),
             // Not configured, or already authenticated: `auth` is not an operation (spec §7.9).
-            Request::Auth { .. } => self.answer(id, now, Response::Error),
+            Request::Auth(_) => self.answer(id, now, Response::Error),
             _ => {
                 let (engine, mut router) =
                     split(&mut self.engine, &mut self.queues, &mut self.conns, now);
@@ -666,12 +666,11 @@ impl<T: Stream> Dispatcher<T> {
         parsed: &Result<Request<'_>, crate::protocol::ProtoError>,
     ) {
         let offered: &[u8] = match parsed {
-            Ok(Request::Auth { token }) => token,
+            Ok(Request::Auth(request::Auth { token })) => token,
             _ => b"",
         };
         let expected = self.auth_token.as_deref().unwrap_or_default();
-        let matches =
-            bool::from(offered.ct_eq(expected)) && matches!(parsed, Ok(Request::Auth { .. }));
+        let matches = bool::from(offered.ct_eq(expected)) && matches!(parsed, Ok(Request::Auth(_)));
         if matches {
             if let Some(conn) = self.conns.get(id) {
                 conn.auth = AuthState::Open;
@@ -850,46 +849,48 @@ impl Queues {
 fn describe(request: &Request<'_>) -> String {
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     match request {
-        Request::Acquire {
+        Request::Acquire(request::Acquire {
             ns,
             key,
             timeout_s,
             limit,
             lease_s,
-        } => {
+        }) => {
             format!(
                 "acquire {ns:?} {} timeout={timeout_s}s limit={limit} lease={lease_s:?}",
                 text(key)
             )
         }
-        Request::Release { ns, key, .. } => format!("release {ns:?} {}", text(key)),
-        Request::Renew {
+        Request::Release(request::Release { ns, key, .. }) => {
+            format!("release {ns:?} {}", text(key))
+        }
+        Request::Renew(request::Renew {
             ns, key, lease_s, ..
-        } => format!("renew {ns:?} {} lease={lease_s:?}", text(key)),
-        Request::Enqueue {
+        }) => format!("renew {ns:?} {} lease={lease_s:?}", text(key)),
+        Request::Enqueue(request::Enqueue {
             ns,
             key,
             limit,
             lease_s,
-        } => {
+        }) => {
             format!(
                 "enqueue {ns:?} {} limit={limit} lease={lease_s:?}",
                 text(key)
             )
         }
-        Request::Wait { ns, key, timeout_s } => {
+        Request::Wait(request::Wait { ns, key, timeout_s }) => {
             format!("wait {ns:?} {} timeout={timeout_s}s", text(key))
         }
         Request::Stats => "stats".into(),
         Request::Ping => "ping".into(),
-        Request::Auth { .. } => "auth".into(),
-        Request::Listen { pattern, group } => {
+        Request::Auth(_) => "auth".into(),
+        Request::Listen(request::Subscription { pattern, group }) => {
             format!("listen {} group={}", text(pattern), text(group))
         }
-        Request::Unlisten { pattern, group } => {
+        Request::Unlisten(request::Subscription { pattern, group }) => {
             format!("unlisten {} group={}", text(pattern), text(group))
         }
-        Request::Signal { channel, payload } => {
+        Request::Signal(request::Signal { channel, payload }) => {
             format!("signal {} ({} bytes)", text(channel), payload.len())
         }
     }

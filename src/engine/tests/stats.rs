@@ -1,7 +1,8 @@
 //! Stats (§10).
 
 use super::harness::{Harness, granted};
-use crate::protocol::Response;
+use crate::protocol::request::Acquire;
+use crate::protocol::{Namespace, Request, Response};
 
 #[test]
 fn stats_of_an_empty_engine_has_every_array() {
@@ -81,13 +82,13 @@ fn stats_keys_with_invalid_utf8_are_replaced() {
     let a = h.client();
     // The wire accepts any byte but white space in a key; build one by hand.
     let key = [b'k', 0xff];
-    let request = crate::protocol::Request::Acquire {
-        ns: crate::protocol::Namespace::Lock,
+    let request = Request::Acquire(Acquire {
+        ns: Namespace::Lock,
         key: &key,
         timeout_s: 0,
         limit: 1,
         lease_s: None,
-    };
+    });
     let outcome = h.engine.apply(h.now, a, &request, &mut h.out);
     h.check(Some((a, outcome)));
     granted(h.reply(a), 33);

@@ -8,6 +8,7 @@ use crate::clock::Millis;
 use crate::engine::signal::SubscriptionLimits;
 use crate::engine::{ClientId, ServerFigures};
 use crate::fuzzing::subject::valid_pattern;
+use crate::protocol::request::{Acquire, Release, Renew};
 use crate::protocol::{Namespace, Request, Response};
 
 impl Harness {
@@ -93,15 +94,15 @@ impl Harness {
     /// resource was not certainly free; or a signal operation behind a publish in progress.
     pub(super) fn waits(&mut self, slot: usize, op: &Op) {
         match op.request() {
-            Request::Signal { .. } => {
+            Request::Signal(_) => {
                 self.publishes.push_back(self.ids[slot]);
                 // Unless its own publish evicted the publisher: then nobody waits.
                 if self.connected(slot) {
                     self.pending[slot] = Some(Pending::Publish);
                 }
             }
-            Request::Listen { pattern, .. } | Request::Unlisten { pattern, .. } => {
-                let valid = valid_pattern(pattern);
+            Request::Listen(sub) | Request::Unlisten(sub) => {
+                let valid = valid_pattern(sub.pattern);
                 self.pending[slot] = Some(Pending::Subscription { valid });
             }
             _ => self.waits_for_resource(slot, op),
@@ -116,7 +117,7 @@ impl Harness {
         assert!(op.timeout_s > 0, "{op:?} waits with timeout 0");
         let deadline = now.plus_secs(op.timeout_s);
         match op.request() {
-            Request::Acquire { limit, lease_s, .. } => {
+            Request::Acquire(Acquire { limit, lease_s, .. }) => {
                 assert!(
                     !self.model.certainly_free(resource, limit, now),
                     "acquire waits on a free resource"
@@ -131,7 +132,7 @@ impl Harness {
                     deadline,
                 });
             }
-            Request::Wait { .. } => {
+            Request::Wait(_) => {
                 let position = self
                     .model
                     .position(resource, |w| w.client == client && w.two_phase)
@@ -148,16 +149,16 @@ impl Harness {
     pub(super) fn answered(&mut self, slot: usize, op: &Op, response: Response, pushes: usize) {
         let request = op.request();
         match request {
-            Request::Acquire { .. } => self.acquire_answered(slot, op, response),
-            Request::Release { token, .. } => self.release_answered(op, token, response),
-            Request::Renew { token, lease_s, .. } => {
+            Request::Acquire(_) => self.acquire_answered(slot, op, response),
+            Request::Release(Release { token, .. }) => self.release_answered(op, token, response),
+            Request::Renew(Renew { token, lease_s, .. }) => {
                 self.renew_answered(op, token, lease_s, response)
             }
-            Request::Enqueue { .. } => self.enqueue_answered(slot, op, response),
-            Request::Wait { .. } => self.wait_answered(slot, op, response),
-            Request::Listen { pattern, .. } | Request::Unlisten { pattern, .. } => {
-                let listen = matches!(request, Request::Listen { .. });
-                let expected = if !valid_pattern(pattern) {
+            Request::Enqueue(_) => self.enqueue_answered(slot, op, response),
+            Request::Wait(_) => self.wait_answered(slot, op, response),
+            Request::Listen(sub) | Request::Unlisten(sub) => {
+                let listen = matches!(request, Request::Listen(_));
+                let expected = if !valid_pattern(sub.pattern) {
                     Some(Response::Error)
                 } else if !listen || self.config.subscriptions == SubscriptionLimits::default() {
                     Some(Response::Ok)
@@ -172,7 +173,7 @@ impl Harness {
                     assert_eq!(response, expected, "{request:?}");
                 }
             }
-            Request::Signal { .. } => {
+            Request::Signal(_) => {
                 // Answered at once: no subscriber left while it was on its way.
                 assert_eq!(
                     response,
@@ -192,7 +193,7 @@ impl Harness {
                 }
                 self.unanswered_pushes = 0;
             }
-            Request::Stats | Request::Ping | Request::Auth { .. } => {
+            Request::Stats | Request::Ping | Request::Auth(_) => {
                 unreachable!("not generated")
             }
         }

@@ -2,6 +2,7 @@
 
 use super::model::{Resource, TokenText};
 use crate::fuzzing::Input;
+use crate::protocol::request::{Acquire, Enqueue, Release, Renew, Signal, Subscription, Wait};
 use crate::protocol::{MAX_SECONDS, Namespace, Request};
 
 pub(super) const SLOTS: usize = 4;
@@ -81,47 +82,47 @@ impl Op {
     pub(super) fn request(&self) -> Request<'_> {
         let (ns, key) = (self.ns, self.key);
         match self.kind {
-            0 | 1 => Request::Acquire {
+            0 | 1 => Request::Acquire(Acquire {
                 ns,
                 key,
                 timeout_s: self.timeout_s,
                 limit: self.limit,
                 lease_s: self.lease_s,
-            },
-            2 | 3 => Request::Release {
+            }),
+            2 | 3 => Request::Release(Release {
                 ns,
                 key,
                 token: &self.token,
-            },
-            4 => Request::Renew {
+            }),
+            4 => Request::Renew(Renew {
                 ns,
                 key,
                 token: &self.token,
                 lease_s: self.lease_s,
-            },
-            5 => Request::Enqueue {
+            }),
+            5 => Request::Enqueue(Enqueue {
                 ns,
                 key,
                 limit: self.limit,
                 lease_s: self.lease_s,
-            },
-            6 | 7 => Request::Wait {
+            }),
+            6 | 7 => Request::Wait(Wait {
                 ns,
                 key,
                 timeout_s: self.timeout_s,
-            },
-            8 => Request::Listen {
+            }),
+            8 => Request::Listen(Subscription {
                 pattern: PATTERNS[self.text % PATTERNS.len()],
                 group: self.group,
-            },
-            9 => Request::Unlisten {
+            }),
+            9 => Request::Unlisten(Subscription {
                 pattern: PATTERNS[self.text % PATTERNS.len()],
                 group: self.group,
-            },
-            _ => Request::Signal {
+            }),
+            _ => Request::Signal(Signal {
                 channel: CHANNELS[self.text % CHANNELS.len()],
                 payload: b"p",
-            },
+            }),
         }
     }
 }
