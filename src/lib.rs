@@ -11,6 +11,7 @@
 //! - [`protocol`]: framing, request parsing and response encoding; no I/O.
 //! - [`engine`]: the lock, semaphore and signal state machine, pure and driven by an explicit
 //!   clock; effects leave through an [`engine::Outbox`].
+//! - [`metrics`]: histograms and the Prometheus text format; counters live with what they count.
 //! - [`slots`]: the slab behind the engine's entries, which gives memory back a little per turn.
 //! - [`systemd`]: socket activation and readiness/watchdog notifications.
 //! - [`table`]: hash tables that resize a little per insert or remove, never all at once.
@@ -58,6 +59,8 @@ pub mod fuzzing;
 pub mod http;
 #[cfg(feature = "server")]
 pub mod logging;
+#[cfg(feature = "server")]
+pub mod metrics;
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod server;
