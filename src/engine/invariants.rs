@@ -72,6 +72,7 @@ impl Engine {
         self.check_clients();
         self.check_two_phase();
         self.check_timers();
+        self.check_metrics();
     }
 
     fn check_clients(&mut self) {

@@ -3,7 +3,9 @@
 //! A resource is created on demand by an acquire or enqueue and lives until idle GC removes it
 //! (spec §8.6, §8.7). Resources with no holders and no waiters sit on an *idle list* ordered by
 //! last activity, so a GC pass touches only the entries it removes (or the first one it keeps),
-//! never the whole keyspace.
+//! never the whole keyspace. Resources with waiters sit on their namespace's *waited list*
+//! instead, so ranking the most contended keys looks only at keys that can rank. A resource is
+//! never on both (one with waiters is not idle), so both lists run through the same link.
 //!
 //! Each key is stored once, in its resource; the index is a hash table of resource slots (4 bytes
 //! per entry) whose hashes are computed from the resources themselves. It resizes incrementally
@@ -39,8 +41,9 @@ pub struct Resource {
     pub queue: List,
     /// Last activity in the sense of spec §8.7; drives idle GC.
     pub last_activity: Millis,
-    /// Position in the idle list while the resource has no holders and no waiters.
-    pub idle_link: Link,
+    /// Position in the idle list while the resource has no holders and no waiters, or in its
+    /// namespace's waited list while it has waiters.
+    pub list_link: Link,
 }
 
 impl Resource {
@@ -85,8 +88,8 @@ fn slot_hash(hasher: &RandomState, resources: &Slots<Resource>, slot: u32) -> u6
     key_hash(hasher, r.ns(), &r.key)
 }
 
-fn idle_link(resource: &mut Resource) -> &mut Link {
-    &mut resource.idle_link
+fn list_link(resource: &mut Resource) -> &mut Link {
+    &mut resource.list_link
 }
 
 /// Why a resource could not be looked up or created.
@@ -108,6 +111,11 @@ pub struct Keyspace {
     hasher: RandomState,
     /// Idle resources, oldest activity first.
     idle: List,
+    /// Resources with waiters, by `Namespace as usize`, in the order they gained their first
+    /// waiter (the longest contended first).
+    waited: [List; 2],
+    /// Resources by `Namespace as usize`.
+    counts: [u64; 2],
 }
 
 impl Keyspace {
@@ -118,6 +126,11 @@ impl Keyspace {
     /// Number of resources (both namespaces); what `--max-locks` counts.
     pub fn len(&self) -> usize {
         self.resources.len()
+    }
+
+    /// Number of resources of namespace `ns`.
+    pub fn count(&self, ns: Namespace) -> u64 {
+        self.counts[ns as usize]
     }
 
     /// The resource for `key`, if it exists.
@@ -151,6 +164,7 @@ impl Keyspace {
         if self.resources.len() as u64 >= max_resources {
             return Err(KeyError::MaxLocks);
         }
+        self.counts[ns as usize] += 1;
         let entry = self.resources.vacant_entry();
         let index = entry.key() as u32;
         entry.insert(Resource {
@@ -162,7 +176,7 @@ impl Keyspace {
             holders: List::default(),
             queue: List::default(),
             last_activity: now,
-            idle_link: Link::DETACHED,
+            list_link: Link::DETACHED,
         });
         let (hasher, resources) = (&self.hasher, &self.resources);
         self.index
@@ -180,7 +194,7 @@ impl Keyspace {
     pub fn touch(&mut self, index: u32, now: Millis) {
         self.resources[index as usize].last_activity = now;
         if self.is_listed(index) {
-            self.idle.remove(&mut self.resources, index, idle_link);
+            self.idle.remove(&mut self.resources, index, list_link);
         }
     }
 
@@ -192,15 +206,45 @@ impl Keyspace {
             self.resources[index as usize].is_idle(),
             self.is_listed(index),
         ) {
-            (true, false) => self.idle.push_back(&mut self.resources, index, idle_link),
-            (false, true) => self.idle.remove(&mut self.resources, index, idle_link),
+            (true, false) => self.idle.push_back(&mut self.resources, index, list_link),
+            (false, true) => self.idle.remove(&mut self.resources, index, list_link),
             _ => {}
         }
     }
 
     /// Whether `index` is on the idle list: linked to a neighbour, or the list's only entry.
+    /// A resource with waiters is never on it (its link then serves the waited list).
     fn is_listed(&self, index: u32) -> bool {
-        !self.resources[index as usize].idle_link.is_detached() || self.idle.head() == Some(index)
+        let resource = &self.resources[index as usize];
+        resource.queue.is_empty()
+            && (!resource.list_link.is_detached() || self.idle.head() == Some(index))
+    }
+
+    /// Call when `index`'s queue goes from empty to one waiter: puts it on its namespace's
+    /// waited list. It was touched (so it is off the idle list) and has holders.
+    pub fn gained_waiters(&mut self, index: u32) {
+        let resource = &self.resources[index as usize];
+        debug_assert!(resource.queue.len() == 1 && !resource.holders.is_empty());
+        debug_assert!(resource.list_link.is_detached() && self.idle.head() != Some(index));
+        let ns = resource.ns() as usize;
+        self.waited[ns].push_back(&mut self.resources, index, list_link);
+    }
+
+    /// Call when `index`'s queue goes from one waiter to empty: takes it off its waited list.
+    pub fn lost_waiters(&mut self, index: u32) {
+        debug_assert!(self.resources[index as usize].queue.is_empty());
+        let ns = self.resources[index as usize].ns() as usize;
+        self.waited[ns].remove(&mut self.resources, index, list_link);
+    }
+
+    /// Resources of namespace `ns` with waiters, the longest contended first.
+    pub fn waited(&self, ns: Namespace) -> List {
+        self.waited[ns as usize]
+    }
+
+    /// The resource after `index` on its waited list.
+    pub fn next_waited(&self, index: u32) -> Option<u32> {
+        self.resources[index as usize].list_link.next()
     }
 
     /// Whether the resource slab is mostly empty and [`Keyspace::trim`] would give memory back.
@@ -228,8 +272,9 @@ impl Keyspace {
             if now.since(self.resources[index as usize].last_activity) < max_idle_ms {
                 break;
             }
-            self.idle.remove(&mut self.resources, index, idle_link);
+            self.idle.remove(&mut self.resources, index, list_link);
             let resource = self.resources.remove(index as usize);
+            self.counts[resource.ns() as usize] -= 1;
             let (hasher, resources) = (&self.hasher, &self.resources);
             self.index.remove(
                 key_hash(hasher, resource.ns(), &resource.key),
@@ -260,7 +305,7 @@ impl Keyspace {
         }
         let mut idle = Vec::new();
         self.idle
-            .collect_into(&mut self.resources, idle_link, &mut idle);
+            .collect_into(&mut self.resources, list_link, &mut idle);
         let mut last = Millis::ZERO;
         for &index in &idle {
             let resource = &self.resources[index as usize];
@@ -277,6 +322,29 @@ impl Keyspace {
             idle.len(),
             "idle resource missing from the idle list"
         );
+        let mut waited = Vec::new();
+        for ns in [Namespace::Lock, Namespace::Semaphore] {
+            self.waited[ns as usize].collect_into(&mut self.resources, list_link, &mut waited);
+            for &index in &waited {
+                let resource = &self.resources[index as usize];
+                assert!(
+                    resource.ns() == ns && !resource.queue.is_empty(),
+                    "resource without waiters, or of the other namespace, on a waited list"
+                );
+            }
+            let with_waiters = self
+                .resources
+                .iter()
+                .filter(|(_, r)| r.ns() == ns && !r.queue.is_empty())
+                .count();
+            assert_eq!(
+                with_waiters,
+                waited.len(),
+                "resource with waiters missing from the waited list"
+            );
+            let resources = self.resources.iter().filter(|(_, r)| r.ns() == ns).count();
+            assert_eq!(self.count(ns), resources as u64, "resource count of {ns:?}");
+        }
     }
 }
 

@@ -31,6 +31,11 @@ impl Link {
     pub fn is_detached(&self) -> bool {
         *self == Link::DETACHED
     }
+
+    /// The next entry, if any; for readers that hold only a shared borrow of the slab.
+    pub fn next(&self) -> Option<u32> {
+        (self.next != NIL).then_some(self.next)
+    }
 }
 
 /// The two ends of a list and its length.

@@ -7,6 +7,7 @@
 
 use super::keyspace::KeyError;
 use super::list::{Link, List};
+use super::metrics::LeaseEnd;
 use super::{ClientId, Due, Engine, Lease, Outbox, Outcome, Owner, TwoPhase, Waiter};
 use crate::clock::Millis;
 use crate::protocol::request::{Acquire, Enqueue, Release, Renew, Wait};
@@ -69,7 +70,7 @@ impl Engine {
             Err(response) => return self.answer(client, response, out),
         };
         let response = if self.can_grant_now(resource) {
-            let lease = self.new_lease(now, resource, client, lease_s, false);
+            let lease = self.new_lease(now, resource, client, lease_s, false, now);
             Response::Granted {
                 token: self.leases[lease as usize].token,
                 lease_s,
@@ -78,10 +79,12 @@ impl Engine {
             Response::ErrorMaxWaiters
         } else if timeout_s == 0 {
             // A try-lock never jumps the queue: it would have joined at the tail, so it fails.
+            self.metrics.ns_mut(ns).acquire_timeouts_total += 1;
             Response::Timeout
         } else {
             let deadline = now.plus_secs(timeout_s);
-            self.add_waiter(resource, client, lease_s, WaitMode::Blocking { deadline });
+            let mode = WaitMode::Blocking { deadline };
+            self.add_waiter(now, resource, client, lease_s, mode);
             self.settle(now, resource);
             return Outcome::Waiting;
         };
@@ -101,7 +104,7 @@ impl Engine {
         let response = match self.find_lease(ns, key, token) {
             Some(lease) => {
                 // An expired lease that has not been swept yet is still released (spec §8.5).
-                self.end_lease(now, lease, out);
+                self.end_lease(now, lease, LeaseEnd::Release, out);
                 Response::Ok
             }
             None => Response::Error,
@@ -126,7 +129,7 @@ impl Engine {
         let lease_s = lease_s.unwrap_or(self.config.default_lease_s);
         let response = match self.find_lease(ns, key, token) {
             Some(lease) if self.expiry(lease) <= now => {
-                self.end_lease(now, lease, out);
+                self.end_lease(now, lease, LeaseEnd::Expiry, out);
                 Response::Error
             }
             Some(lease) => {
@@ -163,7 +166,7 @@ impl Engine {
             Err(response) => return self.answer(client, response, out),
         };
         let response = if self.can_grant_now(resource) {
-            let lease = self.new_lease(now, resource, client, lease_s, true);
+            let lease = self.new_lease(now, resource, client, lease_s, true, now);
             self.two_phase
                 .insert((client, resource), TwoPhase::Granted { lease, lease_s });
             Response::Acquired {
@@ -173,7 +176,7 @@ impl Engine {
         } else if self.queue_is_full(resource) {
             Response::ErrorMaxWaiters
         } else {
-            let waiter = self.add_waiter(resource, client, lease_s, WaitMode::TwoPhase);
+            let waiter = self.add_waiter(now, resource, client, lease_s, WaitMode::TwoPhase);
             self.two_phase
                 .insert((client, resource), TwoPhase::Queued(waiter));
             Response::Queued
@@ -215,12 +218,13 @@ impl Engine {
                         lease_s,
                     }
                 } else {
-                    self.end_lease(now, lease, out);
+                    self.end_lease(now, lease, LeaseEnd::Expiry, out);
                     Response::ErrorLeaseExpired
                 }
             }
             Some(TwoPhase::Queued(waiter)) if timeout_s == 0 => {
                 self.remove_waiter(now, waiter);
+                self.metrics.ns_mut(ns).acquire_timeouts_total += 1;
                 Response::Timeout
             }
             Some(TwoPhase::Queued(waiter)) => {
@@ -248,7 +252,7 @@ impl Engine {
             .is_some_and(|l| l.timer == timer)
         {
             debug_assert!(self.expiry(lease) <= now, "lease fired early");
-            self.end_lease(now, lease, out);
+            self.end_lease(now, lease, LeaseEnd::Expiry, out);
         } else {
             debug_assert!(false, "stale lease timer {lease}");
         }
@@ -278,6 +282,8 @@ impl Engine {
         if is_current(self) {
             let client = self.waiters[waiter as usize].client;
             self.remove_waiter(now, waiter);
+            let ns = self.keys.resources[resource as usize].ns();
+            self.metrics.ns_mut(ns).acquire_timeouts_total += 1;
             out.reply(client, Response::Timeout);
         }
     }
@@ -324,7 +330,7 @@ impl Engine {
             let Some(lease) = self.releasing.head() else {
                 break;
             };
-            self.end_lease(now, lease, out);
+            self.end_lease(now, lease, LeaseEnd::Disconnect, out);
             released += 1;
         }
         released
@@ -378,7 +384,8 @@ impl Engine {
         (l.token == token && resource.ns() == ns && *resource.key == *key).then_some(lease)
     }
 
-    /// Creates a holder of `resource` for `owner`, with its expiry timer.
+    /// Creates a holder of `resource` for `owner`, with its expiry timer. `enqueued_at` is when
+    /// the grant was asked for: `now` for a grant at once, else when the waiter joined the queue.
     fn new_lease(
         &mut self,
         now: Millis,
@@ -386,8 +393,13 @@ impl Engine {
         owner: ClientId,
         lease_s: u64,
         two_phase: bool,
+        enqueued_at: Millis,
     ) -> u32 {
         let token = self.tokens.issue();
+        let ns = self.keys.resources[resource as usize].ns();
+        let granted = self
+            .metrics
+            .on_grant(ns, now, token.fence, now.since(enqueued_at));
         let expires = now.plus_secs(lease_s);
         let entry = self.leases.vacant_entry();
         let lease = entry.key() as u32;
@@ -401,6 +413,7 @@ impl Engine {
             },
             timer,
             two_phase,
+            granted,
             holder_link: Link::DETACHED,
             owner_link: Link::DETACHED,
         });
@@ -433,11 +446,11 @@ impl Engine {
 
     /// Ends a holder (release, expiry, renew of an expired lease, disconnect) and passes the freed
     /// capacity to the queue.
-    fn end_lease(&mut self, now: Millis, lease: u32, out: &mut impl Outbox) {
+    fn end_lease(&mut self, now: Millis, lease: u32, end: LeaseEnd, out: &mut impl Outbox) {
         let resource = self.leases[lease as usize].resource;
-        self.keys.resources[resource as usize]
-            .holders
-            .remove(&mut self.leases, lease, holder_link);
+        let r = &mut self.keys.resources[resource as usize];
+        r.holders.remove(&mut self.leases, lease, holder_link);
+        let ns = r.ns();
         let owner = self.leases[lease as usize].owner.client;
         match self.clients.get_mut(owner) {
             Some(state) => state.leases.remove(&mut self.leases, lease, owner_link),
@@ -449,6 +462,8 @@ impl Engine {
             None => {}
         }
         let l = self.leases.remove(lease as usize);
+        self.metrics
+            .on_lease_end(ns, end, now, l.granted, l.token.fence);
         self.timers.cancel(l.timer);
         let leases = &self.leases;
         self.by_fence.remove(l.token.fence, lease, |slot| {
@@ -470,7 +485,8 @@ impl Engine {
             };
             let w = self.unlink_waiter(waiter);
             let collected = w.two_phase && !w.answer_on_grant;
-            let lease = self.new_lease(now, resource, w.client, w.lease_s, collected);
+            let lease =
+                self.new_lease(now, resource, w.client, w.lease_s, collected, w.enqueued_at);
             if w.two_phase {
                 if collected {
                     let lease_s = w.lease_s;
@@ -494,7 +510,14 @@ impl Engine {
     }
 
     /// Queues a waiter for `client` at the tail of `resource`'s queue.
-    fn add_waiter(&mut self, resource: u32, client: ClientId, lease_s: u64, mode: WaitMode) -> u32 {
+    fn add_waiter(
+        &mut self,
+        now: Millis,
+        resource: u32,
+        client: ClientId,
+        lease_s: u64,
+        mode: WaitMode,
+    ) -> u32 {
         let waiter = self.waiters.insert(Waiter {
             resource,
             client,
@@ -502,14 +525,17 @@ impl Engine {
             two_phase: matches!(mode, WaitMode::TwoPhase),
             answer_on_grant: false,
             timer: None,
+            enqueued_at: now,
             queue_link: Link::DETACHED,
             client_link: Link::DETACHED,
         }) as u32;
-        self.keys.resources[resource as usize].queue.push_back(
-            &mut self.waiters,
-            waiter,
-            queue_link,
-        );
+        let r = &mut self.keys.resources[resource as usize];
+        r.queue.push_back(&mut self.waiters, waiter, queue_link);
+        let (ns, first) = (r.ns(), r.queue.len() == 1);
+        self.metrics.ns_mut(ns).waiters += 1;
+        if first {
+            self.keys.gained_waiters(resource);
+        }
         if let Some(state) = self.clients.get_mut(client) {
             state
                 .waiters
@@ -538,9 +564,13 @@ impl Engine {
     fn unlink_waiter(&mut self, waiter: u32) -> Waiter {
         let resource = self.waiters[waiter as usize].resource;
         let client = self.waiters[waiter as usize].client;
-        self.keys.resources[resource as usize]
-            .queue
-            .remove(&mut self.waiters, waiter, queue_link);
+        let r = &mut self.keys.resources[resource as usize];
+        r.queue.remove(&mut self.waiters, waiter, queue_link);
+        let (ns, last) = (r.ns(), r.queue.is_empty());
+        self.metrics.ns_mut(ns).waiters -= 1;
+        if last {
+            self.keys.lost_waiters(resource);
+        }
         if let Some(state) = self.clients.get_mut(client) {
             state.waiters.remove(&mut self.waiters, waiter, client_link);
             if state.blocked == Some(waiter) {
@@ -586,7 +616,7 @@ impl Engine {
         );
         expired.retain(|&lease| self.expiry(lease) <= now);
         for &lease in &expired {
-            self.end_lease(now, lease, out);
+            self.end_lease(now, lease, LeaseEnd::Expiry, out);
         }
         expired.clear();
         self.scratch = expired;

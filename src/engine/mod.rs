@@ -18,6 +18,7 @@ mod invariants;
 mod keyspace;
 mod list;
 mod locking;
+mod metrics;
 mod publishing;
 pub mod push_line;
 pub mod signal;
@@ -32,6 +33,8 @@ use self::clients::Clients;
 use self::fences::FenceIndex;
 use self::keyspace::Keyspace;
 use self::list::{Link, List};
+use self::metrics::GrantStamp;
+pub use self::metrics::{ContendedKey, EngineMetrics, NsGauges, NsMetrics};
 use self::publishing::{Change, SignalWork};
 use self::push_line::LineGauge;
 pub use self::push_line::{Push, PushLine};
@@ -130,6 +133,9 @@ struct Lease {
     /// Whether the owner's two-phase state for the resource refers to this lease (granted by
     /// `e`/`se`, not yet collected by `w`/`sw`).
     two_phase: bool,
+    /// When it was granted, for the hold time; kept in the struct's padding (see
+    /// [`GrantStamp`]).
+    granted: GrantStamp,
     holder_link: Link,
     owner_link: Link,
 }
@@ -160,6 +166,8 @@ struct Waiter {
     answer_on_grant: bool,
     /// The wait timeout, while a request waits with T > 0.
     timer: Option<TimerId>,
+    /// When it joined the queue, for the wait time and the contended-keys view.
+    enqueued_at: Millis,
     queue_link: Link,
     client_link: Link,
 }
@@ -217,6 +225,8 @@ pub struct Engine {
     line_gauge: LineGauge,
     /// Reused by operations that must walk a list while changing it.
     scratch: Vec<u32>,
+    /// Counters, histograms and gauges for monitoring.
+    metrics: EngineMetrics,
 }
 
 impl Engine {
@@ -240,6 +250,7 @@ impl Engine {
             signal_work: SignalWork::default(),
             line_gauge: LineGauge::default(),
             scratch: Vec::new(),
+            metrics: EngineMetrics::default(),
         }
     }
 

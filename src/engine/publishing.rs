@@ -165,6 +165,7 @@ impl Engine {
         out: &mut impl Outbox,
     ) -> Outcome {
         let Signal { channel, payload } = cmd;
+        self.metrics.signals_published_total += 1;
         let push = Push::new(channel, payload, &self.line_gauge);
         let work = &mut self.signal_work;
         if work.busy() {
@@ -175,7 +176,8 @@ impl Engine {
             return Outcome::Waiting;
         }
         self.signals.begin_publish(channel);
-        if let Some(count) = continue_publish(&mut self.signals, work, &push, out) {
+        let delivered = &mut self.metrics.signal_deliveries_total;
+        if let Some(count) = continue_publish(&mut self.signals, work, &push, delivered, out) {
             out.reply(client, Response::Delivered { count });
             return Outcome::Answered;
         }
@@ -228,7 +230,9 @@ impl Engine {
             if let Some(current) = self.signal_work.current.take() {
                 let push = Push::of_line(&current.line);
                 let work = &mut self.signal_work;
-                let Some(count) = continue_publish(&mut self.signals, work, &push, out) else {
+                let delivered = &mut self.metrics.signal_deliveries_total;
+                let Some(count) = continue_publish(&mut self.signals, work, &push, delivered, out)
+                else {
                     self.signal_work.current = Some(current);
                     return true;
                 };
@@ -258,7 +262,11 @@ impl Engine {
             SignalOp::Publish { client, line } => {
                 self.signals.begin_publish(line.channel());
                 let push = Push::of_line(&line);
-                match continue_publish(&mut self.signals, &mut self.signal_work, &push, out) {
+                let (work, delivered) = (
+                    &mut self.signal_work,
+                    &mut self.metrics.signal_deliveries_total,
+                );
+                match continue_publish(&mut self.signals, work, &push, delivered, out) {
                     Some(count) => answer_publish(client, count, out),
                     None => {
                         self.signal_work.current = Some(Current {
@@ -316,19 +324,21 @@ impl Engine {
     }
 }
 
-/// Offers `push`, the publish in progress, with this turn's units; `Some(count)` once it
-/// completes. A function of the two fields it needs, so that `push` may borrow the engine's
-/// line gauge meanwhile.
+/// Offers `push`, the publish in progress, with this turn's units, counting the copies placed
+/// in `delivered`; `Some(count)` once it completes. A function of the fields it needs, so that
+/// `push` may borrow the engine's line gauge meanwhile.
 fn continue_publish(
     signals: &mut signal::SignalIndex,
     work: &mut SignalWork,
     push: &Push<'_>,
+    delivered: &mut u64,
     out: &mut impl Outbox,
 ) -> Option<u64> {
     let mut sink = PushSink {
         out,
         departed: &work.departed,
         push,
+        delivered,
     };
     signals.continue_publish(&mut work.units, copy_cost(push.len()), &mut sink)
 }
@@ -346,6 +356,8 @@ struct PushSink<'o, 'p, O: Outbox> {
     /// See [`SignalWork::departed`].
     departed: &'p HashSet<ClientId>,
     push: &'p Push<'p>,
+    /// The engine's count of copies placed.
+    delivered: &'o mut u64,
 }
 
 impl<O: Outbox> signal::DeliverySink for PushSink<'_, '_, O> {
@@ -356,6 +368,7 @@ impl<O: Outbox> signal::DeliverySink for PushSink<'_, '_, O> {
     fn deliver(&mut self, client: ClientId) {
         if !self.departed.contains(&client) {
             self.out.push(client, self.push);
+            *self.delivered += 1;
         }
     }
 

@@ -1,0 +1,334 @@
+//! What the engine counts for monitoring: per-namespace counters, gauges and wait and hold
+//! histograms, signal counts, and the most contended keys.
+//!
+//! Everything is kept incrementally on the paths that change it (a few additions per grant,
+//! release or queue change), so reading it is O(1) and the request path pays only those
+//! additions. Counts the engine keeps anyway are not duplicated: the holders of a namespace are
+//! its grants minus its lease ends, keys are counted by the keyspace, subscriptions by the
+//! signal index.
+
+use super::{ClientId, Engine};
+use crate::budget::CONTENDED_SCAN;
+use crate::clock::Millis;
+use crate::metrics::Histogram;
+use crate::protocol::Namespace;
+
+/// Counters and histograms of one namespace (`ns="lock"` or `ns="semaphore"`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NsMetrics {
+    /// Leases granted: at once, or to a waiter (a two-phase one included, when it is granted,
+    /// not when `w` collects it).
+    pub grants_total: u64,
+    /// Leases ended by `r`/`sr` (an expired lease not yet swept included: the release
+    /// succeeds).
+    pub releases_total: u64,
+    /// Leases that ran out without a release: their expiry, found by the timer or by a later
+    /// request that met them (an acquire, `n`/`sn`, `w`/`sw`). Lost locks.
+    pub lease_expirations_total: u64,
+    /// Leases released because their owner's connection ended (auto-release on).
+    pub disconnect_releases_total: u64,
+    /// `l`/`sl`/`w`/`sw` answered `timeout`: a wait that timed out, or a try (timeout 0) that
+    /// found no free capacity.
+    pub acquire_timeouts_total: u64,
+    /// Time from joining the queue to being granted; 0 for a grant at once.
+    pub wait: Histogram,
+    /// Time from grant to release, expiry or disconnect release.
+    pub hold: Histogram,
+    /// Waiters queued now (gauge).
+    pub(super) waiters: u64,
+}
+
+impl NsMetrics {
+    /// Leases held now: every grant not yet ended. Every lease ends exactly once, as a
+    /// release, an expiration or a disconnect release.
+    pub fn holders(&self) -> u64 {
+        self.grants_total
+            - self.releases_total
+            - self.lease_expirations_total
+            - self.disconnect_releases_total
+    }
+
+    /// Waiters queued now: blocking acquires and two-phase entries not yet granted.
+    pub fn waiters(&self) -> u64 {
+        self.waiters
+    }
+}
+
+/// The engine's monitoring counts, read through [`Engine::metrics`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineMetrics {
+    /// Indexed by `Namespace as usize`.
+    namespaces: [NsMetrics; 2],
+    /// `signal` requests accepted (each counts once, whether it reached anyone or not).
+    pub signals_published_total: u64,
+    /// Signal pushes handed to subscribers' outputs.
+    pub signal_deliveries_total: u64,
+    /// Recovers the grant time of a lease from its fence and low bits; see [`GrantStamp`].
+    grant_epochs: GrantEpochs,
+}
+
+impl EngineMetrics {
+    /// The counts of namespace `ns`.
+    pub fn ns(&self, ns: Namespace) -> &NsMetrics {
+        &self.namespaces[ns as usize]
+    }
+
+    pub(super) fn ns_mut(&mut self, ns: Namespace) -> &mut NsMetrics {
+        &mut self.namespaces[ns as usize]
+    }
+
+    /// Counts a grant at `now` of a lease with fence `fence` that waited `waited_ms`, and
+    /// returns the stamp the lease keeps to measure its hold time.
+    #[inline]
+    pub(super) fn on_grant(
+        &mut self,
+        ns: Namespace,
+        now: Millis,
+        fence: u64,
+        waited_ms: u64,
+    ) -> GrantStamp {
+        let m = self.ns_mut(ns);
+        m.grants_total += 1;
+        m.wait.observe_ms(waited_ms);
+        self.grant_epochs.stamp(now, fence)
+    }
+
+    /// Counts the end at `now` of a lease granted with `stamp` and fence `fence`.
+    #[inline]
+    pub(super) fn on_lease_end(
+        &mut self,
+        ns: Namespace,
+        end: LeaseEnd,
+        now: Millis,
+        stamp: GrantStamp,
+        fence: u64,
+    ) {
+        let granted = self.grant_epochs.granted_at(stamp, fence);
+        let m = &mut self.namespaces[ns as usize];
+        match end {
+            LeaseEnd::Release => m.releases_total += 1,
+            LeaseEnd::Expiry => m.lease_expirations_total += 1,
+            LeaseEnd::Disconnect => m.disconnect_releases_total += 1,
+        }
+        m.hold.observe_ms(now.since(granted));
+    }
+}
+
+/// Why a lease ended, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LeaseEnd {
+    /// `r`/`sr` with its token.
+    Release,
+    /// Its lease ran out.
+    Expiry,
+    /// Its owner's connection ended (auto-release).
+    Disconnect,
+}
+
+/// The low 24 bits of a lease's grant time in milliseconds.
+///
+/// A lease is 64 bytes with 3 bytes of padding, and a whole `Millis` would make it 72, so the
+/// lease keeps only these bits; [`GrantEpochs`] supplies the rest from the lease's fence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct GrantStamp([u8; 3]);
+
+/// Bits of the grant time a [`GrantStamp`] keeps.
+const STAMP_BITS: u32 = 24;
+
+/// The high bits of grant times ("epochs" of 2^24 ms, about 4.7 hours), found again by fence.
+///
+/// Fences increase strictly with every grant, so the grants of one epoch are a range of fences.
+/// Each time a grant falls in another epoch than the grant before, the epoch and its first
+/// fence are recorded; a lease's epoch is then that of the last record at or below its fence.
+/// Nearly every lease ends in the epoch it was granted in or the next, so the lookup almost
+/// always stops at the last record. One record per epoch in which something was granted: about
+/// 1 900 a year.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct GrantEpochs {
+    /// `(epoch, first fence granted in it)`, in fence order.
+    records: Vec<(u64, u64)>,
+}
+
+impl GrantEpochs {
+    #[inline]
+    fn stamp(&mut self, now: Millis, fence: u64) -> GrantStamp {
+        let epoch = now.0 >> STAMP_BITS;
+        if self.records.last().is_none_or(|&(last, _)| last != epoch) {
+            self.records.push((epoch, fence));
+        }
+        let [a, b, c, ..] = now.0.to_le_bytes();
+        GrantStamp([a, b, c])
+    }
+
+    #[inline]
+    fn granted_at(&self, stamp: GrantStamp, fence: u64) -> Millis {
+        let epoch = match self.records.last() {
+            Some(&(epoch, first)) if first <= fence => epoch,
+            _ => {
+                let after = self.records.partition_point(|&(_, first)| first <= fence);
+                // Every lease was stamped, so a record at or below its fence exists.
+                after
+                    .checked_sub(1)
+                    .map_or(0, |record| self.records[record].0)
+            }
+        };
+        let [a, b, c] = stamp.0;
+        Millis(epoch << STAMP_BITS | u64::from(u32::from_le_bytes([a, b, c, 0])))
+    }
+}
+
+/// The counts that are not counters: what exists now in one namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NsGauges {
+    /// Resources (locks or semaphores) that exist, idle ones included.
+    pub keys: u64,
+    /// Leases held.
+    pub holders: u64,
+    /// Waiters queued.
+    pub waiters: u64,
+    /// Keys with at least one waiter: the candidates of [`Engine::contended`].
+    pub contended_keys: u64,
+}
+
+/// A key with waiters, as [`Engine::contended`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContendedKey {
+    /// The key as clients sent it.
+    pub key: Vec<u8>,
+    /// The connection number (`owner_conn_id` in `stats`) of the longest-standing holder (a
+    /// key with waiters always has a holder: free capacity goes to the queue at once).
+    pub holder_serial: u64,
+    /// That holder's client while it is still connected, so the server can name its peer
+    /// address; `None` if it has left (auto-release off, or its release is still queued).
+    pub holder: Option<ClientId>,
+    /// How long that holder has held it, in milliseconds.
+    pub held_ms: u64,
+    /// Leases held on the key (1 for a lock).
+    pub holders: u64,
+    /// Waiters queued on the key.
+    pub waiters: u64,
+    /// How long the first waiter has waited, in milliseconds.
+    pub oldest_wait_ms: u64,
+}
+
+impl Engine {
+    /// The engine's counters and histograms.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
+    }
+
+    /// What exists now in namespace `ns`. O(1).
+    pub fn gauges(&self, ns: Namespace) -> NsGauges {
+        let m = self.metrics.ns(ns);
+        NsGauges {
+            keys: self.keys.count(ns),
+            holders: m.holders(),
+            waiters: m.waiters(),
+            contended_keys: u64::from(self.keys.waited(ns).len()),
+        }
+    }
+
+    /// Signal subscriptions that exist now. O(1).
+    pub fn subscriptions(&self) -> u64 {
+        self.signals.len() as u64
+    }
+
+    /// Up to `n` of the most contended keys of namespace `ns`: most waiters first, then the
+    /// longest current wait, then by key; durations measured at `now`.
+    ///
+    /// Bounded work however many keys exist: only keys with waiters can rank, and the engine
+    /// keeps those on a list of their own (in the order they gained their first waiter), of
+    /// which at most [`CONTENDED_SCAN`] are examined. Past that many contended keys the ranking
+    /// is among the ones contended longest without a break, which are where the longest waits
+    /// are; [`NsGauges::contended_keys`] tells whether the cap was reached. A ranked structure
+    /// kept up to date on every queue change would be exact, but would cost every contended
+    /// acquire and grant a reordering to serve a call an operator makes once a second.
+    pub fn contended(&self, ns: Namespace, n: usize, now: Millis) -> Vec<ContendedKey> {
+        let resources = &self.keys.resources;
+        let mut candidates: Vec<(u32, u64, u32)> = Vec::new();
+        let mut cursor = self.keys.waited(ns).head();
+        while let Some(resource) = cursor {
+            if candidates.len() == CONTENDED_SCAN {
+                break;
+            }
+            let r = &resources[resource as usize];
+            let oldest = r
+                .queue
+                .head()
+                .map_or(0, |w| now.since(self.waiters[w as usize].enqueued_at));
+            candidates.push((r.queue.len(), oldest, resource));
+            cursor = self.keys.next_waited(resource);
+        }
+        let rank = |a: &(u32, u64, u32), b: &(u32, u64, u32)| {
+            b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then_with(|| {
+                resources[a.2 as usize]
+                    .key
+                    .cmp(&resources[b.2 as usize].key)
+            })
+        };
+        if candidates.len() > n && n > 0 {
+            candidates.select_nth_unstable_by(n - 1, rank);
+        }
+        candidates.truncate(n);
+        candidates.sort_unstable_by(rank);
+        candidates
+            .into_iter()
+            .map(|(waiters, oldest_wait_ms, resource)| {
+                let r = &resources[resource as usize];
+                let head = r.holders.head().map(|lease| &self.leases[lease as usize]);
+                ContendedKey {
+                    key: r.key.to_vec(),
+                    holder_serial: head.map_or(0, |l| l.owner.serial),
+                    holder: head
+                        .map(|l| l.owner.client)
+                        .filter(|&client| self.clients.contains(client)),
+                    held_ms: head.map_or(0, |l| {
+                        let granted = self
+                            .metrics
+                            .grant_epochs
+                            .granted_at(l.granted, l.token.fence);
+                        now.since(granted)
+                    }),
+                    holders: u64::from(r.holders.len()),
+                    waiters: u64::from(waiters),
+                    oldest_wait_ms,
+                }
+            })
+            .collect()
+    }
+
+    /// Panics if the gauges disagree with the state they summarise. For
+    /// [`Engine::check_invariants`].
+    pub(super) fn check_metrics(&self) {
+        for ns in [Namespace::Lock, Namespace::Semaphore] {
+            let resources = || {
+                self.keys
+                    .resources
+                    .iter()
+                    .filter(move |(_, r)| r.ns() == ns)
+            };
+            let gauges = self.gauges(ns);
+            assert_eq!(gauges.keys, resources().count() as u64, "{ns:?} keys gauge");
+            let holders: u64 = resources().map(|(_, r)| u64::from(r.holders.len())).sum();
+            assert_eq!(gauges.holders, holders, "{ns:?} holders gauge");
+            let waiters: u64 = resources().map(|(_, r)| u64::from(r.queue.len())).sum();
+            assert_eq!(gauges.waiters, waiters, "{ns:?} waiters gauge");
+            let contended = resources().filter(|(_, r)| !r.queue.is_empty()).count();
+            assert_eq!(
+                gauges.contended_keys, contended as u64,
+                "{ns:?} contended keys"
+            );
+        }
+        for (slot, lease) in self.leases.iter() {
+            let granted = self
+                .metrics
+                .grant_epochs
+                .granted_at(lease.granted, lease.token.fence);
+            // Granted at some `now`, and every expiry since was set to a later `now` plus a lease.
+            assert!(
+                granted <= self.expiry(slot as u32),
+                "lease {slot} granted after it expires"
+            );
+        }
+    }
+}
