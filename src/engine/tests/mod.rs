@@ -15,6 +15,7 @@ mod fifo;
 mod harness;
 mod idle_gc;
 mod limits;
+mod metrics;
 mod mixed;
 mod release;
 mod renew;
