@@ -65,13 +65,17 @@ pub const BUCKET_LE: [&str; BUCKETS] = [
 
 /// The bucket a duration of `us` microseconds falls in: the smallest `k` with
 /// `us <= 10 µs × 2^k`, or the unbounded bucket past the last bound.
-///
-/// With `q = ceil(us / 10)`, `us <= 10 × 2^k` is `q <= 2^k`, whose smallest solution is the bit
-/// length of `q - 1`; `leading_zeros` gives that in one instruction. The division by a
-/// constant compiles to a multiplication.
 #[inline]
 pub const fn bucket_index(us: u64) -> usize {
-    let q = us.div_ceil(FIRST_BOUND_US);
+    bucket_of_tens(us.div_ceil(FIRST_BOUND_US))
+}
+
+/// The bucket of a duration of `q` tens of microseconds, rounded up.
+///
+/// `us <= 10 × 2^k` is `q <= 2^k`, whose smallest solution is the bit length of `q - 1`:
+/// `leading_zeros` gives that in one instruction, with no search over the bounds.
+#[inline]
+const fn bucket_of_tens(q: u64) -> usize {
     let bits = (u64::BITS - q.saturating_sub(1).leading_zeros()) as usize;
     if bits < FINITE_BUCKETS {
         bits
@@ -82,14 +86,16 @@ pub const fn bucket_index(us: u64) -> usize {
 
 /// A histogram of durations over the fixed buckets of [`bucket_bound_us`].
 ///
-/// Counts are kept per bucket (not cumulative), so an observation increments one bucket, the
-/// total count and the sum; the encoder accumulates them when it writes `_bucket` lines.
+/// Counts are kept per bucket (not cumulative), so an observation increments one bucket and
+/// adds to the sum; the total count is the sum of the buckets, added up when read rather than
+/// kept on every observation. The encoder accumulates the buckets when it writes `_bucket`
+/// lines.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Histogram {
     buckets: [u64; BUCKETS],
-    count: u64,
-    /// Sum of the observations in microseconds, saturating (it would take half a million
-    /// years of summed durations to get there).
+    /// Sum of the observations in microseconds. Wraps after 584 000 years of summed durations
+    /// (one observation is at most [`MAX_MS`]), which a saturating addition would cost every
+    /// observation to guard against.
     sum_us: u64,
 }
 
@@ -99,12 +105,15 @@ impl Default for Histogram {
     }
 }
 
+/// Longest duration in milliseconds whose microseconds fit a `u64`; longer ones are recorded
+/// as this (they land in the unbounded bucket either way).
+pub const MAX_MS: u64 = u64::MAX / 1000;
+
 impl Histogram {
     /// An empty histogram.
     pub const fn new() -> Histogram {
         Histogram {
             buckets: [0; BUCKETS],
-            count: 0,
             sum_us: 0,
         }
     }
@@ -113,14 +122,22 @@ impl Histogram {
     #[inline]
     pub fn observe_us(&mut self, us: u64) {
         self.buckets[bucket_index(us)] += 1;
-        self.count += 1;
-        self.sum_us = self.sum_us.saturating_add(us);
+        self.sum_us = self.sum_us.wrapping_add(us);
     }
 
-    /// Records a duration of `ms` milliseconds (the engine clock's resolution).
+    /// Records a duration of `ms` milliseconds (the engine clock's resolution). Whole
+    /// milliseconds are whole hundreds of tens of microseconds, so the bucket needs no
+    /// division. 0 (an immediate grant, a lock released within the millisecond it was taken:
+    /// the common case) only increments the first bucket.
     #[inline]
     pub fn observe_ms(&mut self, ms: u64) {
-        self.observe_us(ms.saturating_mul(1000));
+        if ms == 0 {
+            self.buckets[0] += 1;
+            return;
+        }
+        let ms = ms.min(MAX_MS);
+        self.buckets[bucket_of_tens(ms * 100)] += 1;
+        self.sum_us = self.sum_us.wrapping_add(ms * 1000);
     }
 
     /// How many observations fell in each bucket, the last being the unbounded one; not
@@ -129,9 +146,9 @@ impl Histogram {
         &self.buckets
     }
 
-    /// Number of observations.
+    /// Number of observations: the sum of the buckets.
     pub fn count(&self) -> u64 {
-        self.count
+        self.buckets.iter().sum()
     }
 
     /// Sum of the observations in microseconds.
@@ -369,8 +386,8 @@ pub fn write_histogram_series(
         series_line(out, name, "_bucket", labels, Some(le), &cumulative);
     }
     series_line(out, name, "_sum", labels, None, &Micros(histogram.sum_us));
-    // The +Inf bucket is cumulative over every bucket, so it equals the count by construction.
-    series_line(out, name, "_count", labels, None, &histogram.count);
+    // The +Inf bucket is cumulative over every bucket: the count.
+    series_line(out, name, "_count", labels, None, &cumulative);
 }
 
 /// Appends a whole histogram family: the header, then the series of each `(labels,
@@ -439,6 +456,21 @@ mod tests {
     }
 
     #[test]
+    fn milliseconds_land_where_their_microseconds_do() {
+        let mut ms_values = vec![0, 1, 2, 9, 10, 11, 1_000, MAX_MS - 1, MAX_MS, u64::MAX];
+        for k in 0..FINITE_BUCKETS {
+            let bound_ms = bucket_bound_us(k).unwrap() / 1000;
+            ms_values.extend([bound_ms.saturating_sub(1), bound_ms, bound_ms + 1]);
+        }
+        for ms in ms_values {
+            let (mut by_ms, mut by_us) = (Histogram::new(), Histogram::new());
+            by_ms.observe_ms(ms);
+            by_us.observe_us(ms.min(MAX_MS) * 1000);
+            assert_eq!(by_ms, by_us, "{ms} ms");
+        }
+    }
+
+    #[test]
     fn the_buckets_span_10_microseconds_to_past_5_minutes() {
         assert_eq!(bucket_bound_us(0), Some(10));
         let last = bucket_bound_us(FINITE_BUCKETS - 1).unwrap();
@@ -491,8 +523,13 @@ mod tests {
         expected[7] = 1; // 1 000 µs <= 1 280 µs
         expected[FINITE_BUCKETS] = 1;
         assert_eq!(h.buckets(), &expected);
+        let sum = h.sum_us();
         h.observe_ms(u64::MAX);
-        assert_eq!(h.sum_us(), u64::MAX, "the sum saturates");
+        assert_eq!(
+            h.sum_us(),
+            sum.wrapping_add(MAX_MS * 1000),
+            "one observation is capped"
+        );
     }
 
     #[test]

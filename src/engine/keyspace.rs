@@ -216,8 +216,8 @@ impl Keyspace {
     /// A resource with waiters is never on it (its link then serves the waited list).
     fn is_listed(&self, index: u32) -> bool {
         let resource = &self.resources[index as usize];
-        resource.queue.is_empty()
-            && (!resource.list_link.is_detached() || self.idle.head() == Some(index))
+        (!resource.list_link.is_detached() || self.idle.head() == Some(index))
+            && resource.queue.is_empty()
     }
 
     /// Call when `index`'s queue goes from empty to one waiter: puts it on its namespace's

@@ -79,7 +79,7 @@ impl Engine {
             Response::ErrorMaxWaiters
         } else if timeout_s == 0 {
             // A try-lock never jumps the queue: it would have joined at the tail, so it fails.
-            self.metrics.ns_mut(ns).acquire_timeouts_total += 1;
+            self.metrics.ns_mut(ns).count_timeout();
             Response::Timeout
         } else {
             let deadline = now.plus_secs(timeout_s);
@@ -224,7 +224,7 @@ impl Engine {
             }
             Some(TwoPhase::Queued(waiter)) if timeout_s == 0 => {
                 self.remove_waiter(now, waiter);
-                self.metrics.ns_mut(ns).acquire_timeouts_total += 1;
+                self.metrics.ns_mut(ns).count_timeout();
                 Response::Timeout
             }
             Some(TwoPhase::Queued(waiter)) => {
@@ -283,7 +283,7 @@ impl Engine {
             let client = self.waiters[waiter as usize].client;
             self.remove_waiter(now, waiter);
             let ns = self.keys.resources[resource as usize].ns();
-            self.metrics.ns_mut(ns).acquire_timeouts_total += 1;
+            self.metrics.ns_mut(ns).count_timeout();
             out.reply(client, Response::Timeout);
         }
     }

@@ -16,41 +16,68 @@ use crate::protocol::Namespace;
 /// Counters and histograms of one namespace (`ns="lock"` or `ns="semaphore"`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NsMetrics {
-    /// Leases granted: at once, or to a waiter (a two-phase one included, when it is granted,
-    /// not when `w` collects it).
-    pub grants_total: u64,
-    /// Leases ended by `r`/`sr` (an expired lease not yet swept included: the release
-    /// succeeds).
-    pub releases_total: u64,
-    /// Leases that ran out without a release: their expiry, found by the timer or by a later
-    /// request that met them (an acquire, `n`/`sn`, `w`/`sw`). Lost locks.
-    pub lease_expirations_total: u64,
-    /// Leases released because their owner's connection ended (auto-release on).
-    pub disconnect_releases_total: u64,
-    /// `l`/`sl`/`w`/`sw` answered `timeout`: a wait that timed out, or a try (timeout 0) that
-    /// found no free capacity.
-    pub acquire_timeouts_total: u64,
-    /// Time from joining the queue to being granted; 0 for a grant at once.
-    pub wait: Histogram,
-    /// Time from grant to release, expiry or disconnect release.
-    pub hold: Histogram,
+    /// Lease ends by [`LeaseEnd`]: an array, so counting an end is one indexed addition.
+    ends: [u64; 3],
+    acquire_timeouts: u64,
+    wait: Histogram,
+    hold: Histogram,
     /// Waiters queued now (gauge).
     pub(super) waiters: u64,
 }
 
 impl NsMetrics {
-    /// Leases held now: every grant not yet ended. Every lease ends exactly once, as a
-    /// release, an expiration or a disconnect release.
+    /// Leases granted: at once, or to a waiter (a two-phase one included, when it is granted,
+    /// not when `w` collects it). Every grant records its wait, so this is the wait
+    /// histogram's count rather than a counter of its own.
+    pub fn grants_total(&self) -> u64 {
+        self.wait.count()
+    }
+
+    /// Leases ended by `r`/`sr` (an expired lease not yet swept included: the release
+    /// succeeds).
+    pub fn releases_total(&self) -> u64 {
+        self.ends[LeaseEnd::Release as usize]
+    }
+
+    /// Leases that ran out without a release: their expiry, found by the timer or by a later
+    /// request that met them (an acquire, `n`/`sn`, `w`/`sw`). Lost locks.
+    pub fn lease_expirations_total(&self) -> u64 {
+        self.ends[LeaseEnd::Expiry as usize]
+    }
+
+    /// Leases released because their owner's connection ended (auto-release on).
+    pub fn disconnect_releases_total(&self) -> u64 {
+        self.ends[LeaseEnd::Disconnect as usize]
+    }
+
+    /// `l`/`sl`/`w`/`sw` answered `timeout`: a wait that timed out, or a try (timeout 0) that
+    /// found no free capacity.
+    pub fn acquire_timeouts_total(&self) -> u64 {
+        self.acquire_timeouts
+    }
+
+    /// Time from joining the queue to being granted; 0 for a grant at once.
+    pub fn wait(&self) -> &Histogram {
+        &self.wait
+    }
+
+    /// Time from grant to release, expiry or disconnect release.
+    pub fn hold(&self) -> &Histogram {
+        &self.hold
+    }
+
+    /// Leases held now: every grant not yet ended (each lease ends exactly once).
     pub fn holders(&self) -> u64 {
-        self.grants_total
-            - self.releases_total
-            - self.lease_expirations_total
-            - self.disconnect_releases_total
+        self.grants_total() - self.ends.iter().sum::<u64>()
     }
 
     /// Waiters queued now: blocking acquires and two-phase entries not yet granted.
     pub fn waiters(&self) -> u64 {
         self.waiters
+    }
+
+    pub(super) fn count_timeout(&mut self) {
+        self.acquire_timeouts += 1;
     }
 }
 
@@ -59,10 +86,8 @@ impl NsMetrics {
 pub struct EngineMetrics {
     /// Indexed by `Namespace as usize`.
     namespaces: [NsMetrics; 2],
-    /// `signal` requests accepted (each counts once, whether it reached anyone or not).
-    pub signals_published_total: u64,
-    /// Signal pushes handed to subscribers' outputs.
-    pub signal_deliveries_total: u64,
+    signals_published: u64,
+    signal_deliveries: u64,
     /// Recovers the grant time of a lease from its fence and low bits; see [`GrantStamp`].
     grant_epochs: GrantEpochs,
 }
@@ -73,8 +98,27 @@ impl EngineMetrics {
         &self.namespaces[ns as usize]
     }
 
+    /// `signal` requests accepted (each counts once, whether it reached anyone or not).
+    pub fn signals_published_total(&self) -> u64 {
+        self.signals_published
+    }
+
+    /// Signal pushes handed to subscribers' outputs.
+    pub fn signal_deliveries_total(&self) -> u64 {
+        self.signal_deliveries
+    }
+
     pub(super) fn ns_mut(&mut self, ns: Namespace) -> &mut NsMetrics {
         &mut self.namespaces[ns as usize]
+    }
+
+    pub(super) fn count_publish(&mut self) {
+        self.signals_published += 1;
+    }
+
+    /// The count of copies placed, for the publish code to add to as it delivers.
+    pub(super) fn deliveries_mut(&mut self) -> &mut u64 {
+        &mut self.signal_deliveries
     }
 
     /// Counts a grant at `now` of a lease with fence `fence` that waited `waited_ms`, and
@@ -87,9 +131,7 @@ impl EngineMetrics {
         fence: u64,
         waited_ms: u64,
     ) -> GrantStamp {
-        let m = self.ns_mut(ns);
-        m.grants_total += 1;
-        m.wait.observe_ms(waited_ms);
+        self.ns_mut(ns).wait.observe_ms(waited_ms);
         self.grant_epochs.stamp(now, fence)
     }
 
@@ -105,11 +147,7 @@ impl EngineMetrics {
     ) {
         let granted = self.grant_epochs.granted_at(stamp, fence);
         let m = &mut self.namespaces[ns as usize];
-        match end {
-            LeaseEnd::Release => m.releases_total += 1,
-            LeaseEnd::Expiry => m.lease_expirations_total += 1,
-            LeaseEnd::Disconnect => m.disconnect_releases_total += 1,
-        }
+        m.ends[end as usize] += 1;
         m.hold.observe_ms(now.since(granted));
     }
 }
@@ -118,11 +156,11 @@ impl EngineMetrics {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum LeaseEnd {
     /// `r`/`sr` with its token.
-    Release,
+    Release = 0,
     /// Its lease ran out.
-    Expiry,
+    Expiry = 1,
     /// Its owner's connection ended (auto-release).
-    Disconnect,
+    Disconnect = 2,
 }
 
 /// The low 24 bits of a lease's grant time in milliseconds.
@@ -132,6 +170,13 @@ pub(super) enum LeaseEnd {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct GrantStamp([u8; 3]);
 
+impl GrantStamp {
+    fn low_bits(self) -> u64 {
+        let [a, b, c] = self.0;
+        u64::from(u32::from_le_bytes([a, b, c, 0]))
+    }
+}
+
 /// Bits of the grant time a [`GrantStamp`] keeps.
 const STAMP_BITS: u32 = 24;
 
@@ -140,40 +185,53 @@ const STAMP_BITS: u32 = 24;
 /// Fences increase strictly with every grant, so the grants of one epoch are a range of fences.
 /// Each time a grant falls in another epoch than the grant before, the epoch and its first
 /// fence are recorded; a lease's epoch is then that of the last record at or below its fence.
-/// Nearly every lease ends in the epoch it was granted in or the next, so the lookup almost
-/// always stops at the last record. One record per epoch in which something was granted: about
-/// 1 900 a year.
+/// The latest record is kept apart, so a grant and nearly every lease end (in the epoch of its
+/// grant) compare with two fields and never touch the older records. One record per epoch in
+/// which something was granted: about 1 900 a year.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct GrantEpochs {
-    /// `(epoch, first fence granted in it)`, in fence order.
-    records: Vec<(u64, u64)>,
+    /// The epoch of the latest grant.
+    epoch: u64,
+    /// The first fence granted in `epoch`.
+    first_fence: u64,
+    /// `(epoch, first fence granted in it)` of the epochs before, in fence order.
+    older: Vec<(u64, u64)>,
 }
 
 impl GrantEpochs {
     #[inline]
     fn stamp(&mut self, now: Millis, fence: u64) -> GrantStamp {
         let epoch = now.0 >> STAMP_BITS;
-        if self.records.last().is_none_or(|&(last, _)| last != epoch) {
-            self.records.push((epoch, fence));
+        if epoch != self.epoch {
+            self.start_epoch(epoch, fence);
         }
         let [a, b, c, ..] = now.0.to_le_bytes();
         GrantStamp([a, b, c])
     }
 
+    #[cold]
+    fn start_epoch(&mut self, epoch: u64, fence: u64) {
+        self.older.push((self.epoch, self.first_fence));
+        self.epoch = epoch;
+        self.first_fence = fence;
+    }
+
     #[inline]
     fn granted_at(&self, stamp: GrantStamp, fence: u64) -> Millis {
-        let epoch = match self.records.last() {
-            Some(&(epoch, first)) if first <= fence => epoch,
-            _ => {
-                let after = self.records.partition_point(|&(_, first)| first <= fence);
-                // Every lease was stamped, so a record at or below its fence exists.
-                after
-                    .checked_sub(1)
-                    .map_or(0, |record| self.records[record].0)
-            }
+        let epoch = if fence >= self.first_fence {
+            self.epoch
+        } else {
+            self.older_epoch(fence)
         };
-        let [a, b, c] = stamp.0;
-        Millis(epoch << STAMP_BITS | u64::from(u32::from_le_bytes([a, b, c, 0])))
+        Millis(epoch << STAMP_BITS | stamp.low_bits())
+    }
+
+    fn older_epoch(&self, fence: u64) -> u64 {
+        let after = self.older.partition_point(|&(_, first)| first <= fence);
+        // The first record is the starting state (epoch 0, fence 0), at or below every fence.
+        after
+            .checked_sub(1)
+            .map_or(0, |record| self.older[record].0)
     }
 }
 

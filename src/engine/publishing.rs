@@ -165,7 +165,7 @@ impl Engine {
         out: &mut impl Outbox,
     ) -> Outcome {
         let Signal { channel, payload } = cmd;
-        self.metrics.signals_published_total += 1;
+        self.metrics.count_publish();
         let push = Push::new(channel, payload, &self.line_gauge);
         let work = &mut self.signal_work;
         if work.busy() {
@@ -176,7 +176,7 @@ impl Engine {
             return Outcome::Waiting;
         }
         self.signals.begin_publish(channel);
-        let delivered = &mut self.metrics.signal_deliveries_total;
+        let delivered = self.metrics.deliveries_mut();
         if let Some(count) = continue_publish(&mut self.signals, work, &push, delivered, out) {
             out.reply(client, Response::Delivered { count });
             return Outcome::Answered;
@@ -230,7 +230,7 @@ impl Engine {
             if let Some(current) = self.signal_work.current.take() {
                 let push = Push::of_line(&current.line);
                 let work = &mut self.signal_work;
-                let delivered = &mut self.metrics.signal_deliveries_total;
+                let delivered = self.metrics.deliveries_mut();
                 let Some(count) = continue_publish(&mut self.signals, work, &push, delivered, out)
                 else {
                     self.signal_work.current = Some(current);
@@ -262,10 +262,7 @@ impl Engine {
             SignalOp::Publish { client, line } => {
                 self.signals.begin_publish(line.channel());
                 let push = Push::of_line(&line);
-                let (work, delivered) = (
-                    &mut self.signal_work,
-                    &mut self.metrics.signal_deliveries_total,
-                );
+                let (work, delivered) = (&mut self.signal_work, self.metrics.deliveries_mut());
                 match continue_publish(&mut self.signals, work, &push, delivered, out) {
                     Some(count) => answer_publish(client, count, out),
                     None => {

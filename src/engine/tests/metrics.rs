@@ -33,11 +33,11 @@ fn buckets_of(ms: &[u64]) -> [u64; BUCKETS] {
 fn counters(h: &Harness, ns: Namespace) -> (u64, u64, u64, u64, u64) {
     let m = h.m(ns);
     (
-        m.grants_total,
-        m.releases_total,
-        m.lease_expirations_total,
-        m.disconnect_releases_total,
-        m.acquire_timeouts_total,
+        m.grants_total(),
+        m.releases_total(),
+        m.lease_expirations_total(),
+        m.disconnect_releases_total(),
+        m.acquire_timeouts_total(),
     )
 }
 
@@ -90,10 +90,10 @@ fn lock_counters_move_by_exactly_what_each_operation_implies() {
     assert_eq!(counters(&h, Lock), (3, 1, 1, 1, 2));
 
     let m = h.m(Lock);
-    assert_eq!(m.wait.buckets(), &buckets_of(&[0, 2_500, 0]));
-    assert_eq!(m.wait.sum_us(), 2_500_000);
-    assert_eq!(m.hold.buckets(), &buckets_of(&[2_500, 5_000, 1_500]));
-    assert_eq!(m.hold.sum_us(), 9_000_000);
+    assert_eq!(m.wait().buckets(), &buckets_of(&[0, 2_500, 0]));
+    assert_eq!(m.wait().sum_us(), 2_500_000);
+    assert_eq!(m.hold().buckets(), &buckets_of(&[2_500, 5_000, 1_500]));
+    assert_eq!(m.hold().sum_us(), 9_000_000);
     assert_eq!(counters(&h, Semaphore), (0, 0, 0, 0, 0));
     let g = h.gauges(Lock);
     assert_eq!(
@@ -134,8 +134,8 @@ fn semaphore_counters_are_kept_apart_from_lock_counters() {
     assert_eq!(counters(&h, Semaphore), (4, 1, 0, 1, 0));
     assert_eq!(counters(&h, Lock), (1, 0, 0, 0, 0));
     let m = h.m(Semaphore);
-    assert_eq!(m.wait.buckets(), &buckets_of(&[0, 0, 100, 300]));
-    assert_eq!(m.hold.buckets(), &buckets_of(&[100, 300]));
+    assert_eq!(m.wait().buckets(), &buckets_of(&[0, 0, 100, 300]));
+    assert_eq!(m.hold().buckets(), &buckets_of(&[100, 300]));
     let g = h.gauges(Semaphore);
     assert_eq!(
         (g.keys, g.holders, g.waiters, g.contended_keys),
@@ -175,10 +175,10 @@ fn two_phase_waits_run_from_the_enqueue_and_timeouts_and_lost_grants_count() {
     h.at(8_000);
     assert_eq!(h.ask(c, "r", "k", &tc.to_string()), Response::Ok);
     let m = h.m(Lock);
-    assert_eq!(m.wait.buckets(), &buckets_of(&[0, 3_000, 5_000]));
-    assert_eq!(m.wait.sum_us(), 8_000_000);
-    assert_eq!(m.hold.buckets(), &buckets_of(&[4_000, 2_000, 2_000]));
-    assert_eq!(m.hold.sum_us(), 8_000_000);
+    assert_eq!(m.wait().buckets(), &buckets_of(&[0, 3_000, 5_000]));
+    assert_eq!(m.wait().sum_us(), 8_000_000);
+    assert_eq!(m.hold().buckets(), &buckets_of(&[4_000, 2_000, 2_000]));
+    assert_eq!(m.hold().sum_us(), 8_000_000);
     assert_eq!(counters(&h, Lock), (3, 2, 1, 0, 1));
     h.finish();
 }
@@ -194,7 +194,7 @@ fn a_collected_grant_that_ran_out_counts_as_an_expiration() {
     h.skip_to(1_500);
     assert_eq!(h.ask(b, "w", "k", "0"), Response::ErrorLeaseExpired);
     assert_eq!(counters(&h, Lock), (2, 1, 1, 0, 0));
-    assert_eq!(h.m(Lock).hold.sum_us(), 1_500_000);
+    assert_eq!(h.m(Lock).hold().sum_us(), 1_500_000);
     h.finish();
 }
 
@@ -218,7 +218,7 @@ fn hold_times_stay_exact_across_many_hours_and_lease_lengths() {
     );
     h.at(5 * epoch + 11);
     assert_eq!(h.ask(a, "r", "long", &long.to_string()), Response::Ok);
-    let hold = &h.m(Lock).hold;
+    let hold = h.m(Lock).hold();
     assert_eq!(hold.count(), 2);
     assert_eq!(hold.sum_us(), (6 + 5 * epoch + 11) * 1000);
     assert_eq!(hold.buckets()[bucket_index(6_000)], 1);
@@ -243,8 +243,8 @@ fn signals_count_publishes_and_copies_delivered() {
     );
     assert_eq!(h.pushes().len(), 2);
     let metrics = h.engine.metrics();
-    assert_eq!(metrics.signals_published_total, 2);
-    assert_eq!(metrics.signal_deliveries_total, 2);
+    assert_eq!(metrics.signals_published_total(), 2);
+    assert_eq!(metrics.signal_deliveries_total(), 2);
     h.disconnect(a);
     h.run_due();
     assert_eq!(h.engine.subscriptions(), 1);
