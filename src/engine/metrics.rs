@@ -303,8 +303,10 @@ impl Engine {
     /// acquire and grant a reordering to serve a call an operator makes once a second.
     pub fn contended(&self, ns: Namespace, n: usize, now: Millis) -> Vec<ContendedKey> {
         let resources = &self.keys.resources;
-        let mut candidates: Vec<(u32, u64, u32)> = Vec::new();
-        let mut cursor = self.keys.waited(ns).head();
+        let waited = self.keys.waited(ns);
+        let mut candidates: Vec<(u32, u64, u32)> =
+            Vec::with_capacity((waited.len() as usize).min(CONTENDED_SCAN));
+        let mut cursor = waited.head();
         while let Some(resource) = cursor {
             if candidates.len() == CONTENDED_SCAN {
                 break;
