@@ -82,3 +82,11 @@ pub const TRIM_BUDGET: usize = 4096;
 /// (`Engine::contended`). Each costs a couple of cache misses (the resource and its first
 /// waiter), so both namespaces together stay within about a millisecond, like a `stats` step.
 pub const CONTENDED_SCAN: usize = 1024;
+
+/// HTTP connections accepted by the monitoring endpoint per turn.
+pub const HTTP_ACCEPTS_PER_TURN: usize = 16;
+
+/// HTTP requests the monitoring endpoint answers per turn, all its connections together. A
+/// `/metrics` answer is a few kilobytes encoded from counters (no per-key series), so this
+/// bounds the endpoint's share of a turn.
+pub const HTTP_REQUESTS_PER_TURN: usize = 8;

@@ -65,6 +65,11 @@ impl Clock {
         }
     }
 
+    /// Microseconds since construction: for timing the loop's own turns.
+    pub fn now_us(&self) -> u64 {
+        self.origin.elapsed().as_micros() as u64
+    }
+
     /// The current time, rounded down to the millisecond.
     pub fn now(&self) -> Millis {
         Millis(self.origin.elapsed().as_millis() as u64)

@@ -98,6 +98,14 @@ fn run(config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), St
     server
         .handle_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if let Some(addr) = &config.metrics_addr {
+        std::net::TcpListener::bind(addr)
+            .and_then(|listener| server.serve_metrics(listener))
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    }
+    if let Some(addr) = server.metrics_addr() {
+        info!("metrics on http://{addr}/metrics");
+    }
     info!(
         "dflockd {} listening on {} (default lease {}s, max locks {}, read timeout {}s, \
          auto-release {}, auth {}, tls {}, cpu {}, busy-poll {})",

@@ -76,6 +76,10 @@ pub struct Config {
     pub auth_token: Option<Secret>,
     /// Whether debug-level logging is on.
     pub debug: bool,
+    /// Where the monitoring endpoint listens (`HOST:PORT`), if anywhere.
+    pub metrics_addr: Option<String>,
+    /// Open HTTP connections the monitoring endpoint allows.
+    pub metrics_max_connections: usize,
     /// How log lines are written.
     pub log_format: LogFormat,
     /// Whether connection opens and closes are logged at info level.

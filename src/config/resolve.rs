@@ -114,6 +114,11 @@ impl Resolver<'_> {
             auth_token: self.auth_token()?,
             debug: self.get(&DEBUG, parse_bool)?,
             log_format: self.get(&LOG_FORMAT, parse_log_format)?,
+            metrics_addr: self
+                .optional(&METRICS_ADDR, parse_host_port)?
+                .map(|addr| addr.value),
+            metrics_max_connections: self
+                .get(&METRICS_MAX_CONNECTIONS, bounded(1, usize::MAX, "number"))?,
             log_connections: self.get(&LOG_CONNECTIONS, parse_bool)?,
             max_input_buffer: self.get(&MAX_INPUT_BUFFER, bytes(MIN_INPUT_BUFFER))?,
             max_pending_output,
@@ -369,6 +374,18 @@ pub(super) fn parse_bool(text: &str) -> Result<bool, String> {
             "{text:?} is not a boolean: use true/false, yes/no or 1/0"
         )),
     }
+}
+
+/// `HOST:PORT`: a host name or IP literal (IPv6 in brackets) and a port. The name is resolved
+/// when the server binds, at start-up.
+pub(super) fn parse_host_port(text: &str) -> Result<String, String> {
+    let invalid = || format!("{text:?} is not HOST:PORT");
+    let (host, port) = text.rsplit_once(':').ok_or_else(invalid)?;
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    if host.is_empty() || (bare.is_none() && host.contains(':')) || port.parse::<u16>().is_err() {
+        return Err(invalid());
+    }
+    Ok(text.to_owned())
 }
 
 /// `text` or `json`.

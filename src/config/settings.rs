@@ -279,6 +279,20 @@ pub(super) const DEBUG: Setting = Setting::switch(
     "false",
     "Log at debug level",
 );
+pub(super) const METRICS_ADDR: Setting = Setting::value(
+    "metrics-addr",
+    "DFLOCKD_METRICS_ADDR",
+    "HOST:PORT",
+    None,
+    "Serve /metrics, /healthz and /readyz over plain HTTP here (off when unset; keep it on loopback or a private network)",
+);
+pub(super) const METRICS_MAX_CONNECTIONS: Setting = Setting::value(
+    "metrics-max-connections",
+    "DFLOCKD_METRICS_MAX_CONNECTIONS",
+    "N",
+    Some("64"),
+    "Open HTTP connections the monitoring endpoint allows; more are closed at once (>= 1)",
+);
 pub(super) const LOG_FORMAT: Setting = Setting::value(
     "log-format",
     "DFLOCKD_LOG_FORMAT",
@@ -368,6 +382,8 @@ pub(super) const SETTINGS: &[&Setting] = &[
     &AUTH_TOKEN,
     &AUTH_TOKEN_FILE,
     &DEBUG,
+    &METRICS_ADDR,
+    &METRICS_MAX_CONNECTIONS,
     &LOG_FORMAT,
     &LOG_CONNECTIONS,
     &MAX_INPUT_BUFFER,

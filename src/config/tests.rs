@@ -79,6 +79,11 @@ fn field(config: &Config, flag: &str) -> String {
         "busy-poll" => config.busy_poll.to_string(),
         "log-connections" => config.log_connections.to_string(),
         "log-format" => format!("{:?}", config.log_format).to_lowercase(),
+        "metrics-addr" => config
+            .metrics_addr
+            .clone()
+            .unwrap_or_else(|| "unset".to_owned()),
+        "metrics-max-connections" => config.metrics_max_connections.to_string(),
         _ => panic!("no field for --{flag}"),
     }
 }
@@ -111,6 +116,8 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
     ("accept-batch", "DFLOCKD_ACCEPT_BATCH", "64", "1", "1024"),
     ("cpu", "DFLOCKD_CPU", "unset", "0", "3"),
     ("log-format", "DFLOCKD_LOG_FORMAT", "text", "json", "text"),
+    ("metrics-addr", "DFLOCKD_METRICS_ADDR", "unset", "127.0.0.1:9388", "[::1]:0"),
+    ("metrics-max-connections", "DFLOCKD_METRICS_MAX_CONNECTIONS", "64", "1", "1000"),
 ];
 
 /// (flag, negated flag, variable, default) for every boolean switch.
@@ -155,6 +162,9 @@ const BAD_VALUES: &[(&str, &str, &str)] = &[
     ("busy-poll", "DFLOCKD_BUSY_POLL", "2"),
     ("log-connections", "DFLOCKD_LOG_CONNECTIONS", "sometimes"),
     ("log-format", "DFLOCKD_LOG_FORMAT", "xml"),
+    ("metrics-addr", "DFLOCKD_METRICS_ADDR", "9388"),
+    ("metrics-addr", "DFLOCKD_METRICS_ADDR", "::1:9388"),
+    ("metrics-max-connections", "DFLOCKD_METRICS_MAX_CONNECTIONS", "0"),
 ];
 
 /// Every seconds setting, for the upper bound.

@@ -271,7 +271,7 @@ impl Engine {
         self.clients.insert(client, serial);
     }
 
-    /// Applies one request of `client` at time `now`. `Stats`, `Ping` and `Auth` are the
+    /// Applies one request of `client` at time `now`. `Stats`, `Info`, `Ping` and `Auth` are the
     /// server's business and are answered with `error` here.
     pub fn apply(
         &mut self,
@@ -300,7 +300,7 @@ impl Engine {
             Request::Listen(cmd) => self.change_subscription(Change::Listen, client, cmd, out),
             Request::Unlisten(cmd) => self.change_subscription(Change::Unlisten, client, cmd, out),
             Request::Signal(cmd) => self.signal(client, cmd, out),
-            Request::Stats | Request::Ping | Request::Auth(_) => {
+            Request::Stats | Request::Ping | Request::Auth(_) | Request::Info => {
                 out.reply(client, Response::Error);
                 Outcome::Answered
             }

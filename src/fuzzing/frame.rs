@@ -272,7 +272,7 @@ fn check_fields(request: &Request<'_>) {
             check_key(key);
             assert!(timeout_s <= MAX_SECONDS, "timeout out of range");
         }
-        Request::Stats | Request::Ping => {}
+        Request::Stats | Request::Ping | Request::Info => {}
         Request::Auth(Auth { token }) => {
             if !token.is_empty() {
                 check_trimmed(token);

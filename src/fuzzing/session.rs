@@ -271,7 +271,8 @@ impl Rules {
                     )
                     || cancelled
             }
-            Request::Stats => reply == Reply::Stats,
+            // Both answer `ok <json>`.
+            Request::Stats | Request::Info => reply == Reply::Stats,
             Request::Ping => reply == Reply::Ok,
             Request::Auth(_) => reply == Reply::Bare(R::Error),
             Request::Listen(_) | Request::Unlisten(_) => {

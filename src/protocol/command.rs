@@ -29,10 +29,17 @@ pub enum Command {
     Unlisten,
     /// `signal`.
     Signal,
+    /// `info`: counters, gauges and the most contended keys (an extension; 1.x clients never
+    /// send it).
+    Info,
 }
 
+/// How many commands the protocol has.
+pub const COMMAND_COUNT: usize = 17;
+
 /// Every command and its exact, case-sensitive name: the one place command names are spelled.
-pub(super) const COMMANDS: [(&str, Command); 16] = [
+/// Listed in [`Command::index`] order.
+pub(super) const COMMANDS: [(&str, Command); COMMAND_COUNT] = [
     ("l", Command::Acquire(Namespace::Lock)),
     ("r", Command::Release(Namespace::Lock)),
     ("n", Command::Renew(Namespace::Lock)),
@@ -49,6 +56,7 @@ pub(super) const COMMANDS: [(&str, Command); 16] = [
     ("listen", Command::Listen),
     ("unlisten", Command::Unlisten),
     ("signal", Command::Signal),
+    ("info", Command::Info),
 ];
 
 impl Command {
@@ -58,6 +66,34 @@ impl Command {
             .iter()
             .find(|(known, _)| known.as_bytes() == name)
             .map(|&(_, command)| command)
+    }
+
+    /// The command's place in the command table: a dense index for per-command counters,
+    /// below [`COMMAND_COUNT`].
+    pub fn index(self) -> usize {
+        let ns = |ns: Namespace| match ns {
+            Namespace::Lock => 0,
+            Namespace::Semaphore => 5,
+        };
+        match self {
+            Command::Acquire(n) => ns(n),
+            Command::Release(n) => 1 + ns(n),
+            Command::Renew(n) => 2 + ns(n),
+            Command::Enqueue(n) => 3 + ns(n),
+            Command::Wait(n) => 4 + ns(n),
+            Command::Stats => 10,
+            Command::Ping => 11,
+            Command::Auth => 12,
+            Command::Listen => 13,
+            Command::Unlisten => 14,
+            Command::Signal => 15,
+            Command::Info => 16,
+        }
+    }
+
+    /// Every command, in index order (see [`Command::index`]).
+    pub fn all() -> impl Iterator<Item = Command> {
+        COMMANDS.iter().map(|&(_, command)| command)
     }
 
     /// The command's name as sent on the wire.
@@ -76,5 +112,20 @@ impl Command {
             Command::Signal | Command::Auth => MAX_PAYLOAD_LINE,
             _ => MAX_LINE,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_follow_the_table_and_names_round_trip() {
+        for (i, (name, command)) in COMMANDS.iter().enumerate() {
+            assert_eq!(command.index(), i, "{name}");
+            assert_eq!(Command::from_name(name.as_bytes()), Some(*command));
+            assert_eq!(command.name(), *name);
+        }
+        assert_eq!(Command::all().count(), COMMAND_COUNT);
     }
 }

@@ -14,6 +14,7 @@ pub mod frame;
 pub mod request;
 pub mod response;
 
+pub use self::command::{COMMAND_COUNT, Command};
 use crate::token::LeaseToken;
 use request::{Acquire, Auth, Enqueue, Release, Renew, Signal, Subscription, Wait};
 
@@ -65,6 +66,8 @@ pub enum Request<'a> {
     Unlisten(Subscription<'a>),
     /// `signal`: publish a payload on a literal channel.
     Signal(Signal<'a>),
+    /// `info`: a JSON object of counters, gauges and the most contended keys (an extension).
+    Info,
 }
 
 /// Why a request was rejected while parsing. On the wire every one of them is `error` and the

@@ -111,6 +111,7 @@ impl Request<'_> {
             Request::Enqueue(Enqueue { ns, .. }) => Command::Enqueue(ns),
             Request::Wait(Wait { ns, .. }) => Command::Wait(ns),
             Request::Stats => Command::Stats,
+            Request::Info => Command::Info,
             Request::Ping => Command::Ping,
             Request::Auth(_) => Command::Auth,
             Request::Listen(_) => Command::Listen,
@@ -131,6 +132,7 @@ pub fn parse<'a>(frame: &Frame<'a>) -> Result<Request<'a>, ProtoError> {
     let arg = frame.arg;
     match command {
         Command::Stats => Ok(Request::Stats),
+        Command::Info => Ok(Request::Info),
         Command::Ping => Ok(Request::Ping),
         Command::Auth => Ok(Request::Auth(Auth { token: trim(arg) })),
         Command::Acquire(ns) => acquire(ns, key(frame.key)?, arg),
@@ -578,6 +580,7 @@ mod tests {
             (b"stats\n_\n\n", Request::Stats),
             (b"stats\n\nanything goes\n", Request::Stats),
             (b"stats\na b\tc\r\n1 2 3\n", Request::Stats),
+            (b"info\n_\n\n", Request::Info),
             (b"ping\n_\n\n", Request::Ping),
             (b"ping\n\n junk \n", Request::Ping),
             // auth ignores the key and trims the token.

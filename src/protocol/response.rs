@@ -20,32 +20,108 @@ enum Tail {
     Grant(LeaseToken, u64),
 }
 
-/// The status word and the fields of `response`: the single table of response strings.
-fn parts(response: &Response) -> (&'static str, Tail) {
+/// The first word of a response line: what `dflockd_responses_total{status}` counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// `ok`, with or without fields (grants, renewals, deliveries, `stats`).
+    Ok,
+    /// `acquired`.
+    Acquired,
+    /// `queued`.
+    Queued,
+    /// `timeout`.
+    Timeout,
+    /// `error`.
+    Error,
+    /// `error_auth`.
+    ErrorAuth,
+    /// `error_max_locks`.
+    ErrorMaxLocks,
+    /// `error_max_waiters`.
+    ErrorMaxWaiters,
+    /// `error_limit_mismatch`.
+    ErrorLimitMismatch,
+    /// `error_already_enqueued`.
+    ErrorAlreadyEnqueued,
+    /// `error_not_enqueued`.
+    ErrorNotEnqueued,
+    /// `error_lease_expired`.
+    ErrorLeaseExpired,
+    /// `error_draining`.
+    ErrorDraining,
+}
+
+impl Status {
+    /// Every status, in the order of their discriminants.
+    pub const ALL: [Status; 13] = [
+        Status::Ok,
+        Status::Acquired,
+        Status::Queued,
+        Status::Timeout,
+        Status::Error,
+        Status::ErrorAuth,
+        Status::ErrorMaxLocks,
+        Status::ErrorMaxWaiters,
+        Status::ErrorLimitMismatch,
+        Status::ErrorAlreadyEnqueued,
+        Status::ErrorNotEnqueued,
+        Status::ErrorLeaseExpired,
+        Status::ErrorDraining,
+    ];
+
+    /// The word as sent: the single table of response strings.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Acquired => "acquired",
+            Status::Queued => "queued",
+            Status::Timeout => "timeout",
+            Status::Error => "error",
+            Status::ErrorAuth => "error_auth",
+            Status::ErrorMaxLocks => "error_max_locks",
+            Status::ErrorMaxWaiters => "error_max_waiters",
+            Status::ErrorLimitMismatch => "error_limit_mismatch",
+            Status::ErrorAlreadyEnqueued => "error_already_enqueued",
+            Status::ErrorNotEnqueued => "error_not_enqueued",
+            Status::ErrorLeaseExpired => "error_lease_expired",
+            Status::ErrorDraining => "error_draining",
+        }
+    }
+}
+
+impl Response {
+    /// The response's first word.
+    pub fn status(&self) -> Status {
+        parts(self).0
+    }
+}
+
+/// The status and the fields of `response`.
+fn parts(response: &Response) -> (Status, Tail) {
     match *response {
-        Response::Ok => ("ok", Tail::Bare),
-        Response::Granted { token, lease_s } => ("ok", Tail::Grant(token, lease_s)),
-        Response::Acquired { token, lease_s } => ("acquired", Tail::Grant(token, lease_s)),
-        Response::Renewed { lease_s } => ("ok", Tail::Number(lease_s)),
-        Response::Delivered { count } => ("ok", Tail::Number(count)),
-        Response::Queued => ("queued", Tail::Bare),
-        Response::Timeout => ("timeout", Tail::Bare),
-        Response::Error => ("error", Tail::Bare),
-        Response::ErrorAuth => ("error_auth", Tail::Bare),
-        Response::ErrorMaxLocks => ("error_max_locks", Tail::Bare),
-        Response::ErrorMaxWaiters => ("error_max_waiters", Tail::Bare),
-        Response::ErrorLimitMismatch => ("error_limit_mismatch", Tail::Bare),
-        Response::ErrorAlreadyEnqueued => ("error_already_enqueued", Tail::Bare),
-        Response::ErrorNotEnqueued => ("error_not_enqueued", Tail::Bare),
-        Response::ErrorLeaseExpired => ("error_lease_expired", Tail::Bare),
-        Response::ErrorDraining => ("error_draining", Tail::Bare),
+        Response::Ok => (Status::Ok, Tail::Bare),
+        Response::Granted { token, lease_s } => (Status::Ok, Tail::Grant(token, lease_s)),
+        Response::Acquired { token, lease_s } => (Status::Acquired, Tail::Grant(token, lease_s)),
+        Response::Renewed { lease_s } => (Status::Ok, Tail::Number(lease_s)),
+        Response::Delivered { count } => (Status::Ok, Tail::Number(count)),
+        Response::Queued => (Status::Queued, Tail::Bare),
+        Response::Timeout => (Status::Timeout, Tail::Bare),
+        Response::Error => (Status::Error, Tail::Bare),
+        Response::ErrorAuth => (Status::ErrorAuth, Tail::Bare),
+        Response::ErrorMaxLocks => (Status::ErrorMaxLocks, Tail::Bare),
+        Response::ErrorMaxWaiters => (Status::ErrorMaxWaiters, Tail::Bare),
+        Response::ErrorLimitMismatch => (Status::ErrorLimitMismatch, Tail::Bare),
+        Response::ErrorAlreadyEnqueued => (Status::ErrorAlreadyEnqueued, Tail::Bare),
+        Response::ErrorNotEnqueued => (Status::ErrorNotEnqueued, Tail::Bare),
+        Response::ErrorLeaseExpired => (Status::ErrorLeaseExpired, Tail::Bare),
+        Response::ErrorDraining => (Status::ErrorDraining, Tail::Bare),
     }
 }
 
 /// Appends `response` to `out` as one line: `<status>[ <field>[ <field>]]\n`.
 pub fn encode(response: &Response, out: &mut Vec<u8>) {
     let (status, tail) = parts(response);
-    out.extend_from_slice(status.as_bytes());
+    out.extend_from_slice(status.word().as_bytes());
     match tail {
         Tail::Bare => {}
         Tail::Number(n) => {
@@ -72,18 +148,18 @@ pub fn encoded_len(response: &Response) -> usize {
         Tail::Number(n) => 1 + Decimal::new(n).as_bytes().len(),
         Tail::Grant(_, lease_s) => 1 + TOKEN_LEN + 1 + Decimal::new(lease_s).as_bytes().len(),
     };
-    status.len() + tail_len + 1
+    status.word().len() + tail_len + 1
 }
 
-/// Starts the `stats` response `ok <json>\n` in `line`. The caller appends the JSON (which must
-/// not contain an LF), possibly over several steps, then calls [`end_stats`].
-pub fn begin_stats(line: &mut Vec<u8>) {
+/// Starts an `ok <json>\n` response (`stats`, `info`) in `line`. The caller appends the JSON (which must
+/// not contain an LF), possibly over several steps, then calls [`end_json`].
+pub fn begin_json(line: &mut Vec<u8>) {
     line.extend_from_slice(STATS_PREFIX);
 }
 
-/// Ends a `stats` line begun by [`begin_stats`]; `line` holds the line's last piece (the rest
+/// Ends an `ok <json>` line begun by [`begin_json`]; `line` holds the line's last piece (the rest
 /// may have been sent already).
-pub fn end_stats(line: &mut Vec<u8>) {
+pub fn end_json(line: &mut Vec<u8>) {
     debug_assert!(!line.contains(&b'\n'), "stats JSON must fit on one line");
     line.push(b'\n');
 }
@@ -170,7 +246,7 @@ pub fn encode_request(request: &Request<'_>, out: &mut Vec<u8>) {
             arg.number(timeout_s);
             arg.finish();
         }
-        Request::Stats | Request::Ping => {
+        Request::Stats | Request::Ping | Request::Info => {
             line(out, b"_");
             line(out, b"");
         }
@@ -264,6 +340,19 @@ impl Decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_are_listed_in_discriminant_order_with_distinct_words() {
+        for (i, status) in Status::ALL.iter().enumerate() {
+            assert_eq!(*status as usize, i);
+        }
+        let mut words: Vec<&str> = Status::ALL.iter().map(|s| s.word()).collect();
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(words.len(), Status::ALL.len());
+        assert_eq!(Response::ErrorMaxLocks.status().word(), "error_max_locks");
+        assert_eq!(Response::Delivered { count: 3 }.status(), Status::Ok);
+    }
     use crate::protocol::frame::{Decoded, FrameDecoder};
     use crate::protocol::request::{Subscription, parse};
     use crate::protocol::{MAX_PAYLOAD_LINE, MAX_SECONDS};
@@ -350,9 +439,9 @@ mod tests {
     #[test]
     fn stats_line() {
         let mut out = Vec::new();
-        begin_stats(&mut out);
+        begin_json(&mut out);
         out.extend_from_slice(br#"{"connections":1}"#);
-        end_stats(&mut out);
+        end_json(&mut out);
         assert_eq!(out, b"ok {\"connections\":1}\n");
     }
 

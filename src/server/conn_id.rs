@@ -19,6 +19,9 @@ pub const LISTENER: Token = Token(0);
 pub const SIGNALS: Token = Token(1);
 /// Wake-ups from a [`super::ShutdownHandle`] on another thread.
 pub const WAKER: Token = Token(2);
+/// The monitoring endpoint's listener (its connections have tokens of their own, see
+/// `monitor.rs`).
+pub const MONITOR: Token = Token(3);
 
 /// The token a connection is registered under.
 pub fn token_of(id: ClientId) -> Token {
@@ -60,7 +63,7 @@ mod tests {
             generation: u32::MAX,
         };
         assert_eq!(id_of(token_of(id)), Some(id));
-        for reserved in [LISTENER, SIGNALS, WAKER] {
+        for reserved in [LISTENER, SIGNALS, WAKER, MONITOR] {
             assert_eq!(id_of(reserved), None);
         }
     }

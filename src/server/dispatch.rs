@@ -33,7 +33,9 @@ use subtle::ConstantTimeEq;
 use super::bufpool::BufPool;
 use super::conn_id::Generations;
 use super::connection::{AuthState, CloseReason, Connection, Connections, Phase};
+use super::monitor::MonitorCounters;
 use super::queue::{DIRTY, FANOUT, IdQueue, PUSHES, READY, WRITE_BACKLOG};
+use super::report::{LoopFigures, Sources};
 use super::transport::Stream;
 use super::warnings::{PeerWarnings, Suppressed, WarnKind};
 use crate::budget::{
@@ -44,7 +46,8 @@ use crate::clock::Millis;
 use crate::engine::push_line::LineGauge;
 use crate::engine::{ClientId, Engine, Outbox, Outcome, Push, ServerFigures, StatsCursor};
 use crate::protocol::frame::{Decoded, Frame};
-use crate::protocol::{Request, Response, request, response};
+use crate::protocol::response::Status;
+use crate::protocol::{COMMAND_COUNT, Command, Request, Response, request, response};
 use crate::timer::TimerWheel;
 
 /// Per-connection limits and deadlines.
@@ -74,6 +77,20 @@ pub struct SessionLimits {
 pub struct Counters {
     /// Requests parsed (valid or not).
     pub requests: u64,
+    /// Requests by command ([`Command::index`]); the last entry counts unknown commands.
+    pub commands: [u64; COMMAND_COUNT + 1],
+    /// Response lines by status word ([`Status`] order); pushes are not responses.
+    pub responses: [u64; Status::ALL.len()],
+    /// Connections closed for a wrong or missing `auth`.
+    pub auth_failures: u64,
+    /// TLS handshakes that failed or ran out of time.
+    pub tls_handshake_failures: u64,
+    /// Connections whose read deadline passed mid-request.
+    pub read_timeouts: u64,
+    /// Bytes read from connections (after TLS decryption).
+    pub bytes_read: u64,
+    /// Bytes of responses and pushes written to connections (before TLS encryption).
+    pub bytes_written: u64,
     /// Requests answered `error` because they did not parse.
     pub protocol_errors: u64,
     /// Subscribers disconnected because their output was full.
@@ -107,6 +124,9 @@ pub struct Dispatcher<T> {
     /// below the soft limit. Listings waiting for their requester to read do not keep the loop
     /// from sleeping.
     stats_runnable: bool,
+    /// The loop's own figures (accepted and refused connections, turn durations), kept here
+    /// so that `info` and the monitoring endpoint read them from one place.
+    pub(super) figures: LoopFigures,
     /// What routing engine effects into connections needs; kept apart from `engine` and
     /// `conns` so all three can be borrowed at once.
     pub(super) queues: Queues,
@@ -177,6 +197,7 @@ impl<T: Stream> Dispatcher<T> {
             turn_requests: TURN_REQUESTS,
             stats_steps: STATS_STEPS_PER_TURN,
             stats_runnable: false,
+            figures: LoopFigures::default(),
             queues: Queues {
                 limits,
                 pool: BufPool::default(),
@@ -325,6 +346,7 @@ impl<T: Stream> Dispatcher<T> {
             return;
         };
         debug!("conn {} {}: read deadline expired", conn.serial, conn.peer);
+        self.queues.counters.read_timeouts += 1;
         if conn.auth == AuthState::Required {
             self.fail_auth(id, now);
         } else {
@@ -508,7 +530,7 @@ impl<T: Stream> Dispatcher<T> {
         };
         let q = &mut self.queues;
         if done {
-            response::end_stats(&mut job.line);
+            response::end_json(&mut job.line);
         }
         // Handed over rather than copied when the output is empty.
         q.owned_output += job.line.len();
@@ -527,6 +549,7 @@ impl<T: Stream> Dispatcher<T> {
     /// `n` bytes of `id`'s output reached the socket. Unpauses the connection once its output
     /// drains below half the soft limit.
     pub fn wrote(&mut self, id: ClientId, now: Millis, n: usize) {
+        self.queues.counters.bytes_written += n as u64;
         let open = self.conns.len();
         let Some(conn) = self.conns.get(id) else {
             return;
@@ -607,8 +630,14 @@ impl<T: Stream> Dispatcher<T> {
 
     /// Executes one framed request.
     fn handle(&mut self, id: ClientId, now: Millis, frame: &Frame<'_>) {
-        self.queues.counters.requests += 1;
         let parsed = request::parse(frame);
+        let command = match &parsed {
+            Ok(request) => request.command().index(),
+            Err(_) => Command::from_name(frame.cmd).map_or(COMMAND_COUNT, Command::index),
+        };
+        let counters = &mut self.queues.counters;
+        counters.requests += 1;
+        counters.commands[command] += 1;
         let Some(conn) = self.conns.get(id) else {
             return;
         };
@@ -639,6 +668,7 @@ impl<T: Stream> Dispatcher<T> {
         }
         match request {
             Request::Stats => self.start_stats(id, now),
+            Request::Info => self.info(id, now),
             Request::Ping => self.answer(id, now, Response::Ok),
             // Not configured, or already authenticated: `auth` is not an operation (spec §7.9).
             Request::Auth(_) => self.answer(id, now, Response::Error),
@@ -682,6 +712,7 @@ impl<T: Stream> Dispatcher<T> {
     }
 
     fn fail_auth(&mut self, id: ClientId, now: Millis) {
+        self.queues.counters.auth_failures += 1;
         if let Some(conn) = self.conns.get(id) {
             if let Some(suppressed) = self.queues.warnings.admit(WarnKind::AuthFailure, now) {
                 warn!(
@@ -711,7 +742,41 @@ impl<T: Stream> Dispatcher<T> {
 
     /// Starts a `stats` listing; a small one is answered at once, a large one over several
     /// turns while the requester waits.
+    /// What reports read, with the monitoring endpoint's `http` counters.
+    pub(super) fn sources(&self, now: Millis, http: MonitorCounters) -> Sources<'_, T> {
+        Sources {
+            engine: &self.engine,
+            conns: &self.conns,
+            counters: &self.queues.counters,
+            figures: &self.figures,
+            http,
+            now,
+        }
+    }
+
+    /// `info`: one `ok <json>` line of counters, gauges and the most contended keys. Bounded
+    /// work (see `report.rs`), so it is answered at once, unlike a `stats` listing.
+    fn info(&mut self, id: ClientId, now: Millis) {
+        let info = self.sources(now, MonitorCounters::default()).info();
+        let mut line = Vec::with_capacity(4096);
+        response::begin_json(&mut line);
+        // Plain structs of numbers and strings always serialise.
+        let _ = serde_json::to_writer(&mut line, &info);
+        response::end_json(&mut line);
+        self.queues.counters.responses[Status::Ok as usize] += 1;
+        let open = self.conns.len();
+        let Some(conn) = self.conns.get(id) else {
+            return;
+        };
+        let q = &mut self.queues;
+        q.owned_output += line.len();
+        conn.output.append_vec(&mut line, &mut q.pool);
+        after_output(q, conn, open);
+    }
+
     fn start_stats(&mut self, id: ClientId, now: Millis) {
+        // The listing is written in steps, not through `Router::reply`: count its `ok` here.
+        self.queues.counters.responses[Status::Ok as usize] += 1;
         let figures = ServerFigures {
             connections: self.conns.len() as u64,
             slow_consumers_disconnected: self.queues.counters.slow_consumers,
@@ -721,7 +786,7 @@ impl<T: Stream> Dispatcher<T> {
             cursor: StatsCursor::new(figures),
             line: Vec::new(),
         };
-        response::begin_stats(&mut job.line);
+        response::begin_json(&mut job.line);
         if let Some(conn) = self.conns.get(id) {
             conn.phase = Phase::Waiting;
         }
@@ -882,6 +947,7 @@ fn describe(request: &Request<'_>) -> String {
             format!("wait {ns:?} {} timeout={timeout_s}s", text(key))
         }
         Request::Stats => "stats".into(),
+        Request::Info => "info".into(),
         Request::Ping => "ping".into(),
         Request::Auth(_) => "auth".into(),
         Request::Listen(request::Subscription { pattern, group }) => {
@@ -926,6 +992,7 @@ impl<T> Outbox for Router<'_, T> {
         let Some(conn) = open_connection(self.conns, &mut q.counters, client) else {
             return;
         };
+        q.counters.responses[reply.status() as usize] += 1;
         let buf = conn.output.append(&mut q.pool);
         let before = buf.len();
         response::encode(&reply, buf);

@@ -115,6 +115,9 @@ impl<T: Stream> Dispatcher<T> {
             && conn.has_pending_output();
         let handshake_expired =
             conn.handshake_deadline.is_some_and(|at| at <= now) && conn.stream.is_handshaking();
+        if handshake_expired {
+            self.queues.counters.tls_handshake_failures += 1;
+        }
         if write_expired || handshake_expired {
             let what = if write_expired {
                 "write"
@@ -202,6 +205,7 @@ impl<T: Stream> Dispatcher<T> {
         }
         match outcome {
             ReadOutcome::Data { len, drained } => {
+                self.queues.counters.bytes_read += len as u64;
                 conn.read_ready = !drained;
                 conn.note_handshake_progress();
                 let scratch = std::mem::take(&mut self.scratch);
@@ -224,6 +228,9 @@ impl<T: Stream> Dispatcher<T> {
             }
             ReadOutcome::Failed(e) => {
                 debug!("conn {} {}: read failed: {e}", conn.serial, conn.peer);
+                if conn.stream.is_handshaking() {
+                    self.queues.counters.tls_handshake_failures += 1;
+                }
                 conn.read_ready = false;
                 self.close(id, CloseReason::PeerGone);
             }

@@ -77,8 +77,10 @@ mod conn_id;
 pub(crate) mod connection;
 pub(crate) mod dispatch;
 mod io;
+mod monitor;
 mod output;
 mod queue;
+mod report;
 mod shutdown;
 #[cfg(test)]
 mod tests;
@@ -98,9 +100,11 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};
 
 use self::accept::AcceptState;
-use self::conn_id::{LISTENER, SIGNALS, WAKER, id_of, token_of};
+use self::conn_id::{LISTENER, MONITOR, SIGNALS, WAKER, id_of, token_of};
 use self::dispatch::{Dispatcher, SessionLimits};
 use self::io::Readiness;
+use self::monitor::{Answer, Monitor};
+use self::report::Sources;
 pub use self::shutdown::ShutdownHandle;
 use self::transport::Transport;
 use self::transport::tls::TlsConn;
@@ -111,6 +115,7 @@ use crate::clock::{Clock, Millis};
 use crate::config::Config;
 use crate::engine::signal::SubscriptionLimits;
 use crate::engine::{Engine, EngineConfig};
+use crate::http::{Route, Status};
 use crate::table::IncrementalMap;
 use crate::token::TokenIssuer;
 
@@ -150,6 +155,10 @@ pub struct Server {
     /// Whether engine timers were left due by the last turn (spread over turns).
     engine_backlog: bool,
     draining: bool,
+    /// The monitoring endpoint, when `--metrics-addr` is set.
+    monitor: Option<Monitor>,
+    /// Open HTTP connections the monitoring endpoint allows.
+    metrics_max_connections: usize,
 }
 
 impl Server {
@@ -178,6 +187,8 @@ impl Server {
             tls_handshake_timeout_ms: config.tls_handshake_timeout_s.saturating_mul(1000),
         };
         let auth = config.auth_token.as_ref().map(|t| t.expose().as_bytes());
+        let mut dispatcher = Dispatcher::new(engine, limits, auth);
+        dispatcher.figures.start_time_s = unix_time_s();
         Ok(Server {
             poll,
             events: Events::with_capacity(EVENT_CAPACITY),
@@ -188,7 +199,7 @@ impl Server {
             shutdown_requested: Arc::new(AtomicBool::new(false)),
             waker,
             clock: Clock::start(),
-            dispatcher: Dispatcher::new(engine, limits, auth),
+            dispatcher,
             per_ip: IncrementalMap::default(),
             accept: AcceptState::default(),
             accept_retry: None,
@@ -202,7 +213,29 @@ impl Server {
             },
             engine_backlog: false,
             draining: false,
+            monitor: None,
+            metrics_max_connections: config.metrics_max_connections,
         })
+    }
+
+    /// Serves the monitoring endpoint (`/metrics`, `/healthz`, `/readyz`) on `listener`
+    /// (already bound), from this loop.
+    pub fn serve_metrics(&mut self, listener: std::net::TcpListener) -> stdio::Result<()> {
+        let read_timeout_ms = self.dispatcher.limits().read_timeout_ms;
+        let monitor = Monitor::new(
+            listener,
+            self.poll.registry(),
+            MONITOR,
+            self.metrics_max_connections,
+            read_timeout_ms,
+        )?;
+        self.monitor = Some(monitor);
+        Ok(())
+    }
+
+    /// Where the monitoring endpoint listens, if it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.monitor.as_ref().map(Monitor::local_addr)
     }
 
     /// The address the server listens on.
@@ -237,7 +270,10 @@ impl Server {
                 }
                 return Err(e);
             }
-            let now = self.clock.now();
+            let turn_start_us = self.clock.now_us();
+            let now = Millis(turn_start_us / 1000);
+            // A turn that handled an event or was polled without sleeping did work.
+            let worked = !self.events.is_empty() || timeout == Some(std::time::Duration::ZERO);
             self.take_events();
             if self.shutdown_requested.load(Ordering::Acquire) {
                 self.begin_shutdown(now);
@@ -247,10 +283,15 @@ impl Server {
             self.reap();
             self.dispatcher.continue_stats(now);
             self.accept_connections(now);
+            self.serve_monitor(now);
             self.dispatcher.write_and_close(now);
             self.reap();
             // Once a crowd of connections has left, their slots go back a budget per turn.
             self.dispatcher.trim();
+            if worked {
+                let took = self.clock.now_us().saturating_sub(turn_start_us);
+                self.dispatcher.figures.turns.observe_us(took);
+            }
             if self.draining && self.dispatcher.connections().is_empty() {
                 info!("shutdown complete");
                 return Ok(());
@@ -264,11 +305,16 @@ impl Server {
         let busy = self.settings.busy_poll
             || self.engine_backlog
             || self.dispatcher.is_busy()
-            || self.accept.can_accept_now(self.listener.is_some());
+            || self.accept.can_accept_now(self.listener.is_some())
+            || self.monitor.as_ref().is_some_and(Monitor::is_busy);
         if busy {
             return Some(std::time::Duration::ZERO);
         }
-        let loop_deadline = Millis::earliest(self.accept_retry, self.shutdown_deadline);
+        let monitor = self.monitor.as_ref().and_then(Monitor::next_deadline);
+        let loop_deadline = Millis::earliest(
+            Millis::earliest(self.accept_retry, self.shutdown_deadline),
+            monitor,
+        );
         Millis::earliest(self.dispatcher.next_deadline(), loop_deadline)
             .map(|at| self.clock.until(at))
     }
@@ -280,9 +326,15 @@ impl Server {
                 LISTENER => self.accept.pending = true,
                 SIGNALS => self.on_signal(),
                 WAKER => {} // the shutdown flag is checked after every poll
-                token => match id_of(token) {
-                    Some(id) => self.dispatcher.handle_readiness(id, readiness(event)),
-                    None => debug!("event for unknown token {token:?}"),
+                MONITOR => {
+                    if let Some(monitor) = self.monitor.as_mut() {
+                        monitor.on_listener_event();
+                    }
+                }
+                token => match (id_of(token), Monitor::owns(token), self.monitor.as_mut()) {
+                    (Some(id), ..) => self.dispatcher.handle_readiness(id, readiness(event)),
+                    (None, Some(slot), Some(monitor)) => monitor.on_event(slot),
+                    _ => debug!("event for unknown token {token:?}"),
                 },
             }
         }
@@ -357,6 +409,7 @@ impl Server {
         if caps.max_connections > 0
             && self.dispatcher.connections().len() as u64 >= caps.max_connections
         {
+            self.dispatcher.figures.refused_max_connections += 1;
             self.warn_refused(
                 now,
                 format_args!("{peer}: refused, --max-connections reached"),
@@ -366,6 +419,7 @@ impl Server {
         if caps.max_connections_per_ip > 0 {
             let open = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
             if open >= caps.max_connections_per_ip {
+                self.dispatcher.figures.refused_per_ip += 1;
                 self.warn_refused(
                     now,
                     format_args!("{peer}: refused, --max-connections-per-ip reached"),
@@ -398,6 +452,7 @@ impl Server {
                 }
             },
         };
+        self.dispatcher.figures.accepted += 1;
         self.dispatcher.open(id, peer, transport, now);
     }
 
@@ -413,6 +468,19 @@ impl Server {
         if self.settings.max_connections_per_ip > 0 {
             forget_ip(&mut self.per_ip, ip);
         }
+    }
+
+    /// Serves the monitoring endpoint's turn.
+    fn serve_monitor(&mut self, now: Millis) {
+        let Some(monitor) = self.monitor.as_mut() else {
+            return;
+        };
+        let http = monitor.counters();
+        let sources = self.dispatcher.sources(now, http);
+        let draining = self.draining;
+        monitor.turn(now, self.poll.registry(), |route| {
+            answer(route, draining, &sources)
+        });
     }
 
     fn begin_shutdown(&mut self, now: Millis) {
@@ -434,6 +502,25 @@ impl Server {
     }
 }
 
+/// The monitoring endpoint's answer to `route`.
+fn answer<T>(route: Route, draining: bool, sources: &Sources<'_, T>) -> Answer {
+    let text = |status, body: &str| Answer {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        body: body.as_bytes().to_vec(),
+    };
+    match route {
+        Route::Healthz => text(Status::Ok, "ok\n"),
+        Route::Readyz if draining => text(Status::Unavailable, "draining\n"),
+        Route::Readyz => text(Status::Ok, "ready\n"),
+        Route::Metrics => Answer {
+            status: Status::Ok,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: sources.exposition(),
+        },
+    }
+}
+
 /// What a readiness event says about a connection's socket.
 fn readiness(event: &Event) -> Readiness {
     Readiness {
@@ -441,6 +528,14 @@ fn readiness(event: &Event) -> Readiness {
         read_closed: event.is_read_closed() || event.is_error(),
         writable: event.is_writable() || event.is_write_closed(),
     }
+}
+
+/// Seconds since the Unix epoch, now: when the server started, for
+/// `dflockd_start_time_seconds`.
+fn unix_time_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
 }
 
 /// One connection of `ip` fewer.

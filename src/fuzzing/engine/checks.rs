@@ -193,7 +193,7 @@ impl Harness {
                 }
                 self.unanswered_pushes = 0;
             }
-            Request::Stats | Request::Ping | Request::Auth(_) => {
+            Request::Stats | Request::Ping | Request::Auth(_) | Request::Info => {
                 unreachable!("not generated")
             }
         }
