@@ -11,6 +11,7 @@ use std::io::{self, BufRead, BufReader};
 use std::time::Duration;
 
 use super::error::{Error, Result};
+use super::info::Info;
 use super::stats::Stats;
 use super::transport::{self, Reader, Writer};
 use super::{Kind, Options, Signal};
@@ -338,10 +339,21 @@ pub(crate) fn release(
 
 /// `stats`: the JSON payload as the server wrote it.
 pub(crate) fn stats_json(ex: &mut impl Exchange) -> Result<String> {
-    let line = ex.exchange(&Request::Stats, Duration::ZERO)?;
+    json_reply(ex, &Request::Stats, "stats")
+}
+
+/// `info` (a dflockd extension).
+pub(crate) fn info(ex: &mut impl Exchange) -> Result<Info> {
+    let json = json_reply(ex, &Request::Info, "info")?;
+    serde_json::from_str(&json).map_err(|e| Error::Protocol(format!("info JSON: {e}")))
+}
+
+/// The JSON of an `ok <json>` answer to `request`.
+fn json_reply(ex: &mut impl Exchange, request: &Request<'_>, what: &str) -> Result<String> {
+    let line = ex.exchange(request, Duration::ZERO)?;
     match line.strip_prefix("ok ") {
         Some(json) => Ok(json.to_owned()),
-        None => Err(Error::unexpected("stats", &line)),
+        None => Err(Error::unexpected(what, &line)),
     }
 }
 
@@ -517,6 +529,12 @@ impl Connection {
     /// The server's state as the JSON text it sent.
     pub fn stats_json(&mut self) -> Result<String> {
         stats_json(self)
+    }
+
+    /// The server's counters, gauges and most contended keys (`info`; a server without this
+    /// extension answers `error`: [`Error::Rejected`]).
+    pub fn info(&mut self) -> Result<Info> {
+        info(self)
     }
 
     /// A round trip that does nothing; also keeps an idle connection open.

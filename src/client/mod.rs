@@ -279,6 +279,11 @@ impl Client {
         self.connect(index)?.stats()
     }
 
+    /// Server `index`'s counters, gauges and most contended keys (see [`Info`]).
+    pub fn info(&self, index: usize) -> Result<Info> {
+        self.connect(index)?.info()
+    }
+
     /// Checks that server `index` answers; returns the round-trip time of the `ping` (after
     /// connecting).
     pub fn ping(&self, index: usize) -> Result<Duration> {

@@ -692,3 +692,50 @@ fn completions_come_from_the_command_line_definition() {
     let unknown = output(dflockctl("127.0.0.1:1").args(["completions", "tcsh"]));
     assert_eq!(unknown.status.code(), Some(64));
 }
+
+#[test]
+fn top_shows_servers_side_by_side_with_rates_and_contended_keys() {
+    let a = TestServer::start(&[]);
+    let b = TestServer::start(&[]);
+    let servers = format!("{},{}", a.addr, b.addr);
+    // A held key with one waiter on server a.
+    let mut holder = a.connect();
+    holder.lock("busy", "0");
+    let mut waiter = a.connect();
+    waiter.send("l", "busy", "60");
+    crate::support::wait_until("the waiter is queued", Duration::from_secs(5), || {
+        crate::support::lock_waiters(&a, "busy") == 1
+    });
+
+    let once = output(dflockctl(&servers).args(["top", "--once", "--interval", "0.2"]));
+    assert_eq!(once.status.code(), Some(0), "{once:?}");
+    let text = String::from_utf8_lossy(&once.stdout).into_owned();
+    let header = text.lines().next().expect("a header row");
+    assert!(header.contains(&a.addr.to_string()) && header.contains(&b.addr.to_string()));
+    assert!(
+        text.lines()
+            .any(|l| l.contains("grants") && l.contains("/s")),
+        "{text}"
+    );
+    assert!(text.contains("most contended lock keys"), "{text}");
+    assert!(text.contains("busy"), "{text}");
+
+    let json = output(dflockctl(&servers).args(["top", "--once", "--json", "--interval", "0.1"]));
+    let parsed: serde_json::Value =
+        serde_json::from_slice(&json.stdout).expect("top --json prints one JSON object");
+    assert_eq!(parsed[a.addr.to_string()]["lock"]["waiters"], 1);
+    assert_eq!(
+        parsed[a.addr.to_string()]["lock"]["contended"][0]["key"],
+        "busy"
+    );
+    assert_eq!(parsed[b.addr.to_string()]["lock"]["holders"], 0);
+
+    drop(b);
+    let down = output(dflockctl(&servers).args(["top", "--once", "--interval", "0.1"]));
+    assert_eq!(down.status.code(), Some(69));
+    let text = String::from_utf8_lossy(&down.stdout);
+    assert!(
+        text.contains(&a.addr.to_string()),
+        "the live server is still shown: {text}"
+    );
+}

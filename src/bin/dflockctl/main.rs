@@ -20,12 +20,14 @@ use dflockd::protocol::MAX_SECONDS;
 use crate::inspect::{ping, stats};
 use crate::run::{RunArgs, run};
 use crate::signals::{emit, listen};
+use crate::top::top;
 
 mod inspect;
 mod run;
 mod signals;
 #[cfg(test)]
 mod tests;
+mod top;
 
 /// Exit statuses by class, after sysexits(3) where one fits: the only place they are
 /// defined. `--help` shows them from [`exit_status_help`], the README has the same table.
@@ -248,6 +250,21 @@ enum Cmd {
     },
     /// Check that every server answers, printing the round-trip time.
     Ping,
+    /// A live view of every server, side by side, redrawn each interval: rates of grants,
+    /// releases, lost leases, timeouts and signals, the gauges, and each server's most
+    /// contended keys (from the `info` command). Exits 69 if a server did not answer.
+    Top {
+        /// Take one sample (two, an interval apart, for the rates), print it and exit.
+        #[arg(long)]
+        once: bool,
+        /// Print one JSON object per sample, mapping each server to its `info` payload.
+        #[arg(long)]
+        json: bool,
+        /// Seconds between samples.
+        #[arg(long, value_name = "S", default_value_t = 1.0,
+              value_parser = parse_interval)]
+        interval: f64,
+    },
     /// Print a shell completion script for dflockctl (bash, zsh, fish, elvish, powershell).
     ///
     /// For example `dflockctl completions bash > /etc/bash_completion.d/dflockctl`.
@@ -312,6 +329,13 @@ fn main() -> ExitCode {
             count,
         } => client().and_then(|client| listen(&client, &patterns, group.as_deref(), count)),
         Cmd::Ping => client().and_then(|client| ping(&client)),
+        Cmd::Top {
+            once,
+            json,
+            interval,
+        } => {
+            client().and_then(|client| top(&client, once, json, Duration::from_secs_f64(interval)))
+        }
         // Needs no server: the script comes from the command-line definition alone.
         Cmd::Completions { shell } => completions(shell),
     };
@@ -377,4 +401,16 @@ fn auth_token(args: &ConnectionArgs, matches: &ArgMatches) -> Result<Option<Stri
 fn completions(shell: clap_complete::Shell) -> Result<u8, Failure> {
     clap_complete::generate(shell, &mut Cli::command(), "dflockctl", &mut io::stdout());
     Ok(0)
+}
+
+/// A refresh interval: 0.1 to 3600 seconds.
+fn parse_interval(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if (0.1..=3600.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!("{text} is not between 0.1 and 3600 seconds"))
+    }
 }
