@@ -91,6 +91,11 @@ fn sample_all(client: &Client, columns: &mut [Column]) {
     }
 }
 
+/// A counter summed over both namespaces.
+fn both(info: &Info, pick: fn(&NamespaceInfo) -> u64) -> u64 {
+    pick(&info.lock) + pick(&info.semaphore)
+}
+
 /// Per-second rate of a counter between two samples.
 fn rate(now: u64, before: Option<u64>, elapsed: Duration) -> String {
     match before {
@@ -115,14 +120,13 @@ fn rows(columns: &[Column], elapsed: Duration) -> Vec<Vec<String>> {
         ("sem waiters", |i| i.semaphore.waiters),
         ("subscriptions", |i| i.subscriptions),
     ];
-    let both = |ns: fn(&NamespaceInfo) -> u64| move |i: &Info| ns(&i.lock) + ns(&i.semaphore);
-    let counters: [(&str, Box<dyn Fn(&Info) -> u64>); 6] = [
-        ("grants", Box::new(both(|n| n.grants))),
-        ("releases", Box::new(both(|n| n.releases))),
-        ("lost leases", Box::new(both(|n| n.lease_expirations))),
-        ("timeouts", Box::new(both(|n| n.acquire_timeouts))),
-        ("signals", Box::new(|i: &Info| i.signals_published)),
-        ("deliveries", Box::new(|i: &Info| i.signal_deliveries)),
+    let counters: [(&str, Pick); 6] = [
+        ("grants", |i| both(i, |n| n.grants)),
+        ("releases", |i| both(i, |n| n.releases)),
+        ("lost leases", |i| both(i, |n| n.lease_expirations)),
+        ("timeouts", |i| both(i, |n| n.acquire_timeouts)),
+        ("signals", |i| i.signals_published),
+        ("deliveries", |i| i.signal_deliveries),
     ];
     let mut rows = Vec::new();
     for (name, pick) in gauges {
@@ -133,10 +137,10 @@ fn rows(columns: &[Column], elapsed: Duration) -> Vec<Vec<String>> {
         }));
         rows.push(row);
     }
-    for (name, pick) in &counters {
-        let mut row = vec![(*name).to_owned()];
+    for (name, pick) in counters {
+        let mut row = vec![name.to_owned()];
         row.extend(columns.iter().map(|c| match &c.now {
-            Some(info) => rate(pick(info), c.before.as_ref().map(|b| pick(b)), elapsed),
+            Some(info) => rate(pick(info), c.before.as_ref().map(pick), elapsed),
             None => "-".to_owned(),
         }));
         rows.push(row);
