@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use dflockd::config::{Config, ConfigError, Loaded};
-use dflockd::server::{Server, load_tls};
+use dflockd::server::{ReloadSources, Server, load_tls};
 use log::{LevelFilter, error, info, warn};
 use rustix::thread::{CpuSet, sched_setaffinity};
 
@@ -98,6 +98,10 @@ fn run(config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), St
     server
         .handle_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    server.reload_on_sighup(ReloadSources {
+        tls: config.tls.clone(),
+        auth_token_file: config.auth_token_file.clone(),
+    });
     if let Some(addr) = &config.metrics_addr {
         std::net::TcpListener::bind(addr)
             .and_then(|listener| server.serve_metrics(listener))

@@ -14,6 +14,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use resolve::auth_token_from_file;
 use resolve::{Resolver, process_env, read_timeout_warning};
 use settings::{PRINT_MAN, command, man_page, unknown_variable_warnings};
 
@@ -74,6 +75,8 @@ pub struct Config {
     pub tls_handshake_timeout_s: u64,
     /// Shared secret required by `auth` (trimmed, non-empty, no CR or LF); `None` = authentication off.
     pub auth_token: Option<Secret>,
+    /// The file the auth token was read from, if it came from one: SIGHUP reads it again.
+    pub auth_token_file: Option<PathBuf>,
     /// Whether debug-level logging is on.
     pub debug: bool,
     /// Where the monitoring endpoint listens (`HOST:PORT`), if anywhere.

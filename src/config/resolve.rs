@@ -91,6 +91,7 @@ impl Resolver<'_> {
     /// Resolves every setting exactly once, so each deprecation warning appears once.
     pub(super) fn config(&mut self) -> Result<Config, ConfigError> {
         let (max_pending_output, max_output_buffer) = self.output_limits()?;
+        let token_source = self.token_source();
         Ok(Config {
             host: self.get(&HOST, parse_host)?,
             port: self.get(&PORT, bounded(0, u16::MAX, "port number"))?,
@@ -111,7 +112,11 @@ impl Resolver<'_> {
             auto_release_on_disconnect: self.get(&AUTO_RELEASE_ON_DISCONNECT, parse_bool)?,
             tls: self.tls()?,
             tls_handshake_timeout_s: self.get(&TLS_HANDSHAKE_TIMEOUT, seconds(1))?,
-            auth_token: self.auth_token()?,
+            auth_token_file: match &token_source {
+                Some(TokenSource::File(raw)) => Some(PathBuf::from(&raw.text)),
+                _ => None,
+            },
+            auth_token: Self::auth_token(token_source)?,
             debug: self.get(&DEBUG, parse_bool)?,
             log_format: self.get(&LOG_FORMAT, parse_log_format)?,
             metrics_addr: self
@@ -249,24 +254,20 @@ impl Resolver<'_> {
         Ok((pending.value, hard.value))
     }
 
-    /// The auth token per spec §17.3; the token never appears in an error.
-    pub(super) fn auth_token(&mut self) -> Result<Option<Secret>, ConfigError> {
-        let (origin, content) = match self.token_source() {
+    /// The auth token from `source`, per spec §17.3; the token never appears in an error.
+    fn auth_token(source: Option<TokenSource>) -> Result<Option<Secret>, ConfigError> {
+        let (origin, token) = match source {
             None => return Ok(None),
-            Some(TokenSource::Inline(raw)) => (raw.origin, raw.text),
-            Some(TokenSource::File(raw)) => match read_token_file(&raw.text) {
-                Ok(content) => (raw.origin, content),
-                Err(problem) => {
-                    return Err(ConfigError::Invalid {
-                        origin: raw.origin,
-                        problem,
-                    });
-                }
-            },
+            Some(TokenSource::Inline(raw)) => {
+                let token = raw.text.trim();
+                let checked = check_token(token).map(|()| Secret::new(token));
+                (raw.origin, checked)
+            }
+            Some(TokenSource::File(raw)) => (raw.origin, auth_token_from_file(&raw.text)),
         };
-        let token = content.trim();
-        check_token(token).map_err(|problem| ConfigError::Invalid { origin, problem })?;
-        Ok(Some(Secret::new(token)))
+        token
+            .map(Some)
+            .map_err(|problem| ConfigError::Invalid { origin, problem })
     }
 
     /// First match of: explicit `--auth-token`, explicit `--auth-token-file`, non-empty
@@ -418,6 +419,15 @@ pub(super) fn parse_path(text: &str) -> Result<PathBuf, String> {
 }
 
 /// The whole content of the token file at `path`, up to a sanity bound.
+/// The auth token in the file at `path`, trimmed and checked: at start-up, and again when
+/// SIGHUP asks the server to reload it.
+pub fn auth_token_from_file(path: &str) -> Result<Secret, String> {
+    let content = read_token_file(path)?;
+    let token = content.trim();
+    check_token(token)?;
+    Ok(Secret::new(token))
+}
+
 pub(super) fn read_token_file(path: &str) -> Result<String, String> {
     if path.is_empty() {
         return Err(

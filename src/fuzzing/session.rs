@@ -603,7 +603,10 @@ impl World {
         self.read_lines(&mut peer, true);
         if peer.terminal {
             assert!(
-                matches!(reason, CloseReason::ProtocolError | CloseReason::AuthFailed),
+                matches!(
+                    reason,
+                    CloseReason::ProtocolError | CloseReason::ReadTimeout | CloseReason::AuthFailed
+                ),
                 "a closing error line, then a close for {reason:?}"
             );
         }

@@ -31,8 +31,10 @@ pub enum CloseReason {
     PeerGone,
     /// The peer finished sending and every complete request has been answered.
     PeerFinished,
-    /// `error` was sent for an over-long line or an expired read deadline.
+    /// `error` was sent for an over-long line.
     ProtocolError,
+    /// `error` was sent because a request did not arrive within the read deadline.
+    ReadTimeout,
     /// `error_auth` was sent; the close follows about 100 ms later.
     AuthFailed,
     /// `error_draining` was sent during shutdown.
@@ -55,9 +57,26 @@ impl CloseReason {
             self,
             CloseReason::PeerFinished
                 | CloseReason::ProtocolError
+                | CloseReason::ReadTimeout
                 | CloseReason::AuthFailed
                 | CloseReason::Draining
         )
+    }
+
+    /// The reason in words, for logs.
+    pub fn words(self) -> &'static str {
+        match self {
+            CloseReason::PeerGone => "peer closed the connection",
+            CloseReason::PeerFinished => "peer finished sending",
+            CloseReason::ProtocolError => "line too long",
+            CloseReason::ReadTimeout => "read timeout",
+            CloseReason::AuthFailed => "authentication failed",
+            CloseReason::Draining => "server draining",
+            CloseReason::SlowConsumer => "slow consumer",
+            CloseReason::WriteFailed => "write failed or stalled",
+            CloseReason::InputOverflow => "input overflow",
+            CloseReason::ShutdownDeadline => "shutdown deadline",
+        }
     }
 }
 
@@ -127,6 +146,8 @@ pub struct Connection<T> {
     pub(super) lines: u8,
     /// When the line currently being read started; the read deadline counts from here.
     pub(super) line_started: Millis,
+    /// When the connection was accepted: for the duration in `--log-connections` lines.
+    pub(super) opened: Millis,
     /// Output queued but not yet written. Unallocated while empty.
     pub(super) output: Output,
     /// Where the connection stands.
@@ -185,6 +206,7 @@ impl<T> Connection<T> {
             decoder: FrameDecoder::default(),
             lines: 0,
             line_started: now,
+            opened: now,
             output: Output::default(),
             phase: Phase::Open,
             auth,

@@ -27,7 +27,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use subtle::ConstantTimeEq;
 
 use super::bufpool::BufPool;
@@ -38,6 +38,7 @@ use super::queue::{DIRTY, FANOUT, IdQueue, PUSHES, READY, WRITE_BACKLOG};
 use super::report::{LoopFigures, Sources};
 use super::transport::Stream;
 use super::warnings::{PeerWarnings, Suppressed, WarnKind};
+use super::words;
 use crate::budget::{
     FANOUT_BACKLOG_BYTES, READ_CHUNK, REQUESTS_PER_TURN, STATS_STEP, STATS_STEPS_PER_TURN,
     TURN_REQUESTS,
@@ -108,6 +109,10 @@ pub struct Dispatcher<T> {
     pub(super) conns: Connections<T>,
     /// The shared secret, if authentication is on.
     auth_token: Option<Box<[u8]>>,
+    /// Log each connection's open and close at info level (`--log-connections`).
+    pub(super) log_connections: bool,
+    /// The start of the current turn: for durations in log lines, where no `now` is passed.
+    pub(super) turn_started: Millis,
     /// Shutdown has begun: every further request is answered `error_draining`.
     draining: bool,
     /// Generations of connection ids.
@@ -178,7 +183,7 @@ pub(super) struct Queues {
     pub(super) write_backlog: IdQueue,
     pub(super) counters: Counters,
     /// Rate limits of the warnings peers can trigger.
-    warnings: PeerWarnings,
+    pub(super) warnings: PeerWarnings,
 }
 
 impl<T: Stream> Dispatcher<T> {
@@ -190,6 +195,8 @@ impl<T: Stream> Dispatcher<T> {
             engine,
             conns: Connections::new(),
             auth_token: auth_token.map(Box::from),
+            log_connections: false,
+            turn_started: Millis::ZERO,
             draining: false,
             generations: Generations::default(),
             accepted: 0,
@@ -218,6 +225,12 @@ impl<T: Stream> Dispatcher<T> {
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             removed: Vec::new(),
         }
+    }
+
+    /// Replaces the shared secret that later `auth` requests must carry (SIGHUP); connections
+    /// that authenticated stay so.
+    pub fn set_auth_token(&mut self, token: &[u8]) {
+        self.auth_token = Some(Box::from(token));
     }
 
     /// The limits in force.
@@ -266,7 +279,11 @@ impl<T: Stream> Dispatcher<T> {
             conn.handshake_deadline =
                 Some(now.plus_ms(self.queues.limits.tls_handshake_timeout_ms));
         }
-        debug!("conn {serial} {peer}: accepted");
+        if self.log_connections {
+            info!(conn = serial, peer:% = peer; "connection opened");
+        } else {
+            debug!("conn {serial} {peer}: accepted");
+        }
         self.conns.insert(conn);
         self.refresh_timer(id);
     }
@@ -345,12 +362,17 @@ impl<T: Stream> Dispatcher<T> {
         let Some(conn) = self.conns.get(id) else {
             return;
         };
-        debug!("conn {} {}: read deadline expired", conn.serial, conn.peer);
         self.queues.counters.read_timeouts += 1;
+        if let Some(suppressed) = self.queues.warnings.admit(WarnKind::ReadTimeout, now) {
+            warn!(
+                "conn {} {}: no complete request within the read timeout, closing{suppressed}",
+                conn.serial, conn.peer
+            );
+        }
         if conn.auth == AuthState::Required {
             self.fail_auth(id, now);
         } else {
-            self.answer_and_close(id, now, Response::Error, CloseReason::ProtocolError);
+            self.answer_and_close(id, now, Response::Error, CloseReason::ReadTimeout);
         }
     }
 
@@ -375,6 +397,7 @@ impl<T: Stream> Dispatcher<T> {
     /// wait timeouts, idle GC, signal work). Returns `true` if more is due and the caller should
     /// call again without sleeping.
     pub fn start_turn(&mut self, now: Millis) -> bool {
+        self.turn_started = now;
         self.turn_requests = TURN_REQUESTS;
         self.stats_steps = STATS_STEPS_PER_TURN;
         let (engine, mut router) = split(&mut self.engine, &mut self.queues, &mut self.conns, now);
@@ -664,7 +687,12 @@ impl<T: Stream> Dispatcher<T> {
             }
         };
         if log::log_enabled!(log::Level::Debug) {
-            debug!("conn {} {}: {}", conn.serial, conn.peer, describe(&request));
+            debug!(
+                "conn {} {}: {}",
+                conn.serial,
+                conn.peer,
+                words::request(frame)
+            );
         }
         match request {
             Request::Stats => self.start_stats(id, now),
@@ -910,58 +938,6 @@ impl Queues {
     }
 }
 
-/// A one-line description of a request for the debug log (tokens and payloads abbreviated).
-fn describe(request: &Request<'_>) -> String {
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    match request {
-        Request::Acquire(request::Acquire {
-            ns,
-            key,
-            timeout_s,
-            limit,
-            lease_s,
-        }) => {
-            format!(
-                "acquire {ns:?} {} timeout={timeout_s}s limit={limit} lease={lease_s:?}",
-                text(key)
-            )
-        }
-        Request::Release(request::Release { ns, key, .. }) => {
-            format!("release {ns:?} {}", text(key))
-        }
-        Request::Renew(request::Renew {
-            ns, key, lease_s, ..
-        }) => format!("renew {ns:?} {} lease={lease_s:?}", text(key)),
-        Request::Enqueue(request::Enqueue {
-            ns,
-            key,
-            limit,
-            lease_s,
-        }) => {
-            format!(
-                "enqueue {ns:?} {} limit={limit} lease={lease_s:?}",
-                text(key)
-            )
-        }
-        Request::Wait(request::Wait { ns, key, timeout_s }) => {
-            format!("wait {ns:?} {} timeout={timeout_s}s", text(key))
-        }
-        Request::Stats => "stats".into(),
-        Request::Info => "info".into(),
-        Request::Ping => "ping".into(),
-        Request::Auth(_) => "auth".into(),
-        Request::Listen(request::Subscription { pattern, group }) => {
-            format!("listen {} group={}", text(pattern), text(group))
-        }
-        Request::Unlisten(request::Subscription { pattern, group }) => {
-            format!("unlisten {} group={}", text(pattern), text(group))
-        }
-        Request::Signal(request::Signal { channel, payload }) => {
-            format!("signal {} ({} bytes)", text(channel), payload.len())
-        }
-    }
-}
-
 /// Routes engine effects into connection buffers.
 struct Router<'t, T> {
     conns: &'t mut Connections<T>,
@@ -970,6 +946,21 @@ struct Router<'t, T> {
 }
 
 /// The connection `client` names if it can still take output; counts effects for departed ids.
+/// A rate-limited warning that a limit refused `conn`'s request with `status`.
+#[cold]
+fn warn_at_limit<T>(q: &mut Queues, conn: &Connection<T>, status: Status, now: Millis) {
+    let (kind, flag) = match status {
+        Status::ErrorMaxLocks => (WarnKind::MaxLocks, "--max-locks"),
+        _ => (WarnKind::MaxWaiters, "--max-waiters"),
+    };
+    if let Some(suppressed) = q.warnings.admit(kind, now) {
+        warn!(
+            "conn {} {}: refused, {flag} reached{suppressed}",
+            conn.serial, conn.peer
+        );
+    }
+}
+
 fn open_connection<'t, T>(
     conns: &'t mut Connections<T>,
     counters: &mut Counters,
@@ -992,10 +983,18 @@ impl<T> Outbox for Router<'_, T> {
         let Some(conn) = open_connection(self.conns, &mut q.counters, client) else {
             return;
         };
-        q.counters.responses[reply.status() as usize] += 1;
+        let status = reply.status();
+        q.counters.responses[status as usize] += 1;
+        if matches!(status, Status::ErrorMaxLocks | Status::ErrorMaxWaiters) {
+            warn_at_limit(q, conn, status, self.now);
+        }
         let buf = conn.output.append(&mut q.pool);
         let before = buf.len();
         response::encode(&reply, buf);
+        if log::log_enabled!(log::Level::Debug) {
+            let line = words::response(&buf[before..]);
+            debug!("conn {} {}: {line}", conn.serial, conn.peer);
+        }
         q.owned_output += buf.len() - before;
         end_wait(&mut q.ready, conn, self.now);
         after_output(q, conn, open);

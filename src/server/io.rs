@@ -17,13 +17,14 @@
 
 use std::io::IoSlice;
 
-use log::debug;
+use log::{debug, info, warn};
 
 use super::connection::{
     AUTH_FAILURE_DELAY_MS, CloseReason, CloseStage, Connection, LINGER_MS, Phase,
 };
-use super::dispatch::Dispatcher;
+use super::dispatch::{Dispatcher, Queues};
 use super::transport::{ReadOutcome, Stream, WRITE_SLICES, WriteOutcome};
+use super::warnings::WarnKind;
 use crate::budget::{
     CLOSES_PER_TURN, EXPIRE_BUDGET, HANDSHAKES_PER_TURN, PUSH_WRITES_PER_TURN, READS_PER_TURN,
     TRIM_BUDGET, WRITE_BYTES_PER_TURN,
@@ -116,7 +117,8 @@ impl<T: Stream> Dispatcher<T> {
         let handshake_expired =
             conn.handshake_deadline.is_some_and(|at| at <= now) && conn.stream.is_handshaking();
         if handshake_expired {
-            self.queues.counters.tls_handshake_failures += 1;
+            let why = "TLS handshake timed out";
+            note_handshake_failure(&mut self.queues, conn.serial, &conn.peer, why, now);
         }
         if write_expired || handshake_expired {
             let what = if write_expired {
@@ -229,7 +231,8 @@ impl<T: Stream> Dispatcher<T> {
             ReadOutcome::Failed(e) => {
                 debug!("conn {} {}: read failed: {e}", conn.serial, conn.peer);
                 if conn.stream.is_handshaking() {
-                    self.queues.counters.tls_handshake_failures += 1;
+                    let why = format!("TLS handshake failed: {e}");
+                    note_handshake_failure(&mut self.queues, conn.serial, &conn.peer, &why, now);
                 }
                 conn.read_ready = false;
                 self.close(id, CloseReason::PeerGone);
@@ -391,7 +394,12 @@ impl<T: Stream> Dispatcher<T> {
             return;
         };
         let reason = conn.close_reason().unwrap_or(CloseReason::PeerGone);
-        debug!("conn {} {}: closing ({reason:?})", conn.serial, conn.peer);
+        debug!(
+            "conn {} {}: closing: {}",
+            conn.serial,
+            conn.peer,
+            reason.words()
+        );
         if !reason.flushes() {
             self.remove(id);
             return;
@@ -451,7 +459,18 @@ impl<T: Stream> Dispatcher<T> {
             return;
         };
         conn.stream.close_notify();
-        debug!("conn {} {}: closed", conn.serial, conn.peer);
+        if self.log_connections {
+            let reason = conn.close_reason().map_or("closed", CloseReason::words);
+            info!(
+                conn = conn.serial,
+                peer:% = conn.peer,
+                duration_ms = self.turn_started.since(conn.opened),
+                reason;
+                "connection closed"
+            );
+        } else {
+            debug!("conn {} {}: closed", conn.serial, conn.peer);
+        }
         self.removed.push(conn);
     }
 
@@ -496,5 +515,21 @@ impl<T: Stream> Dispatcher<T> {
             self.disconnect(id, now);
             self.remove(id);
         }
+    }
+}
+
+/// Counts a failed TLS handshake and warns about it, rate-limited (a peer can fail handshakes
+/// at will).
+#[cold]
+fn note_handshake_failure(
+    queues: &mut Queues,
+    serial: u64,
+    peer: &impl std::fmt::Display,
+    why: &str,
+    now: Millis,
+) {
+    queues.counters.tls_handshake_failures += 1;
+    if let Some(suppressed) = queues.warnings.admit(WarnKind::TlsHandshake, now) {
+        warn!("conn {serial} {peer}: {why}{suppressed}");
     }
 }

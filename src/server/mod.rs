@@ -80,12 +80,14 @@ mod io;
 mod monitor;
 mod output;
 mod queue;
+mod reload;
 mod report;
 mod shutdown;
 #[cfg(test)]
 mod tests;
 pub(crate) mod transport;
 mod warnings;
+mod words;
 
 pub(crate) use self::output::SHARE_MIN;
 
@@ -104,6 +106,8 @@ use self::conn_id::{LISTENER, MONITOR, SIGNALS, WAKER, id_of, token_of};
 use self::dispatch::{Dispatcher, SessionLimits};
 use self::io::Readiness;
 use self::monitor::{Answer, Monitor};
+pub use self::reload::ReloadSources;
+use self::reload::Reloader;
 use self::report::Sources;
 pub use self::shutdown::ShutdownHandle;
 use self::transport::Transport;
@@ -159,6 +163,8 @@ pub struct Server {
     monitor: Option<Monitor>,
     /// Open HTTP connections the monitoring endpoint allows.
     metrics_max_connections: usize,
+    /// What SIGHUP reloads, once [`Server::reload_on_sighup`] set it.
+    reloader: Option<Reloader>,
 }
 
 impl Server {
@@ -189,6 +195,7 @@ impl Server {
         let auth = config.auth_token.as_ref().map(|t| t.expose().as_bytes());
         let mut dispatcher = Dispatcher::new(engine, limits, auth);
         dispatcher.figures.start_time_s = unix_time_s();
+        dispatcher.log_connections = config.log_connections;
         Ok(Server {
             poll,
             events: Events::with_capacity(EVENT_CAPACITY),
@@ -215,6 +222,7 @@ impl Server {
             draining: false,
             monitor: None,
             metrics_max_connections: config.metrics_max_connections,
+            reloader: None,
         })
     }
 
@@ -243,16 +251,24 @@ impl Server {
         self.local_addr
     }
 
-    /// Begins a graceful shutdown on SIGINT or SIGTERM. Only the binary calls this; servers
-    /// embedded in tests are stopped through [`Server::shutdown_handle`].
+    /// Begins a graceful shutdown on SIGINT or SIGTERM, and reloads on SIGHUP (see
+    /// [`Server::reload_on_sighup`]; without it SIGHUP is logged and ignored). Only the binary
+    /// calls this; servers embedded in tests are stopped through [`Server::shutdown_handle`].
     pub fn handle_signals(&mut self) -> stdio::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         self.signals = Some(signals);
         Ok(())
+    }
+
+    /// Has SIGHUP read `sources` again: the TLS certificate and key, the auth token file.
+    pub fn reload_on_sighup(&mut self, sources: ReloadSources) {
+        if sources.tls.is_some() || sources.auth_token_file.is_some() {
+            self.reloader = Some(Reloader::new(sources));
+        }
     }
 
     /// A handle that starts a graceful shutdown from another thread.
@@ -277,6 +293,9 @@ impl Server {
             self.take_events();
             if self.shutdown_requested.load(Ordering::Acquire) {
                 self.begin_shutdown(now);
+            }
+            if self.reloader.is_some() {
+                self.apply_reload();
             }
             self.run_timers(now);
             self.dispatcher.serve_ready(now);
@@ -342,11 +361,53 @@ impl Server {
     }
 
     fn on_signal(&mut self) {
-        if let Some(signals) = self.signals.as_mut() {
-            for signal in signals.pending() {
-                info!("received signal {signal}, shutting down");
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        for signal in signals.pending() {
+            let name = match signal {
+                SIGHUP => "SIGHUP",
+                SIGINT => "SIGINT",
+                SIGTERM => "SIGTERM",
+                _ => "an unexpected signal",
+            };
+            if signal != SIGHUP {
+                info!("received {name}, shutting down");
                 self.shutdown_requested.store(true, Ordering::Release);
+            } else if let Some(reloader) = self.reloader.as_mut() {
+                info!("received {name}, reloading the TLS certificate and the auth token file");
+                reloader.request(&self.waker);
+            } else {
+                info!("received {name}: nothing to reload (no TLS, no auth token file)");
             }
+        }
+    }
+
+    /// Takes a finished reload: what was read replaces the old setting, what failed keeps it.
+    fn apply_reload(&mut self) {
+        let Some(reloaded) = self
+            .reloader
+            .as_mut()
+            .and_then(|reloader| reloader.poll(&self.waker))
+        else {
+            return;
+        };
+        match reloaded.tls {
+            Some(Ok(tls)) => {
+                self.tls = Some(tls);
+                info!("reload: new TLS handshakes use the new certificate");
+            }
+            Some(Err(why)) => warn!("reload: keeping the old TLS certificate: {why}"),
+            None => {}
+        }
+        match reloaded.auth_token {
+            Some(Ok(token)) => {
+                self.dispatcher.set_auth_token(token.expose().as_bytes());
+                info!("reload: new auth requests need the new token");
+            }
+            Some(Err(why)) => warn!("reload: keeping the old auth token: {why}"),
+            None => {}
         }
     }
 
@@ -412,6 +473,7 @@ impl Server {
             self.dispatcher.figures.refused_max_connections += 1;
             self.warn_refused(
                 now,
+                WarnKind::MaxConnections,
                 format_args!("{peer}: refused, --max-connections reached"),
             );
             return;
@@ -422,6 +484,7 @@ impl Server {
                 self.dispatcher.figures.refused_per_ip += 1;
                 self.warn_refused(
                     now,
+                    WarnKind::MaxConnectionsPerIp,
                     format_args!("{peer}: refused, --max-connections-per-ip reached"),
                 );
                 return;
@@ -437,7 +500,11 @@ impl Server {
             token_of(id),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            self.warn_refused(now, format_args!("{peer}: cannot register connection: {e}"));
+            self.warn_refused(
+                now,
+                WarnKind::Refused,
+                format_args!("{peer}: cannot register connection: {e}"),
+            );
             self.forget_ip(peer.ip());
             return;
         }
@@ -446,7 +513,11 @@ impl Server {
             Some(config) => match TlsConn::new(stream, config.clone()) {
                 Ok(tls) => Transport::Tls(Box::new(tls)),
                 Err(e) => {
-                    self.warn_refused(now, format_args!("{peer}: cannot start TLS: {e}"));
+                    self.warn_refused(
+                        now,
+                        WarnKind::Refused,
+                        format_args!("{peer}: cannot start TLS: {e}"),
+                    );
                     self.forget_ip(peer.ip());
                     return;
                 }
@@ -458,8 +529,8 @@ impl Server {
 
     /// Logs why a connection was refused, rate-limited: a peer can arrange for every one of its
     /// connections to be refused.
-    fn warn_refused(&mut self, now: Millis, why: std::fmt::Arguments<'_>) {
-        if let Some(suppressed) = self.dispatcher.admit_warning(WarnKind::Refused, now) {
+    fn warn_refused(&mut self, now: Millis, kind: WarnKind, why: std::fmt::Arguments<'_>) {
+        if let Some(suppressed) = self.dispatcher.admit_warning(kind, now) {
             warn!("{why}{suppressed}");
         }
     }

@@ -68,14 +68,25 @@ pub enum WarnKind {
     AuthFailure,
     /// A subscriber was disconnected as a slow consumer.
     SlowConsumer,
-    /// A connection was refused or dropped on arrival (a connection cap, or it could not be
-    /// registered or given a TLS session).
+    /// A connection was dropped on arrival: it could not be registered or given a TLS session.
     Refused,
+    /// A connection was refused at `--max-connections`.
+    MaxConnections,
+    /// A connection was refused at `--max-connections-per-ip`.
+    MaxConnectionsPerIp,
+    /// An acquire was refused at `--max-locks`.
+    MaxLocks,
+    /// An acquire was refused at `--max-waiters`.
+    MaxWaiters,
+    /// A TLS handshake failed or ran out of time.
+    TlsHandshake,
+    /// A connection was closed because a request did not arrive within the read timeout.
+    ReadTimeout,
 }
 
 impl WarnKind {
     /// Number of kinds.
-    const COUNT: usize = 3;
+    const COUNT: usize = 9;
 }
 
 /// One [`RateLimiter`] per [`WarnKind`], at [`PEER_WARNING_INTERVAL_MS`].

@@ -264,3 +264,40 @@ fn the_token_is_never_logged() {
         );
     }
 }
+
+#[test]
+fn sighup_reads_the_token_file_again_without_dropping_anyone() {
+    let dir = TempDir::new();
+    let file = dir.file("token", b"first\n");
+    let server = TestServer::start(&["--auth-token-file", &file]);
+    let mut early = server.connect();
+    assert_eq!(early.request("auth", "_", "first"), "ok");
+    let lock = early.lock("k", "0");
+
+    dir.file("token", b"second\n");
+    server.hangup();
+    server.wait_for_log(
+        "new auth requests need the new token",
+        Duration::from_secs(5),
+    );
+    refused(&server, "first");
+    accepted(&server, "second");
+    // Authenticated before the reload: still authenticated, still holding.
+    assert_eq!(early.request("r", "k", &lock), "ok");
+
+    // A file that no longer holds a usable token keeps the one in use.
+    dir.file("token", b"  \n");
+    server.hangup();
+    server.wait_for_log("keeping the old auth token", Duration::from_secs(5));
+    accepted(&server, "second");
+}
+
+#[test]
+fn sighup_with_nothing_to_reload_keeps_serving() {
+    let server = TestServer::start(&[]);
+    let mut c = server.connect();
+    let lock = c.lock("k", "0");
+    server.hangup();
+    server.wait_for_log("received SIGHUP: nothing to reload", Duration::from_secs(5));
+    assert_eq!(c.request("r", "k", &lock), "ok");
+}

@@ -117,3 +117,60 @@ fn authentication_failures_are_logged_once_a_second_with_a_count() {
     assert_eq!(counted, total, "{lines:#?}");
     assert_served(server.addr);
 }
+
+#[test]
+fn connections_and_requests_are_logged_in_words() {
+    let server = TestServer::start(&["--log-connections", "--debug", "--read-timeout", "1"]);
+    let mut c = server.connect();
+    let port = c.stream().local_addr().expect("local address").port();
+    let token = c.lock("orders", "0 33");
+    assert_eq!(c.request("r", "orders", &token), "ok");
+    server.wait_for_log(
+        &format!("connection opened conn=1 peer=127.0.0.1:{port}"),
+        REPLY_TIMEOUT,
+    );
+    server.wait_for_log(
+        &format!("conn 1 127.0.0.1:{port}: l orders 0 33"),
+        REPLY_TIMEOUT,
+    );
+    let fence = &token[..16];
+    server.wait_for_log(&format!(": -> ok {fence}... 33"), REPLY_TIMEOUT);
+    server.wait_for_log(&format!(": r orders {fence}..."), REPLY_TIMEOUT);
+    assert!(
+        server.log().iter().all(|line| !line.contains(&token[16..])),
+        "the secret half of a token never reaches the log"
+    );
+    drop(c);
+    server.wait_for_log("reason=\"peer finished sending\"", Duration::from_secs(5));
+    // An idle connection is closed by the read timeout, and says so.
+    let mut idle = server.connect();
+    idle.send_raw(b"l\n");
+    server.wait_for_log(
+        "no complete request within the read timeout",
+        Duration::from_secs(5),
+    );
+    server.wait_for_log("reason=\"read timeout\"", Duration::from_secs(5));
+}
+
+#[test]
+fn json_log_lines_carry_the_connection_fields() {
+    let server = TestServer::start(&["--log-connections", "--log-format", "json"]);
+    drop(server.connect());
+    server.wait_for_log("connection closed", REPLY_TIMEOUT);
+    for line in server.log() {
+        let value: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
+        assert!(
+            value["ts"].is_string() && value["level"].is_string(),
+            "{line}"
+        );
+        if value["msg"] == "connection closed" {
+            assert_eq!(value["conn"], 1);
+            assert!(value["duration_ms"].is_u64(), "{line}");
+            assert!(
+                value["peer"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("127.0.0.1:"))
+            );
+        }
+    }
+}

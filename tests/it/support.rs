@@ -135,6 +135,13 @@ impl TestServer {
         assert_eq!(rc, 0, "kill(SIGTERM) failed");
     }
 
+    /// Sends SIGHUP (reload the TLS certificate and the auth token file).
+    pub fn hangup(&self) {
+        // SAFETY: kill(2) with a pid we spawned and have not reaped; no memory is involved.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGHUP) };
+        assert_eq!(rc, 0, "kill(SIGHUP) failed");
+    }
+
     /// Sends SIGINT (graceful shutdown, like SIGTERM).
     pub fn interrupt(&self) {
         // SAFETY: kill(2) with a pid we spawned and have not reaped; no memory is involved.

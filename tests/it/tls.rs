@@ -513,3 +513,48 @@ fn an_unusable_certificate_or_key_is_a_start_up_error() {
         assert!(!stderr.is_empty(), "{what}: no message");
     }
 }
+
+#[test]
+fn sighup_swaps_the_certificate_for_new_handshakes_and_keeps_old_connections() {
+    let old = Pki::new();
+    let server = old.start(&[]);
+    let mut holder = old.connect(&server);
+    let token = grant(&holder.request("l", "k", "0")).0;
+
+    let new = Pki::new();
+    std::fs::copy(&new.cert, &old.cert).expect("replace the certificate");
+    std::fs::copy(&new.key, &old.key).expect("replace the key");
+    server.hangup();
+    server.wait_for_log("new TLS handshakes use the new certificate", SETTLE);
+
+    // New handshakes present the new certificate: trusted by the new roots only.
+    let mut fresh = new.connect(&server);
+    assert_eq!(
+        fresh.request("l", "k", "0"),
+        "timeout",
+        "the old holder still holds"
+    );
+    let mut socket = tcp(server.addr);
+    let mut stale = ClientConnection::new(old.client.clone(), server_name()).expect("client");
+    let mut refused = false;
+    while stale.is_handshaking() {
+        if stale.complete_io(&mut socket).is_err() {
+            refused = true;
+            break;
+        }
+    }
+    assert!(
+        refused,
+        "a client trusting only the old certificate must fail its handshake"
+    );
+
+    // The connection made before the reload keeps its session and its lock.
+    assert_eq!(holder.request("n", "k", &token), "ok 33");
+    assert_eq!(holder.request("r", "k", &token), "ok");
+
+    // A certificate that does not parse keeps the one in use.
+    std::fs::write(&old.cert, "not a certificate").expect("write");
+    server.hangup();
+    server.wait_for_log("keeping the old TLS certificate", SETTLE);
+    assert_eq!(new.connect(&server).request("ping", "_", ""), "ok");
+}
