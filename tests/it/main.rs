@@ -1,4 +1,4 @@
-//! Integration tests over real TCP against the real `dflockd` binary.
+//! Integration tests over real TCP and Unix sockets against the real `dflockd` binary.
 
 mod alloc;
 mod auth;
@@ -22,3 +22,4 @@ mod stats;
 mod support;
 mod timeouts;
 mod tls;
+mod unix;
