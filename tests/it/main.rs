@@ -6,6 +6,7 @@ mod bench_tool;
 mod chaos;
 mod client;
 mod config;
+mod deploy;
 mod dflockctl;
 mod disconnect;
 mod fuzz_replay;

@@ -410,6 +410,8 @@ fn socket_activation_serves_the_handed_over_tcp_and_unix_listeners() {
             .iter()
             .any(|l| l.contains("socket activation: 1 TCP and 1 Unix"))
     });
+    // Drained at once: no connection left open.
+    drop((unix, tcp));
     // SAFETY: kill(2) with a pid we spawned and have not reaped; no memory is involved.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let _ = child.wait();
