@@ -10,7 +10,7 @@ pub mod tls;
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use mio::net::{TcpStream, UnixStream};
 
@@ -135,29 +135,33 @@ impl Stream for Transport {
 
     fn read(&mut self, buf: &mut [u8], trust_short_reads: bool) -> ReadOutcome {
         debug_assert!(!buf.is_empty(), "zero-length read");
-        match self {
-            Transport::Plain(stream) => read_socket(stream, buf, trust_short_reads),
-            Transport::Unix(stream) => read_socket(stream, buf, trust_short_reads),
+        // TCP and Unix sockets take the same calls: one code path on the descriptor.
+        let fd = match self {
+            Transport::Plain(stream) => (*stream).as_fd(),
+            Transport::Unix(stream) => (*stream).as_fd(),
             // rustls reads about 4 KiB of ciphertext per call and buffers: a short read proves
             // nothing about the socket.
-            Transport::Tls(tls) => tls.read(buf),
-        }
+            Transport::Tls(tls) => return tls.read(buf),
+        };
+        read_socket(fd, buf, trust_short_reads)
     }
 
     fn write(&mut self, buf: &[u8]) -> WriteOutcome {
-        match self {
-            Transport::Plain(stream) => write_socket(stream, buf),
-            Transport::Unix(stream) => write_socket(stream, buf),
-            Transport::Tls(tls) => tls.write(buf),
-        }
+        let fd = match self {
+            Transport::Plain(stream) => (*stream).as_fd(),
+            Transport::Unix(stream) => (*stream).as_fd(),
+            Transport::Tls(tls) => return tls.write(buf),
+        };
+        write_socket(fd, buf)
     }
 
     fn write_vectored(&mut self, slices: &mut [IoSlice<'_>]) -> WriteOutcome {
-        match self {
-            Transport::Plain(stream) => writev_socket(stream, slices),
-            Transport::Unix(stream) => writev_socket(stream, slices),
-            Transport::Tls(tls) => tls.write_vectored(slices),
-        }
+        let fd = match self {
+            Transport::Plain(stream) => (*stream).as_fd(),
+            Transport::Unix(stream) => (*stream).as_fd(),
+            Transport::Tls(tls) => return tls.write_vectored(slices),
+        };
+        writev_socket(fd, slices)
     }
 
     fn shutdown_write(&mut self) {
@@ -173,9 +177,9 @@ impl Stream for Transport {
 
 /// One read from a socket without TLS (TCP or Unix: the same calls on a descriptor).
 #[inline]
-fn read_socket(socket: impl AsFd, buf: &mut [u8], trust_short_reads: bool) -> ReadOutcome {
+fn read_socket(socket: BorrowedFd<'_>, buf: &mut [u8], trust_short_reads: bool) -> ReadOutcome {
     loop {
-        match recv(&socket, buf) {
+        match recv(socket, buf) {
             Ok(0) => return ReadOutcome::Eof,
             Ok(len) => {
                 return ReadOutcome::Data {
@@ -192,9 +196,9 @@ fn read_socket(socket: impl AsFd, buf: &mut [u8], trust_short_reads: bool) -> Re
 
 /// One write to a socket without TLS.
 #[inline]
-fn write_socket(socket: impl AsFd, buf: &[u8]) -> WriteOutcome {
+fn write_socket(socket: BorrowedFd<'_>, buf: &[u8]) -> WriteOutcome {
     loop {
-        match send(&socket, buf) {
+        match send(socket, buf) {
             Ok(0) if !buf.is_empty() => {
                 return WriteOutcome::Failed(io::ErrorKind::WriteZero.into());
             }
@@ -208,9 +212,9 @@ fn write_socket(socket: impl AsFd, buf: &[u8]) -> WriteOutcome {
 
 /// One vectored write to a socket without TLS.
 #[inline]
-fn writev_socket(socket: impl AsFd, slices: &mut [IoSlice<'_>]) -> WriteOutcome {
+fn writev_socket(socket: BorrowedFd<'_>, slices: &mut [IoSlice<'_>]) -> WriteOutcome {
     loop {
-        match rustix::io::writev(&socket, slices) {
+        match rustix::io::writev(socket, slices) {
             Ok(0) if slices.iter().any(|s| !s.is_empty()) => {
                 return WriteOutcome::Failed(io::ErrorKind::WriteZero.into());
             }
@@ -225,13 +229,13 @@ fn writev_socket(socket: impl AsFd, slices: &mut [IoSlice<'_>]) -> WriteOutcome 
 /// `recv` on a plain socket. Made through rustix, whose system calls skip libc's thread
 /// cancellation bookkeeping: the process has a logging thread, and libc's wrappers cost about a
 /// hundred instructions more per call in a multi-threaded process.
-fn recv(stream: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+fn recv(stream: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     let (len, _) = rustix::net::recv(stream, buf, rustix::net::RecvFlags::empty())?;
     Ok(len)
 }
 
 /// `send` on a plain socket, through rustix for the reason given at [`recv`].
-fn send(stream: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+fn send(stream: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     Ok(rustix::net::send(
         stream,
         buf,
