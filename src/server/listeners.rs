@@ -4,7 +4,7 @@
 //! Edge-triggered epoll reports a listener once per transition, so each listener remembers
 //! whether it may still have connections waiting (`pending`) until an accept says `WouldBlock`.
 //! Accepting takes turns between the pending listeners, so a flood on one cannot starve the
-//! other. The back-off after resource errors stays in [`super::accept::AcceptState`]: EMFILE
+//! other. The back-off after resource errors stays in `accept.rs`: EMFILE
 //! hits every listener alike.
 //!
 //! A Unix socket file this process bound is removed when its listener closes (at the start of
