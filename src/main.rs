@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use dflockd::config::{Config, ConfigError, Loaded};
+use dflockd::server::listeners::{Listeners, bind_unix};
 use dflockd::server::{ReloadSources, Server, load_tls};
+use dflockd::systemd::{Activation, Notifier};
 use log::{LevelFilter, error, info, warn};
 use rustix::thread::{CpuSet, sched_setaffinity};
 
@@ -90,11 +92,9 @@ fn run(config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), St
     if let Some(core) = config.cpu {
         pin_to_core(core)?;
     }
-    let address = config.bind_address();
-    let listener = std::net::TcpListener::bind(&address)
-        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let (listeners, metrics) = listen(config)?;
     let mut server =
-        Server::new(config, listener, tls).map_err(|e| format!("cannot start: {e}"))?;
+        Server::with_listeners(config, listeners, tls).map_err(|e| format!("cannot start: {e}"))?;
     server
         .handle_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -102,19 +102,36 @@ fn run(config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), St
         tls: config.tls.clone(),
         auth_token_file: config.auth_token_file.clone(),
     });
-    if let Some(addr) = &config.metrics_addr {
-        std::net::TcpListener::bind(addr)
-            .and_then(|listener| server.serve_metrics(listener))
-            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    // The monitoring endpoint: on the socket the service manager handed over, else on
+    // --metrics-addr.
+    let metrics = match (metrics, &config.metrics_addr) {
+        (Some(listener), _) => Some(listener),
+        (None, Some(addr)) => Some(
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(listener) = metrics {
+        server
+            .serve_metrics(listener)
+            .map_err(|e| format!("cannot serve metrics: {e}"))?;
     }
     if let Some(addr) = server.metrics_addr() {
         info!("metrics on http://{addr}/metrics");
     }
+    match Notifier::from_env() {
+        Ok(Some(notifier)) => server.set_notifier(notifier),
+        Ok(None) => {}
+        // The service manager will time the start-up out; serving meanwhile does no harm.
+        Err(e) => warn!("cannot reach the service manager's NOTIFY_SOCKET: {e}"),
+    }
+    let names = server.listener_names();
     info!(
         "dflockd {} listening on {} (default lease {}s, max locks {}, read timeout {}s, \
          auto-release {}, auth {}, tls {}, cpu {}, busy-poll {})",
         env!("CARGO_PKG_VERSION"),
-        server.local_addr(),
+        names[0],
         config.default_lease_s,
         config.max_locks,
         config.read_timeout_s,
@@ -134,7 +151,57 @@ fn run(config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), St
             .map_or("any".to_string(), |core| core.to_string()),
         if config.busy_poll { "on" } else { "off" },
     );
+    for name in &names[1..] {
+        info!("listening on {name}");
+    }
     server.run().map_err(|e| format!("event loop failed: {e}"))
+}
+
+/// The listeners to serve: the ones the service manager handed over (socket activation), or
+/// else TCP on `--host`/`--port` (unless `--no-tcp`) and the `--unix-socket`. Also returns the
+/// handed-over socket named `metrics`, for the monitoring endpoint.
+fn listen(config: &Config) -> Result<(Listeners, Option<std::net::TcpListener>), String> {
+    let mut listeners = Listeners::default();
+    let added = |e: std::io::Error| format!("cannot use a listening socket: {e}");
+    let activation = Activation::from_env().map_err(|e| format!("socket activation: {e}"))?;
+    let metrics = match activation {
+        Some(activation) => {
+            info!(
+                "socket activation: {} TCP and {} Unix listener(s) handed over; \
+                 --host, --port, --no-tcp and --unix-socket are not used",
+                activation.tcp.len(),
+                activation.unix.len()
+            );
+            for listener in activation.tcp {
+                listeners.add_tcp(listener).map_err(added)?;
+            }
+            for listener in activation.unix {
+                listeners.add_unix(listener, None).map_err(added)?;
+            }
+            activation.metrics
+        }
+        None => {
+            if config.tcp {
+                let address = config.bind_address();
+                let listener = std::net::TcpListener::bind(&address)
+                    .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+                listeners.add_tcp(listener).map_err(added)?;
+            }
+            if let Some(path) = &config.unix_socket {
+                let (listener, file) = bind_unix(path, config.unix_socket_mode)?;
+                listeners.add_unix(listener, Some(file)).map_err(added)?;
+            }
+            None
+        }
+    };
+    if listeners.is_empty() {
+        return Err(
+            "nothing to serve: --no-tcp needs --unix-socket (or sockets handed over by the \
+             service manager)"
+                .to_owned(),
+        );
+    }
+    Ok((listeners, metrics))
 }
 
 /// Pins the calling thread (the event loop runs on it) to one CPU core.

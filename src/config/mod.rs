@@ -38,6 +38,19 @@ pub struct Config {
     pub host: String,
     /// TCP port to bind; 0 lets the OS pick an ephemeral port.
     pub port: u16,
+    /// Whether to serve TCP on `host:port` (`--no-tcp` turns it off).
+    pub tcp: bool,
+    /// Path of the Unix stream socket to serve beside (or, with `tcp` off, instead of) TCP.
+    pub unix_socket: Option<PathBuf>,
+    /// Permission bits given to the Unix socket file after binding; at most `0o777`.
+    pub unix_socket_mode: u32,
+    /// User ids a Unix-socket peer may have; empty = no uid list.
+    pub unix_allow_uid: Vec<u32>,
+    /// Primary group ids a Unix-socket peer may have; empty = no gid list. With both lists empty
+    /// every peer is admitted; otherwise a peer matching either list is.
+    pub unix_allow_gid: Vec<u32>,
+    /// Whether an admitted Unix-socket peer skips `auth` when a token is configured.
+    pub unix_peer_auth: bool,
     /// Lease granted when an acquire names none; > 0.
     pub default_lease_s: u64,
     /// Accepted for compatibility with the reference server and validated (> 0), but it has no effect: leases

@@ -95,6 +95,16 @@ impl Resolver<'_> {
         Ok(Config {
             host: self.get(&HOST, parse_host)?,
             port: self.get(&PORT, bounded(0, u16::MAX, "port number"))?,
+            tcp: self.get(&TCP, parse_bool)?,
+            unix_socket: self.optional(&UNIX_SOCKET, parse_path)?.map(|p| p.value),
+            unix_socket_mode: self.get(&UNIX_SOCKET_MODE, parse_mode)?,
+            unix_allow_uid: self
+                .optional(&UNIX_ALLOW_UID, id_list("user id"))?
+                .map_or_else(Vec::new, |list| list.value),
+            unix_allow_gid: self
+                .optional(&UNIX_ALLOW_GID, id_list("group id"))?
+                .map_or_else(Vec::new, |list| list.value),
+            unix_peer_auth: self.get(&UNIX_PEER_AUTH, parse_bool)?,
             default_lease_s: self.get(&DEFAULT_LEASE_TTL, seconds(1))?,
             lease_sweep_interval_s: self.get(&LEASE_SWEEP_INTERVAL, seconds(1))?,
             gc_interval_s: self.get(&GC_INTERVAL, seconds(1))?,
@@ -408,6 +418,37 @@ pub(super) fn parse_host(text: &str) -> Result<String, String> {
         return Err("the host must not be empty".to_owned());
     }
     Ok(host.to_owned())
+}
+
+/// Permission bits in octal (`0660`, `660` or `0o660`), at most `0777`.
+pub(super) fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    let mode = u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|_| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format!("{text:?} is not an octal mode such as 0660"))?;
+    if mode > 0o777 {
+        return Err(format!(
+            "{text} is too large: permission bits go up to 0777"
+        ));
+    }
+    Ok(mode)
+}
+
+/// A parser for a comma-separated list of numeric ids (spaces around the commas allowed); `what`
+/// names one id in messages. An empty list is a mistake rather than "nobody".
+pub(super) fn id_list(what: &'static str) -> impl Fn(&str) -> Result<Vec<u32>, String> {
+    move |text| {
+        let ids = text
+            .split(',')
+            .map(|id| {
+                let id = id.trim();
+                id.parse::<u32>()
+                    .map_err(|error| format!("{id:?} is not a valid {what}: {error}"))
+            })
+            .collect::<Result<Vec<u32>, String>>()?;
+        Ok(ids)
+    }
 }
 
 /// A file path; an empty one is a mistake rather than "unset".

@@ -130,6 +130,48 @@ pub(super) const PORT: Setting = Setting::value(
     Some("6388"),
     "TCP port to listen on; 0 = ephemeral",
 );
+pub(super) const TCP: Setting = Setting::switch(
+    "tcp",
+    "no-tcp",
+    "DFLOCKD_TCP",
+    "true",
+    "Serve TCP on --host/--port; --no-tcp serves only the Unix socket",
+);
+pub(super) const UNIX_SOCKET: Setting = Setting::value(
+    "unix-socket",
+    "DFLOCKD_UNIX_SOCKET",
+    "PATH",
+    None,
+    "Also serve on a Unix stream socket at this path (same protocol and\nlimits; no TLS); a stale socket file is replaced, a live one is an error",
+);
+pub(super) const UNIX_SOCKET_MODE: Setting = Setting::value(
+    "unix-socket-mode",
+    "DFLOCKD_UNIX_SOCKET_MODE",
+    "OCTAL",
+    Some("0660"),
+    "Permission bits of the Unix socket file (octal, at most 0777)",
+);
+pub(super) const UNIX_ALLOW_UID: Setting = Setting::value(
+    "unix-allow-uid",
+    "DFLOCKD_UNIX_ALLOW_UID",
+    "LIST",
+    None,
+    "Admit only Unix-socket peers with one of these user ids (comma-separated;\nwith --unix-allow-gid, a match in either list admits)",
+);
+pub(super) const UNIX_ALLOW_GID: Setting = Setting::value(
+    "unix-allow-gid",
+    "DFLOCKD_UNIX_ALLOW_GID",
+    "LIST",
+    None,
+    "Admit only Unix-socket peers whose primary group id is in this\ncomma-separated list",
+);
+pub(super) const UNIX_PEER_AUTH: Setting = Setting::switch(
+    "unix-peer-auth",
+    "no-unix-peer-auth",
+    "DFLOCKD_UNIX_PEER_AUTH",
+    "false",
+    "Unix-socket peers (admitted by the allow-lists) need no `auth` even\nwhen a token is configured",
+);
 pub(super) const DEFAULT_LEASE_TTL: Setting = Setting::value(
     "default-lease-ttl",
     "DFLOCKD_DEFAULT_LEASE_TTL_S",
@@ -361,6 +403,12 @@ pub(super) const BUSY_POLL: Setting = Setting::switch(
 pub(super) const SETTINGS: &[&Setting] = &[
     &HOST,
     &PORT,
+    &TCP,
+    &UNIX_SOCKET,
+    &UNIX_SOCKET_MODE,
+    &UNIX_ALLOW_UID,
+    &UNIX_ALLOW_GID,
+    &UNIX_PEER_AUTH,
     &DEFAULT_LEASE_TTL,
     &LEASE_SWEEP_INTERVAL,
     &GC_INTERVAL,

@@ -51,6 +51,15 @@ fn field(config: &Config, flag: &str) -> String {
     match flag {
         "host" => config.host.clone(),
         "port" => config.port.to_string(),
+        "tcp" => config.tcp.to_string(),
+        "unix-socket" => config
+            .unix_socket
+            .as_ref()
+            .map_or_else(|| "unset".to_owned(), |path| path.display().to_string()),
+        "unix-socket-mode" => format!("0{:03o}", config.unix_socket_mode),
+        "unix-allow-uid" => ids(&config.unix_allow_uid),
+        "unix-allow-gid" => ids(&config.unix_allow_gid),
+        "unix-peer-auth" => config.unix_peer_auth.to_string(),
         "default-lease-ttl" => config.default_lease_s.to_string(),
         "lease-sweep-interval" => config.lease_sweep_interval_s.to_string(),
         "gc-interval" => config.gc_interval_s.to_string(),
@@ -88,12 +97,27 @@ fn field(config: &Config, flag: &str) -> String {
     }
 }
 
+/// A list of ids as the flags take it, or `unset`.
+fn ids(list: &[u32]) -> String {
+    if list.is_empty() {
+        return "unset".to_owned();
+    }
+    list.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// (flag, variable, documented default, two distinct non-default values) for every setting with a
 /// plain value; TLS and the auth token have their own tests.
 #[rustfmt::skip]
 const CASES: &[(&str, &str, &str, &str, &str)] = &[
     ("host", "DFLOCKD_HOST", "127.0.0.1", "::1", "example.org"),
     ("port", "DFLOCKD_PORT", "6388", "0", "7000"),
+    ("unix-socket", "DFLOCKD_UNIX_SOCKET", "unset", "/run/dflockd/dflockd.sock", "s.sock"),
+    ("unix-socket-mode", "DFLOCKD_UNIX_SOCKET_MODE", "0660", "0600", "0777"),
+    ("unix-allow-uid", "DFLOCKD_UNIX_ALLOW_UID", "unset", "0", "1000,4294967295"),
+    ("unix-allow-gid", "DFLOCKD_UNIX_ALLOW_GID", "unset", "10001", "0,1"),
     ("default-lease-ttl", "DFLOCKD_DEFAULT_LEASE_TTL_S", "33", "1", "600"),
     ("lease-sweep-interval", "DFLOCKD_LEASE_SWEEP_INTERVAL_S", "1", "2", "3"),
     ("gc-interval", "DFLOCKD_GC_INTERVAL_S", "5", "1", "9223372036"),
@@ -125,6 +149,8 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
 const SWITCHES: &[(&str, &str, &str, bool)] = &[
     ("auto-release-on-disconnect", "no-auto-release-on-disconnect", "DFLOCKD_AUTO_RELEASE_ON_DISCONNECT", true),
     ("debug", "no-debug", "DFLOCKD_DEBUG", false),
+    ("tcp", "no-tcp", "DFLOCKD_TCP", true),
+    ("unix-peer-auth", "no-unix-peer-auth", "DFLOCKD_UNIX_PEER_AUTH", false),
     ("busy-poll", "no-busy-poll", "DFLOCKD_BUSY_POLL", false),
     ("log-connections", "no-log-connections", "DFLOCKD_LOG_CONNECTIONS", false),
 ];
@@ -136,6 +162,14 @@ const BAD_VALUES: &[(&str, &str, &str)] = &[
     ("port", "DFLOCKD_PORT", "65536"),
     ("port", "DFLOCKD_PORT", "-1"),
     ("port", "DFLOCKD_PORT", " 6388"),
+    ("tcp", "DFLOCKD_TCP", "maybe"),
+    ("unix-socket-mode", "DFLOCKD_UNIX_SOCKET_MODE", "0800"),
+    ("unix-socket-mode", "DFLOCKD_UNIX_SOCKET_MODE", "1777"),
+    ("unix-socket-mode", "DFLOCKD_UNIX_SOCKET_MODE", "rw-rw----"),
+    ("unix-allow-uid", "DFLOCKD_UNIX_ALLOW_UID", "1000,alice"),
+    ("unix-allow-uid", "DFLOCKD_UNIX_ALLOW_UID", "1000,"),
+    ("unix-allow-gid", "DFLOCKD_UNIX_ALLOW_GID", "-1"),
+    ("unix-peer-auth", "DFLOCKD_UNIX_PEER_AUTH", "2"),
     ("default-lease-ttl", "DFLOCKD_DEFAULT_LEASE_TTL_S", "0"),
     ("default-lease-ttl", "DFLOCKD_DEFAULT_LEASE_TTL_S", "1.5"),
     ("lease-sweep-interval", "DFLOCKD_LEASE_SWEEP_INTERVAL_S", "0"),
@@ -344,6 +378,24 @@ fn bad_values_are_errors_naming_their_variable_or_flag() {
         let (origin, _) = invalid(&[&format!("--{flag}={bad}")], &[]);
         assert_eq!(origin, Origin::Flag(flag), "--{flag}={bad}");
     }
+}
+
+#[test]
+fn unix_socket_modes_are_octal_and_id_lists_allow_spaces() {
+    assert_eq!(
+        config(&["--unix-socket-mode=600"], &[]).unix_socket_mode,
+        0o600
+    );
+    assert_eq!(
+        config(&["--unix-socket-mode=0o640"], &[]).unix_socket_mode,
+        0o640
+    );
+    assert_eq!(
+        config(&["--unix-allow-uid", "1, 2 ,3"], &[]).unix_allow_uid,
+        [1, 2, 3]
+    );
+    let (_, problem) = invalid(&["--unix-socket="], &[]);
+    assert!(problem.contains("empty"), "{problem}");
 }
 
 #[test]

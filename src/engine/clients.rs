@@ -13,6 +13,9 @@ pub struct ClientState {
     pub id: ClientId,
     /// Connection number for `stats` (`owner_conn_id`).
     pub serial: u64,
+    /// How `stats` names the client beside its serial, if it is told (a Unix-socket peer's
+    /// credentials); `None` for TCP peers, whose `stats` entries stay as they were.
+    pub label: Option<Box<str>>,
     /// Leases this client owns (through `Lease::owner_link`).
     pub leases: List,
     /// Waiters this client has queued (through `Waiter::client_link`).
@@ -48,6 +51,7 @@ impl Clients {
         self.slots[slot] = Some(ClientState {
             id,
             serial,
+            label: None,
             leases: List::default(),
             waiters: List::default(),
             blocked: None,

@@ -271,6 +271,13 @@ impl Engine {
         self.clients.insert(client, serial);
     }
 
+    /// Names `client` in `stats` (`owner_peer` of the locks it holds) with `label`.
+    pub fn label_client(&mut self, client: ClientId, label: Box<str>) {
+        if let Some(state) = self.clients.get_mut(client) {
+            state.label = Some(label);
+        }
+    }
+
     /// Applies one request of `client` at time `now`. `Stats`, `Info`, `Ping` and `Auth` are the
     /// server's business and are answered with `error` here.
     pub fn apply(

@@ -98,6 +98,10 @@ fn write_entry(first: &mut bool, out: &mut Vec<u8>, entry: &impl Serialize) {
 struct LockEntry<'a> {
     key: Cow<'a, str>,
     owner_conn_id: u64,
+    /// The holder's peer when it is labelled (a Unix-socket peer, `unix:uid=U,pid=P`); omitted
+    /// otherwise, so TCP-only servers answer exactly as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_peer: Option<&'a str>,
     lease_expires_in_s: f64,
     waiters: u64,
 }
@@ -213,9 +217,13 @@ impl Engine {
                     let slot = resource.holders.head();
                     let holder = slot.map(|lease| &self.leases[lease as usize]);
                     let owner_conn_id = holder.map_or(0, |lease| lease.owner.serial);
+                    let owner_peer = holder
+                        .and_then(|lease| self.clients.get(lease.owner.client))
+                        .and_then(|client| client.label.as_deref());
                     let entry = LockEntry {
                         key: key(),
                         owner_conn_id,
+                        owner_peer,
                         lease_expires_in_s: slot
                             .map_or(0.0, |lease| self.expiry(lease).secs_since(now)),
                         waiters: u64::from(resource.queue.len()),

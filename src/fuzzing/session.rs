@@ -348,7 +348,7 @@ impl World {
         let id = self.dispatcher.next_id();
         let peer_addr = SocketAddr::from(([127, 0, 0, 1], 40_000 + slot as u16));
         let stream = MemoryStream::default();
-        self.dispatcher.open(id, peer_addr, stream, self.now);
+        self.dispatcher.open(id, peer_addr.into(), stream, self.now);
         self.peers[slot] = Some(Peer::new(id));
     }
 

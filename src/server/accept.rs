@@ -2,8 +2,8 @@
 //! errors (spec §15.4).
 //!
 //! Edge-triggered epoll reports a listener once per transition, so a listener with a backlog left
-//! over (batch exhausted, or accept failing with EMFILE) never raises another event; `pending`
-//! remembers it. After a resource error the loop must not retry at once (the listener stays ready
+//! over (batch exhausted, or accept failing with EMFILE) never raises another event; each
+//! listener remembers it (`listeners.rs`). After a resource error the loop must not retry at once (the listener stays ready
 //! and the loop would spin), so accepting pauses for an exponentially growing delay, and a timer
 //! is the only wake-up.
 
@@ -24,8 +24,6 @@ const WARN_INTERVAL_MS: u64 = 5_000;
 /// Accept bookkeeping.
 #[derive(Debug)]
 pub struct AcceptState {
-    /// The listener may have connections waiting.
-    pub pending: bool,
     /// Accepting is paused until the retry timer fires.
     backing_off: bool,
     /// The next back-off delay (0 = not failing).
@@ -36,7 +34,6 @@ pub struct AcceptState {
 impl Default for AcceptState {
     fn default() -> AcceptState {
         AcceptState {
-            pending: false,
             backing_off: false,
             next_backoff_ms: 0,
             warnings: RateLimiter::new(WARN_INTERVAL_MS),
@@ -45,9 +42,10 @@ impl Default for AcceptState {
 }
 
 impl AcceptState {
-    /// Whether an accept should be attempted now.
-    pub fn can_accept_now(&self, listening: bool) -> bool {
-        listening && self.pending && !self.backing_off
+    /// Whether an accept should be attempted now, given whether a listener may have
+    /// connections waiting.
+    pub fn can_accept_now(&self, pending: bool) -> bool {
+        pending && !self.backing_off
     }
 
     /// An accept succeeded: the error streak is over.
@@ -58,10 +56,8 @@ impl AcceptState {
     /// An accept failed. Returns the delay after which to retry, if accepting must pause.
     pub fn failed(&mut self, error: &io::Error, now: Millis) -> Option<u64> {
         match error.kind() {
-            io::ErrorKind::WouldBlock => {
-                self.pending = false;
-                None
-            }
+            // The listener's backlog is empty (the listener notes it).
+            io::ErrorKind::WouldBlock => None,
             // The peer gave up before we accepted, or a signal interrupted us: just go on.
             io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
@@ -91,10 +87,7 @@ mod tests {
 
     #[test]
     fn resource_errors_back_off_exponentially_up_to_a_second() {
-        let mut state = AcceptState {
-            pending: true,
-            ..AcceptState::default()
-        };
+        let mut state = AcceptState::default();
         let emfile = io::Error::from_raw_os_error(24);
         let delays: Vec<u64> = (0..10)
             .map(|_| {
@@ -110,16 +103,11 @@ mod tests {
     }
 
     #[test]
-    fn would_block_ends_the_backlog_and_aborts_are_skipped() {
-        let mut state = AcceptState {
-            pending: true,
-            ..AcceptState::default()
-        };
+    fn aborts_are_skipped_without_backing_off() {
+        let mut state = AcceptState::default();
         let aborted = io::Error::from(io::ErrorKind::ConnectionAborted);
         assert_eq!(state.failed(&aborted, Millis(0)), None);
         assert!(state.can_accept_now(true));
-        let would_block = io::Error::from(io::ErrorKind::WouldBlock);
-        assert_eq!(state.failed(&would_block, Millis(0)), None);
-        assert!(!state.can_accept_now(true));
+        assert!(!state.can_accept_now(false));
     }
 }

@@ -13,8 +13,10 @@ use crate::engine::ClientId;
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("dflockd packs a 32-bit index and a 32-bit generation into a mio Token (usize)");
 
-/// The listening socket.
-pub const LISTENER: Token = Token(0);
+/// The first listening socket's token; listener `i` has `LISTENERS + i`.
+const LISTENERS: usize = 0x1_0000;
+/// Most listening sockets the tokens leave room for.
+const MAX_LISTENERS: usize = 0x1_0000;
 /// SIGINT / SIGTERM delivery.
 pub const SIGNALS: Token = Token(1);
 /// Wake-ups from a [`super::ShutdownHandle`] on another thread.
@@ -22,6 +24,20 @@ pub const WAKER: Token = Token(2);
 /// The monitoring endpoint's listener (its connections have tokens of their own, see
 /// `monitor.rs`).
 pub const MONITOR: Token = Token(3);
+
+/// The token listener `index` is registered under.
+pub fn listener_token(index: usize) -> Token {
+    assert!(index < MAX_LISTENERS, "too many listening sockets");
+    Token(LISTENERS + index)
+}
+
+/// The listener a token names, if it names one.
+pub fn listener_of(token: Token) -> Option<usize> {
+    token
+        .0
+        .checked_sub(LISTENERS)
+        .filter(|index| *index < MAX_LISTENERS)
+}
 
 /// The token a connection is registered under.
 pub fn token_of(id: ClientId) -> Token {
@@ -63,9 +79,18 @@ mod tests {
             generation: u32::MAX,
         };
         assert_eq!(id_of(token_of(id)), Some(id));
-        for reserved in [LISTENER, SIGNALS, WAKER, MONITOR] {
+        for reserved in [
+            listener_token(0),
+            listener_token(9),
+            SIGNALS,
+            WAKER,
+            MONITOR,
+        ] {
             assert_eq!(id_of(reserved), None);
         }
+        assert_eq!(listener_of(listener_token(9)), Some(9));
+        assert_eq!(listener_of(SIGNALS), None);
+        assert_eq!(listener_of(token_of(id)), None);
     }
 
     #[test]

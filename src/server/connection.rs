@@ -6,8 +6,6 @@
 //! [`Transport`](super::transport::Transport) in it, tests and fuzz targets an in-memory stream,
 //! so everything above the socket runs unchanged without one.
 
-use std::net::SocketAddr;
-
 use crate::clock::Millis;
 use crate::engine::ClientId;
 use crate::protocol::frame::FrameDecoder;
@@ -15,6 +13,7 @@ use crate::slots::Slots;
 use crate::timer::TimerId;
 
 use super::output::Output;
+use super::peer::Peer;
 use super::queue::{FANOUT, Marks};
 use super::transport::Stream;
 
@@ -132,8 +131,8 @@ pub struct Connection<T> {
     pub id: ClientId,
     /// The connection number, counted from 1 per accepted connection (for logs and `stats`).
     pub serial: u64,
-    /// The peer's address (for logs and the per-IP cap).
-    pub peer: SocketAddr,
+    /// Who the peer is (for logs, `stats` and the per-peer cap).
+    pub peer: Peer,
     /// The byte stream.
     pub stream: T,
     /// Input read but not yet processed, starting at the first byte of the current request.
@@ -192,7 +191,7 @@ impl<T> Connection<T> {
     pub(super) fn new(
         id: ClientId,
         serial: u64,
-        peer: SocketAddr,
+        peer: Peer,
         stream: T,
         auth: AuthState,
         now: Millis,

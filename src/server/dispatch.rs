@@ -25,7 +25,6 @@
 //!   pushes for it are held back until the listing's line ends.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 
 use log::{debug, info, warn};
 use subtle::ConstantTimeEq;
@@ -34,6 +33,7 @@ use super::bufpool::BufPool;
 use super::conn_id::Generations;
 use super::connection::{AuthState, CloseReason, Connection, Connections, Phase};
 use super::monitor::MonitorCounters;
+use super::peer::Peer;
 use super::queue::{DIRTY, FANOUT, IdQueue, PUSHES, READY, WRITE_BACKLOG};
 use super::report::{LoopFigures, Sources};
 use super::transport::Stream;
@@ -98,6 +98,8 @@ pub struct Counters {
     pub slow_consumers: u64,
     /// Effects addressed to a connection that had already gone.
     pub stale_ids: u64,
+    /// Unix-socket peers closed at accept: not in the allow-lists, or credentials unknown.
+    pub refused_unix_peers: u64,
 }
 
 /// The engine and every connection. See the module documentation.
@@ -113,6 +115,8 @@ pub struct Dispatcher<T> {
     pub(super) log_connections: bool,
     /// The start of the current turn: for durations in log lines, where no `now` is passed.
     pub(super) turn_started: Millis,
+    /// Unix-socket peers skip `auth` (`--unix-peer-auth`).
+    unix_peer_auth: bool,
     /// Shutdown has begun: every further request is answered `error_draining`.
     draining: bool,
     /// Generations of connection ids.
@@ -197,6 +201,7 @@ impl<T: Stream> Dispatcher<T> {
             auth_token: auth_token.map(Box::from),
             log_connections: false,
             turn_started: Millis::ZERO,
+            unix_peer_auth: false,
             draining: false,
             generations: Generations::default(),
             accepted: 0,
@@ -254,6 +259,17 @@ impl<T: Stream> Dispatcher<T> {
         self.queues.warnings.admit(kind, now)
     }
 
+    /// Counts a Unix-socket peer refused at accept ([`Counters::refused_unix_peers`]).
+    pub fn count_refused_unix_peer(&mut self) {
+        self.queues.counters.refused_unix_peers += 1;
+    }
+
+    /// Lets Unix-socket peers skip `auth` when a token is configured (`--unix-peer-auth`): the
+    /// kernel vouches for who they are, and the allow-lists decide whether they are welcome.
+    pub fn set_unix_peer_auth(&mut self, on: bool) {
+        self.unix_peer_auth = on;
+    }
+
     /// The id the next [`Dispatcher::open`] is to use: the table's vacant slot and a fresh
     /// generation.
     pub fn next_id(&mut self) -> ClientId {
@@ -265,11 +281,16 @@ impl<T: Stream> Dispatcher<T> {
 
     /// Takes in a newly accepted connection under `id` (from [`Dispatcher::next_id`], with no
     /// connection opened since) and registers it with the engine.
-    pub fn open(&mut self, id: ClientId, peer: SocketAddr, stream: T, now: Millis) {
+    pub fn open(&mut self, id: ClientId, peer: Peer, stream: T, now: Millis) {
         self.accepted += 1;
         let serial = self.accepted;
         self.engine.connect(id, serial);
-        let auth = if self.auth_token.is_some() {
+        let unix = peer.is_unix();
+        if unix {
+            // `stats` names the holders that are local processes.
+            self.engine.label_client(id, peer.to_string().into());
+        }
+        let auth = if self.auth_token.is_some() && !(unix && self.unix_peer_auth) {
             AuthState::Required
         } else {
             AuthState::Open

@@ -8,7 +8,8 @@
 //! 4. serve the ready queue: at most one read per connection per turn, whose complete requests
 //!    are answered at once (so a flood from one client cannot starve the others), and at most
 //!    [`HANDSHAKES_PER_TURN`] reads that advance a TLS handshake;
-//! 5. accept at most `--accept-batch` new connections;
+//! 5. accept at most `--accept-batch` new connections, taking turns between the listeners (TCP
+//!    and Unix sockets: `listeners.rs`);
 //! 6. write every connection that got output this turn, once, and finish closes (whose released
 //!    locks may produce grants, which are written in the same pass).
 //!
@@ -19,7 +20,7 @@
 //!
 //! A request passes through each file once: this loop turns readiness events into
 //! `Dispatcher::handle_readiness` calls; `io.rs` reads the connection's byte stream
-//! (`transport/`: plain TCP or TLS); `dispatch.rs` frames and parses the requests,
+//! (`transport/`: plain TCP, a Unix socket, or TLS); `dispatch.rs` frames and parses the requests,
 //! applies them to the engine and routes the engine's effects into the connections' output
 //! (`output.rs`); `io.rs` writes that output and moves closes along; this loop finally
 //! deregisters the sockets of removed connections. Everything but this file is generic over the
@@ -77,8 +78,10 @@ mod conn_id;
 pub(crate) mod connection;
 pub(crate) mod dispatch;
 mod io;
+pub mod listeners;
 mod monitor;
 mod output;
+pub mod peer;
 mod queue;
 mod reload;
 mod report;
@@ -92,20 +95,21 @@ mod words;
 pub(crate) use self::output::SHARE_MIN;
 
 use std::io as stdio;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{debug, info, warn};
 use mio::event::Event;
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};
 
 use self::accept::AcceptState;
-use self::conn_id::{LISTENER, MONITOR, SIGNALS, WAKER, id_of, token_of};
+use self::conn_id::{MONITOR, SIGNALS, WAKER, id_of, token_of};
 use self::dispatch::{Dispatcher, SessionLimits};
 use self::io::Readiness;
+use self::listeners::{Accepted, Listeners};
 use self::monitor::{Answer, Monitor};
+use self::peer::{Peer, PeerKey};
 pub use self::reload::ReloadSources;
 use self::reload::Reloader;
 use self::report::Sources;
@@ -120,6 +124,7 @@ use crate::config::Config;
 use crate::engine::signal::SubscriptionLimits;
 use crate::engine::{Engine, EngineConfig};
 use crate::http::{Route, Status};
+use crate::systemd::{Notice, Notifier};
 use crate::table::IncrementalMap;
 use crate::token::TokenIssuer;
 
@@ -132,14 +137,51 @@ struct Settings {
     accept_batch: usize,
     /// Never sleep in poll (`--busy-poll`).
     busy_poll: bool,
+    /// Unix-socket peers admitted by user id (`--unix-allow-uid`); empty = no list.
+    unix_allow_uid: Vec<u32>,
+    /// Unix-socket peers admitted by primary group id (`--unix-allow-gid`); empty = no list.
+    unix_allow_gid: Vec<u32>,
 }
 
-/// The server: owns the listener, every connection and the engine.
+impl Settings {
+    /// Whether a Unix-socket peer with these credentials may connect: every peer when neither
+    /// list is set, otherwise one whose uid or gid is listed.
+    fn admits_unix(&self, uid: u32, gid: u32) -> bool {
+        (self.unix_allow_uid.is_empty() && self.unix_allow_gid.is_empty())
+            || self.unix_allow_uid.contains(&uid)
+            || self.unix_allow_gid.contains(&gid)
+    }
+}
+
+/// `sd_notify` from the loop: readiness, stopping, and the watchdog (see [`crate::systemd`]).
+#[derive(Debug)]
+struct Notify {
+    notifier: Notifier,
+    /// Milliseconds between `WATCHDOG=1` notices, if the service manager watches.
+    watchdog_ms: Option<u64>,
+    /// When the next `WATCHDOG=1` is due: a loop deadline, so a loop that stops turning stops
+    /// sending and is restarted.
+    watchdog_due: Option<Millis>,
+}
+
+impl Notify {
+    fn send(&self, notice: Notice) {
+        if let Err(e) = self.notifier.notify(notice) {
+            warn!("cannot notify the service manager ({notice:?}): {e}");
+        }
+    }
+}
+
+/// The server: owns the listeners, every connection and the engine.
 pub struct Server {
     poll: Poll,
     events: Events,
-    listener: Option<TcpListener>,
-    local_addr: SocketAddr,
+    /// Closed (emptied) when the drain starts.
+    listeners: Listeners,
+    /// The first TCP listener's address, if there is one.
+    local_addr: Option<SocketAddr>,
+    /// The listeners' names as they were at start.
+    listener_names: Vec<String>,
     /// Set when every connection must speak TLS.
     tls: Option<Arc<rustls::ServerConfig>>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
@@ -148,8 +190,11 @@ pub struct Server {
     clock: Clock,
     /// The engine and every connection.
     dispatcher: Dispatcher<Transport>,
-    /// Open connections per peer address, kept only when `--max-connections-per-ip` is set.
-    per_ip: IncrementalMap<IpAddr, u64>,
+    /// Open connections per peer address (per uid for Unix-socket peers), kept only when
+    /// `--max-connections-per-ip` is set.
+    per_ip: IncrementalMap<PeerKey, u64>,
+    /// Notices to the service manager, when there is one.
+    notify: Option<Notify>,
     accept: AcceptState,
     /// When accepting resumes after a resource error.
     accept_retry: Option<Millis>,
@@ -175,12 +220,22 @@ impl Server {
         listener: std::net::TcpListener,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> stdio::Result<Server> {
-        listener.set_nonblocking(true)?;
-        let local_addr = listener.local_addr()?;
-        let mut listener = TcpListener::from_std(listener);
+        let mut listeners = Listeners::default();
+        listeners.add_tcp(listener)?;
+        Server::with_listeners(config, listeners, tls)
+    }
+
+    /// A server that will serve `listeners` (TCP and Unix, already bound) with `config`; with
+    /// `tls` every TCP connection must speak TLS (Unix-socket connections never do).
+    pub fn with_listeners(
+        config: &Config,
+        mut listeners: Listeners,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> stdio::Result<Server> {
+        let local_addr = listeners.tcp_addr();
+        let listener_names = listeners.names().map(str::to_owned).collect();
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        listeners.register(poll.registry())?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let engine = Engine::new(engine_config(config), TokenIssuer::for_server());
         let limits = SessionLimits {
@@ -196,11 +251,13 @@ impl Server {
         let mut dispatcher = Dispatcher::new(engine, limits, auth);
         dispatcher.figures.start_time_s = unix_time_s();
         dispatcher.log_connections = config.log_connections;
+        dispatcher.set_unix_peer_auth(config.unix_peer_auth);
         Ok(Server {
             poll,
             events: Events::with_capacity(EVENT_CAPACITY),
-            listener: Some(listener),
+            listeners,
             local_addr,
+            listener_names,
             tls,
             signals: None,
             shutdown_requested: Arc::new(AtomicBool::new(false)),
@@ -208,6 +265,7 @@ impl Server {
             clock: Clock::start(),
             dispatcher,
             per_ip: IncrementalMap::default(),
+            notify: None,
             accept: AcceptState::default(),
             accept_retry: None,
             shutdown_deadline: None,
@@ -217,6 +275,8 @@ impl Server {
                 max_connections_per_ip: config.max_connections_per_ip,
                 accept_batch: config.accept_batch.max(1),
                 busy_poll: config.busy_poll,
+                unix_allow_uid: config.unix_allow_uid.clone(),
+                unix_allow_gid: config.unix_allow_gid.clone(),
             },
             engine_backlog: false,
             draining: false,
@@ -246,9 +306,28 @@ impl Server {
         self.monitor.as_ref().map(Monitor::local_addr)
     }
 
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The address of the first TCP listener, if the server has one.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// Every listener, as `ADDR` for TCP and `unix:PATH` for a Unix socket.
+    pub fn listener_names(&self) -> &[String] {
+        &self.listener_names
+    }
+
+    /// Tells the service manager behind `notifier` when the loop serves (`READY=1`), when it
+    /// starts draining (`STOPPING=1`) and, if it set a watchdog interval, that the loop is alive
+    /// (`WATCHDOG=1`, sent by the loop itself).
+    pub fn set_notifier(&mut self, notifier: Notifier) {
+        let watchdog_ms = notifier
+            .watchdog_interval
+            .map(|interval| (interval.as_millis() as u64).max(1));
+        self.notify = Some(Notify {
+            notifier,
+            watchdog_ms,
+            watchdog_due: None,
+        });
     }
 
     /// Begins a graceful shutdown on SIGINT or SIGTERM, and reloads on SIGHUP (see
@@ -278,6 +357,12 @@ impl Server {
 
     /// Runs until a graceful shutdown completes (spec §16).
     pub fn run(mut self) -> stdio::Result<()> {
+        // The listeners are registered: connections queue in their backlogs and the first turn
+        // serves them.
+        if let Some(notify) = self.notify.as_mut() {
+            notify.send(Notice::Ready);
+            notify.watchdog_due = notify.watchdog_ms.map(|ms| self.clock.now().plus_ms(ms));
+        }
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
@@ -324,15 +409,16 @@ impl Server {
         let busy = self.settings.busy_poll
             || self.engine_backlog
             || self.dispatcher.is_busy()
-            || self.accept.can_accept_now(self.listener.is_some())
+            || self.accept.can_accept_now(self.listeners.any_pending())
             || self.monitor.as_ref().is_some_and(Monitor::is_busy);
         if busy {
             return Some(std::time::Duration::ZERO);
         }
+        let watchdog = self.notify.as_ref().and_then(|notify| notify.watchdog_due);
         let monitor = self.monitor.as_ref().and_then(Monitor::next_deadline);
         let loop_deadline = Millis::earliest(
             Millis::earliest(self.accept_retry, self.shutdown_deadline),
-            monitor,
+            Millis::earliest(watchdog, monitor),
         );
         Millis::earliest(self.dispatcher.next_deadline(), loop_deadline)
             .map(|at| self.clock.until(at))
@@ -342,7 +428,6 @@ impl Server {
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
             match event.token() {
-                LISTENER => self.accept.pending = true,
                 SIGNALS => self.on_signal(),
                 WAKER => {} // the shutdown flag is checked after every poll
                 MONITOR => {
@@ -350,10 +435,16 @@ impl Server {
                         monitor.on_listener_event();
                     }
                 }
-                token => match (id_of(token), Monitor::owns(token), self.monitor.as_mut()) {
-                    (Some(id), ..) => self.dispatcher.handle_readiness(id, readiness(event)),
-                    (None, Some(slot), Some(monitor)) => monitor.on_event(slot),
-                    _ => debug!("event for unknown token {token:?}"),
+                token => match id_of(token) {
+                    Some(id) => self.dispatcher.handle_readiness(id, readiness(event)),
+                    None => match (Monitor::owns(token), self.monitor.as_mut()) {
+                        (Some(slot), Some(monitor)) => monitor.on_event(slot),
+                        _ => {
+                            if !self.listeners.on_event(token) {
+                                debug!("event for unknown token {token:?}");
+                            }
+                        }
+                    },
                 },
             }
         }
@@ -426,6 +517,14 @@ impl Server {
             );
             self.dispatcher.force_close_all(now);
         }
+        if let Some(notify) = self.notify.as_mut() {
+            if let (Some(due), Some(ms)) = (notify.watchdog_due, notify.watchdog_ms) {
+                if due <= now {
+                    notify.send(Notice::Watchdog);
+                    notify.watchdog_due = Some(now.plus_ms(ms));
+                }
+            }
+        }
         self.reap();
     }
 
@@ -438,24 +537,22 @@ impl Server {
                 debug!("conn {}: deregister failed: {e}", conn.serial);
             }
             if per_ip {
-                forget_ip(&mut self.per_ip, conn.peer.ip());
+                forget_ip(&mut self.per_ip, conn.peer.key());
             }
         }
     }
 
     fn accept_connections(&mut self, now: Millis) {
         let mut budget = self.settings.accept_batch;
-        while budget > 0 && self.accept.can_accept_now(self.listener.is_some()) {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer)) => {
+        while budget > 0 && self.accept.can_accept_now(self.listeners.any_pending()) {
+            match self.listeners.accept() {
+                None => return,
+                Some(Ok(accepted)) => {
                     budget -= 1;
                     self.accept.succeeded();
-                    self.admit(stream, peer, now);
+                    self.admit(accepted, now);
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     if let Some(retry_in) = self.accept.failed(&e, now) {
                         self.accept_retry = Some(now.plus_ms(retry_in));
                     }
@@ -464,8 +561,26 @@ impl Server {
         }
     }
 
-    /// Takes a new connection into the loop, or closes it at once (no bytes) if a cap is hit.
-    fn admit(&mut self, mut stream: mio::net::TcpStream, peer: SocketAddr, now: Millis) {
+    /// Takes a new connection into the loop, or closes it at once (no bytes) if a cap or the
+    /// Unix allow-lists refuse it.
+    fn admit(&mut self, accepted: Accepted, now: Millis) {
+        let (mut transport, peer) = match accepted {
+            Accepted::Tcp(stream, addr) => (Transport::Plain(stream), Peer::Tcp(addr)),
+            Accepted::Unix(stream, Some(peer)) => (Transport::Unix(stream), peer),
+            Accepted::Unix(_, None) => {
+                self.refuse_unix(now, format_args!("unix peer: refused, credentials unknown"));
+                return;
+            }
+        };
+        if let Peer::Unix { uid, gid, .. } = peer {
+            if !self.settings.admits_unix(uid, gid) {
+                self.refuse_unix(
+                    now,
+                    format_args!("{peer}: refused, not in --unix-allow-uid/--unix-allow-gid"),
+                );
+                return;
+            }
+        }
         let caps = &self.settings;
         if caps.max_connections > 0
             && self.dispatcher.connections().len() as u64 >= caps.max_connections
@@ -479,7 +594,7 @@ impl Server {
             return;
         }
         if caps.max_connections_per_ip > 0 {
-            let open = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+            let open = self.per_ip.get(&peer.key()).copied().unwrap_or(0);
             if open >= caps.max_connections_per_ip {
                 self.dispatcher.figures.refused_per_ip += 1;
                 self.warn_refused(
@@ -489,14 +604,16 @@ impl Server {
                 );
                 return;
             }
-            self.per_ip.insert(peer.ip(), open + 1);
+            self.per_ip.insert(peer.key(), open + 1);
         }
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!("{peer}: set_nodelay failed: {e}");
+        if let Transport::Plain(stream) = &transport {
+            if let Err(e) = stream.set_nodelay(true) {
+                debug!("{peer}: set_nodelay failed: {e}");
+            }
         }
         let id = self.dispatcher.next_id();
         if let Err(e) = self.poll.registry().register(
-            &mut stream,
+            transport.socket(),
             token_of(id),
             Interest::READABLE | Interest::WRITABLE,
         ) {
@@ -505,26 +622,35 @@ impl Server {
                 WarnKind::Refused,
                 format_args!("{peer}: cannot register connection: {e}"),
             );
-            self.forget_ip(peer.ip());
+            self.forget_peer(peer.key());
             return;
         }
-        let transport = match &self.tls {
-            None => Transport::Plain(stream),
-            Some(config) => match TlsConn::new(stream, config.clone()) {
-                Ok(tls) => Transport::Tls(Box::new(tls)),
-                Err(e) => {
-                    self.warn_refused(
-                        now,
-                        WarnKind::Refused,
-                        format_args!("{peer}: cannot start TLS: {e}"),
-                    );
-                    self.forget_ip(peer.ip());
-                    return;
+        // TLS is for TCP only: a Unix-socket peer is on this host.
+        let transport = match (transport, &self.tls) {
+            (Transport::Plain(stream), Some(config)) => {
+                match TlsConn::new(stream, config.clone()) {
+                    Ok(tls) => Transport::Tls(Box::new(tls)),
+                    Err(e) => {
+                        self.warn_refused(
+                            now,
+                            WarnKind::Refused,
+                            format_args!("{peer}: cannot start TLS: {e}"),
+                        );
+                        self.forget_peer(peer.key());
+                        return;
+                    }
                 }
-            },
+            }
+            (transport, _) => transport,
         };
         self.dispatcher.figures.accepted += 1;
         self.dispatcher.open(id, peer, transport, now);
+    }
+
+    /// A Unix-socket peer the allow-lists refuse: counted, and logged like other refusals.
+    fn refuse_unix(&mut self, now: Millis, why: std::fmt::Arguments<'_>) {
+        self.dispatcher.count_refused_unix_peer();
+        self.warn_refused(now, WarnKind::UnixPeer, why);
     }
 
     /// Logs why a connection was refused, rate-limited: a peer can arrange for every one of its
@@ -535,9 +661,9 @@ impl Server {
         }
     }
 
-    fn forget_ip(&mut self, ip: IpAddr) {
+    fn forget_peer(&mut self, key: PeerKey) {
         if self.settings.max_connections_per_ip > 0 {
-            forget_ip(&mut self.per_ip, ip);
+            forget_ip(&mut self.per_ip, key);
         }
     }
 
@@ -563,9 +689,10 @@ impl Server {
             "draining: listener closed, {} connection(s) open",
             self.dispatcher.connections().len()
         );
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+        if let Some(notify) = self.notify.as_ref() {
+            notify.send(Notice::Stopping);
         }
+        self.listeners.close(self.poll.registry());
         self.dispatcher.begin_drain(now);
         if self.settings.shutdown_timeout_ms > 0 {
             self.shutdown_deadline = Some(now.plus_ms(self.settings.shutdown_timeout_ms));
@@ -609,12 +736,12 @@ fn unix_time_s() -> f64 {
         .map_or(0.0, |since| since.as_secs_f64())
 }
 
-/// One connection of `ip` fewer.
-fn forget_ip(per_ip: &mut IncrementalMap<IpAddr, u64>, ip: IpAddr) {
-    if let Some(open) = per_ip.get_mut(&ip) {
+/// One connection of `key` (an address, or a Unix peer's uid) fewer.
+fn forget_ip(per_ip: &mut IncrementalMap<PeerKey, u64>, key: PeerKey) {
+    if let Some(open) = per_ip.get_mut(&key) {
         *open -= 1;
         if *open == 0 {
-            per_ip.remove(&ip);
+            per_ip.remove(&key);
         }
     }
 }

@@ -54,12 +54,13 @@ const NAMESPACES: [(Namespace, &str); 2] = [
 ];
 
 impl<T> Sources<'_, T> {
-    fn rejected(&self) -> [(&'static str, u64); 4] {
+    fn rejected(&self) -> [(&'static str, u64); 5] {
         [
             ("max_connections", self.figures.refused_max_connections),
             ("max_connections_per_ip", self.figures.refused_per_ip),
             ("auth", self.counters.auth_failures),
             ("tls_handshake", self.counters.tls_handshake_failures),
+            ("unix_peer", self.counters.refused_unix_peers),
         ]
     }
 

@@ -52,7 +52,7 @@ impl Harness {
         let id = self.dispatcher.next_id();
         let peer = SocketAddr::from(([127, 0, 0, 1], 40_000 + id.index as u16));
         self.dispatcher
-            .open(id, peer, MemoryStream::default(), self.now);
+            .open(id, peer.into(), MemoryStream::default(), self.now);
         id
     }
 

@@ -82,11 +82,13 @@ pub enum WarnKind {
     TlsHandshake,
     /// A connection was closed because a request did not arrive within the read timeout.
     ReadTimeout,
+    /// A Unix-socket peer was refused by `--unix-allow-uid` / `--unix-allow-gid`.
+    UnixPeer,
 }
 
 impl WarnKind {
     /// Number of kinds.
-    const COUNT: usize = 9;
+    const COUNT: usize = 10;
 }
 
 /// One [`RateLimiter`] per [`WarnKind`], at [`PEER_WARNING_INTERVAL_MS`].

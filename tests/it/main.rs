@@ -1,4 +1,4 @@
-//! Integration tests over real TCP against the real `dflockd` binary.
+//! Integration tests over real TCP and Unix sockets against the real `dflockd` binary.
 
 mod alloc;
 mod auth;
@@ -6,6 +6,7 @@ mod bench_tool;
 mod chaos;
 mod client;
 mod config;
+mod deploy;
 mod dflockctl;
 mod disconnect;
 mod fuzz_replay;
@@ -22,3 +23,4 @@ mod stats;
 mod support;
 mod timeouts;
 mod tls;
+mod unix;

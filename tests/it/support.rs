@@ -48,7 +48,12 @@ impl TestServer {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = addr_tx.send(addr.parse::<SocketAddr>().ok());
+                    // With --no-tcp the first listener is `unix:PATH`: the test knows the path,
+                    // and the address stays unspecified.
+                    let _ = match addr.strip_prefix("unix:") {
+                        Some(_) => addr_tx.send(Some(SocketAddr::from(([0, 0, 0, 0], 0)))),
+                        None => addr_tx.send(addr.parse::<SocketAddr>().ok()),
+                    };
                 }
                 log_writer.lock().unwrap().push(line);
             }

@@ -125,13 +125,14 @@ struct Cli {
 #[derive(Args, Debug)]
 #[command(next_help_heading = "Connection options")]
 struct ConnectionArgs {
-    /// Comma-separated server addresses (host:port). Keys are sharded over them in this order,
-    /// as every dflockd client does; signals and emit use the first.
+    /// Comma-separated server addresses: host:port, or unix:PATH for a server's Unix socket
+    /// (the two mix in one list). Keys are sharded over them in this order, as every dflockd
+    /// client does; signals and emit use the first.
     #[arg(
         long,
         global = true,
         env = "DFLOCKD_SERVERS",
-        value_name = "HOST:PORT,...",
+        value_name = "HOST:PORT|unix:PATH,...",
         value_delimiter = ',',
         default_value = "127.0.0.1:6388"
     )]
