@@ -128,7 +128,15 @@ impl Request<'_> {
 /// them: the field count, then each field left to right, its syntax before its range. The first
 /// failure decides the error, so its numeric code is deterministic.
 pub fn parse<'a>(frame: &Frame<'a>) -> Result<Request<'a>, ProtoError> {
-    let command = Command::from_name(frame.cmd).ok_or(ProtoError::UnknownCommand)?;
+    parse_as(Command::from_name(frame.cmd), frame)
+}
+
+/// [`parse`] for a caller that already looked the command name up (`None`: unknown).
+pub fn parse_as<'a>(
+    command: Option<Command>,
+    frame: &Frame<'a>,
+) -> Result<Request<'a>, ProtoError> {
+    let command = command.ok_or(ProtoError::UnknownCommand)?;
     let arg = frame.arg;
     match command {
         Command::Stats => Ok(Request::Stats),

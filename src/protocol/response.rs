@@ -118,8 +118,9 @@ fn parts(response: &Response) -> (Status, Tail) {
     }
 }
 
-/// Appends `response` to `out` as one line: `<status>[ <field>[ <field>]]\n`.
-pub fn encode(response: &Response, out: &mut Vec<u8>) {
+/// Appends `response` to `out` as one line: `<status>[ <field>[ <field>]]\n`. Returns the
+/// status word it wrote, for counting.
+pub fn encode(response: &Response, out: &mut Vec<u8>) -> Status {
     let (status, tail) = parts(response);
     out.extend_from_slice(status.word().as_bytes());
     match tail {
@@ -138,6 +139,7 @@ pub fn encode(response: &Response, out: &mut Vec<u8>) {
         }
     }
     out.push(b'\n');
+    status
 }
 
 /// How many bytes [`encode`] appends for `response`, LF included.

@@ -674,14 +674,11 @@ impl<T: Stream> Dispatcher<T> {
 
     /// Executes one framed request.
     fn handle(&mut self, id: ClientId, now: Millis, frame: &Frame<'_>) {
-        let parsed = request::parse(frame);
-        let command = match &parsed {
-            Ok(request) => request.command().index(),
-            Err(_) => Command::from_name(frame.cmd).map_or(COMMAND_COUNT, Command::index),
-        };
+        let command = Command::from_name(frame.cmd);
+        let parsed = request::parse_as(command, frame);
         let counters = &mut self.queues.counters;
         counters.requests += 1;
-        counters.commands[command] += 1;
+        counters.commands[command.map_or(COMMAND_COUNT, Command::index)] += 1;
         let Some(conn) = self.conns.get(id) else {
             return;
         };
@@ -1004,19 +1001,18 @@ impl<T> Outbox for Router<'_, T> {
         let Some(conn) = open_connection(self.conns, &mut q.counters, client) else {
             return;
         };
-        let status = reply.status();
-        q.counters.responses[status as usize] += 1;
-        if matches!(status, Status::ErrorMaxLocks | Status::ErrorMaxWaiters) {
-            warn_at_limit(q, conn, status, self.now);
-        }
         let buf = conn.output.append(&mut q.pool);
         let before = buf.len();
-        response::encode(&reply, buf);
+        let status = response::encode(&reply, buf);
         if log::log_enabled!(log::Level::Debug) {
             let line = words::response(&buf[before..]);
             debug!("conn {} {}: {line}", conn.serial, conn.peer);
         }
         q.owned_output += buf.len() - before;
+        q.counters.responses[status as usize] += 1;
+        if matches!(status, Status::ErrorMaxLocks | Status::ErrorMaxWaiters) {
+            warn_at_limit(q, conn, status, self.now);
+        }
         end_wait(&mut q.ready, conn, self.now);
         after_output(q, conn, open);
     }
