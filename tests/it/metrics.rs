@@ -43,11 +43,12 @@ const STATUSES: [&str; 13] = [
 ];
 
 /// Every `reason` label value of `dflockd_connections_rejected_total`.
-const REASONS: [&str; 4] = [
+const REASONS: [&str; 5] = [
     "max_connections",
     "max_connections_per_ip",
     "auth",
     "tls_handshake",
+    "unix_peer",
 ];
 
 /// The families labelled by namespace, other than the histograms.
@@ -514,7 +515,12 @@ fn refused_connections_are_counted_by_reason() {
     let m = scrape(addr);
     assert_eq!(value(&m, "dflockd_connections_accepted_total", &[]), 1.0);
     assert_eq!(value(&m, "dflockd_connections", &[]), 1.0);
-    for reason in ["max_connections_per_ip", "auth", "tls_handshake"] {
+    for reason in [
+        "max_connections_per_ip",
+        "auth",
+        "tls_handshake",
+        "unix_peer",
+    ] {
         let labels = [("reason", reason)];
         assert_eq!(
             value(&m, "dflockd_connections_rejected_total", &labels),
@@ -999,6 +1005,25 @@ fn info_ranks_the_most_contended_keys() {
     assert_eq!(snapshot.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(snapshot.connections, 3 + 13);
     assert!(snapshot.uptime_s > 0.0);
+    // The client library reads the same payload (times aside, which moved on).
+    let client = dflockd::client::Client::new([server.addr.to_string()]).expect("client");
+    let read = client.info(0).expect("info through the client library");
+    let ranking = |ns: &dflockd::client::NamespaceInfo| -> Vec<(String, u64, u64, String)> {
+        ns.contended
+            .iter()
+            .map(|k| {
+                (
+                    k.key.clone(),
+                    k.waiters,
+                    k.holder_conn_id,
+                    k.holder_peer.clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(ranking(&read.lock), ranking(&snapshot.lock));
+    assert_eq!(ranking(&read.semaphore), ranking(&snapshot.semaphore));
+    assert_eq!(read.lock.grants, snapshot.lock.grants);
 
     // Waiters leaving drop the key in the ranking.
     let three: Vec<Client> = waiting.drain(1..4).collect();
