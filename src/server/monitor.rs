@@ -138,9 +138,12 @@ impl Monitor {
         }
     }
 
-    /// Whether work is left for the next turn (the poll must not sleep).
+    /// Whether work is left for the next turn (the poll must not sleep). A listener that may
+    /// hold connections counts at the cap too: `accept` refuses those by closing them, and the
+    /// edge-triggered listener reports no event for connections already queued, so a sleeping
+    /// loop would leave them hanging until some unrelated event.
     pub fn is_busy(&self) -> bool {
-        !self.ready.is_empty() || (self.acceptable && self.conns.len() < self.max_connections)
+        !self.ready.is_empty() || self.acceptable
     }
 
     /// The nearest idle deadline.

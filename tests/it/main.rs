@@ -15,6 +15,7 @@ mod lifecycle;
 mod limits;
 mod locks;
 mod logging;
+mod metrics;
 mod pipelining;
 mod protocol;
 mod signals;

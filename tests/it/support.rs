@@ -318,6 +318,19 @@ pub fn grant(line: &str) -> (String, u64) {
 }
 
 impl TestServer {
+    /// The monitoring endpoint's address, read from the `metrics on http://ADDR/metrics` line
+    /// the server logs before `listening on` (so it is in the log once [`TestServer::start`]
+    /// returns). Panics if the server was started without `--metrics-addr`.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.log()
+            .iter()
+            .find_map(|line| {
+                let rest = line.split("metrics on http://").nth(1)?;
+                rest.split('/').next()?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no metrics address in the log:\n{}", self.log().join("\n")))
+    }
+
     /// A new connection whose local (source) address is `local` instead of the one the OS
     /// picks, so tests can appear to come from several loopback addresses (127.0.0.0/8).
     pub fn connect_from(&self, local: std::net::Ipv4Addr) -> Client {
