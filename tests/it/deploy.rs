@@ -93,26 +93,15 @@ fn check_lifecycle(workload: &Yaml, dflockd: &Yaml) {
     assert_eq!(port_number(dflockd, &probe["port"]), metrics_port);
 }
 
-/// Whether this build of the server knows `--flag`.
-fn server_knows(flag: &str) -> bool {
-    let help = Command::new(env!("CARGO_BIN_EXE_dflockd"))
-        .arg("--help")
-        .output()
-        .expect("dflockd --help");
-    String::from_utf8_lossy(&help.stdout).contains(&format!("--{flag}"))
-}
-
 /// A manifest's arguments made runnable here: files in `dir`, ephemeral ports, loopback.
 fn runnable(args: &[String], dir: &TempDir) -> Vec<String> {
-    let metrics = server_knows("metrics-addr");
     let mut files: HashMap<&str, String> = HashMap::new();
     args.iter()
-        .filter_map(|arg| {
+        .map(|arg| {
             let (name, value) = arg.split_once('=').unwrap_or((arg, ""));
-            Some(match name {
+            match name {
                 "--host" => "--host=127.0.0.1".to_owned(),
                 "--port" => "--port=0".to_owned(),
-                "--metrics-addr" if !metrics => return None,
                 "--metrics-addr" => "--metrics-addr=127.0.0.1:0".to_owned(),
                 "--unix-socket" => {
                     let name = Path::new(value).file_name().unwrap().to_str().unwrap();
@@ -125,7 +114,7 @@ fn runnable(args: &[String], dir: &TempDir) -> Vec<String> {
                     format!("--auth-token-file={path}")
                 }
                 _ => arg.clone(),
-            })
+            }
         })
         .collect()
 }
@@ -191,6 +180,8 @@ fn the_sidecar_shares_its_socket_and_serves_with_its_arguments() {
     let path = dir.path(Path::new(socket).file_name().unwrap().to_str().unwrap());
     let client = dflockd::client::Client::new([format!("unix:{path}")]).expect("client");
     client.ping(0).expect("ping over the sidecar's socket");
+    let ready = crate::metrics::get(server.metrics_addr(), "/readyz");
+    assert_eq!(ready.status, 200, "the readiness probe passes");
     drop(server);
 }
 

@@ -87,8 +87,8 @@ fn start(extra: &[&str]) -> TestServer {
 
 /// One HTTP response, as read off the wire.
 #[derive(Debug)]
-struct Response {
-    status: u16,
+pub(crate) struct Response {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -189,7 +189,7 @@ impl Http {
 }
 
 /// `GET path` on a fresh connection.
-fn get(addr: SocketAddr, path: &str) -> Response {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> Response {
     Http::connect(addr).request("GET", path)
 }
 
