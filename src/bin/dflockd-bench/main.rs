@@ -76,10 +76,11 @@ struct Args {
           value_parser = RangedU64ValueParser::<usize>::new())]
     warmup: usize,
 
-    /// Comma-separated server addresses (host:port); keys are sharded over them in this order.
+    /// Comma-separated server addresses (`host:port`, or `unix:/path` for a Unix socket); keys
+    /// are sharded over them in this order.
     #[arg(
         long,
-        value_name = "HOST:PORT,...",
+        value_name = "ADDR,...",
         value_delimiter = ',',
         default_value = "127.0.0.1:6388"
     )]
