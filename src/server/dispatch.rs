@@ -297,8 +297,7 @@ impl<T: Stream> Dispatcher<T> {
         };
         let mut conn = Connection::new(id, serial, peer, stream, auth, now);
         if conn.stream.is_handshaking() {
-            conn.handshake_deadline =
-                Some(now.plus_ms(self.queues.limits.tls_handshake_timeout_ms));
+            conn.handshake_deadline = now.plus_ms(self.queues.limits.tls_handshake_timeout_ms);
         }
         if self.log_connections {
             info!(conn = serial, peer:% = peer; "connection opened");

@@ -111,11 +111,10 @@ impl<T: Stream> Dispatcher<T> {
         };
         conn.timer = None;
         let write_expired = conn
-            .write_stalled_since
+            .write_stall()
             .is_some_and(|since| write_timeout > 0 && since.plus_ms(write_timeout) <= now)
             && conn.has_pending_output();
-        let handshake_expired =
-            conn.handshake_deadline.is_some_and(|at| at <= now) && conn.stream.is_handshaking();
+        let handshake_expired = conn.handshake_deadline <= now && conn.stream.is_handshaking();
         if handshake_expired {
             let why = "TLS handshake timed out";
             note_handshake_failure(&mut self.queues, conn.serial, &conn.peer, why, now);
@@ -369,12 +368,10 @@ impl<T: Stream> Dispatcher<T> {
             self.queues.write_backlog.push(conn);
         }
         match (pending, written > 0) {
-            (false, _) => conn.write_stalled_since = None,
+            (false, _) => conn.write_stalled_since = Millis::MAX,
             // Progress restarts the write deadline: it bounds a stall, not a slow drain.
-            (true, true) => conn.write_stalled_since = Some(now),
-            (true, false) => {
-                conn.write_stalled_since.get_or_insert(now);
-            }
+            (true, true) => conn.write_stalled_since = now,
+            (true, false) => conn.write_stalled_since = conn.write_stalled_since.min(now),
         }
         let close_started = conn.close_started();
         if written > 0 {
