@@ -49,6 +49,20 @@ impl LeaseToken {
     }
 }
 
+/// Parses a fence on its own, as `check` / `scheck` accept it: exactly 16 lower-case hex digits
+/// (the first half of a token).
+pub fn parse_fence(text: &[u8]) -> Option<u64> {
+    if text.len() != 16 {
+        return None;
+    }
+    parse_hex_u64(text)
+}
+
+/// Writes the 16-digit wire form of a fence into `out`.
+pub fn encode_fence(fence: u64, out: &mut [u8; 16]) {
+    write_hex_u64(fence, out);
+}
+
 impl fmt::Display for LeaseToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}{:016x}", self.fence, self.random)

@@ -21,6 +21,7 @@ mod locking;
 mod metrics;
 mod publishing;
 pub mod push_line;
+mod safety;
 pub mod signal;
 mod stats;
 #[cfg(test)]
@@ -307,6 +308,7 @@ impl Engine {
             Request::Listen(cmd) => self.change_subscription(Change::Listen, client, cmd, out),
             Request::Unlisten(cmd) => self.change_subscription(Change::Unlisten, client, cmd, out),
             Request::Signal(cmd) => self.signal(client, cmd, out),
+            Request::Check(cmd) => self.check(now, client, cmd, out),
             Request::Stats | Request::Ping | Request::Auth(_) | Request::Info => {
                 out.reply(client, Response::Error);
                 Outcome::Answered

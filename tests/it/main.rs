@@ -17,6 +17,7 @@ mod locks;
 mod logging;
 mod pipelining;
 mod protocol;
+mod safety;
 mod signals;
 mod slow_consumers;
 mod stats;

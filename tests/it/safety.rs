@@ -1,0 +1,79 @@
+//! Lock safety extensions over real connections: `check`/`scheck`, queue position (`q`/`sq`) and
+//! `--lock-delay`.
+
+use std::time::Duration;
+
+use dflockd::client::{Client, Kind};
+use dflockd::token::LeaseToken;
+
+use crate::support::{TestServer, grant};
+
+#[test]
+fn check_tells_a_current_holder_from_a_stale_one() {
+    let server = TestServer::start(&[]);
+    let mut holder = server.connect();
+    let mut resource = server.connect();
+    let token = holder.lock("k", "0 5");
+    let fence = &token[..16];
+
+    let line = resource.request("check", "k", &token);
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields.len(), 3, "{line}");
+    assert_eq!((fields[0], fields[1]), ("ok", fence));
+    let remaining: u64 = fields[2].parse().expect("remaining ms");
+    assert!((1..=5_000).contains(&remaining), "{line}");
+    assert!(
+        resource
+            .request("check", "k", fence)
+            .starts_with(&format!("ok {fence} "))
+    );
+    assert_eq!(resource.request("scheck", "k", &token), "stale");
+    assert_eq!(resource.request("check", "other", fence), "stale");
+    assert_eq!(resource.request("check", "k", "nonsense"), "error");
+
+    assert_eq!(holder.request("r", "k", &token), "ok");
+    assert_eq!(resource.request("check", "k", &token), "stale");
+    assert_eq!(resource.request("check", "k", fence), "stale");
+
+    let stats = server.stats();
+    assert_eq!(stats["locks"].as_array().map(Vec::len), Some(0), "{stats}");
+}
+
+#[test]
+fn the_client_library_checks_tokens_and_fences() {
+    let server = TestServer::start(&[]);
+    let client = Client::new([server.addr.to_string()]).expect("valid client settings");
+    let mut conn = client.connect(0).expect("connect");
+    let kind = Kind::Semaphore { limit: 2 };
+    let grant = conn
+        .acquire(kind, "pool", Duration::ZERO, Some(30))
+        .expect("acquire");
+    let checked = conn
+        .check(kind, "pool", grant.token)
+        .expect("check")
+        .expect("current");
+    assert_eq!(checked.fence, grant.fence());
+    assert!(checked.remaining <= Duration::from_secs(30));
+    assert!(checked.remaining > Duration::from_secs(20));
+    let by_fence = conn.check(kind, "pool", grant.fence()).expect("check");
+    assert_eq!(by_fence.map(|c| c.fence), Some(grant.fence()));
+    conn.release(kind, "pool", &grant.token).expect("release");
+    assert_eq!(conn.check(kind, "pool", grant.token).expect("check"), None);
+    let never = LeaseToken {
+        fence: grant.fence() + 1_000,
+        random: 7,
+    };
+    assert_eq!(conn.check(Kind::Lock, "pool", never).expect("check"), None);
+}
+
+#[test]
+fn an_old_holder_is_stale_once_its_lease_has_passed() {
+    let server = TestServer::start(&[]);
+    let mut a = server.connect();
+    let mut b = server.connect();
+    let token_a = a.lock("k", "0 1");
+    b.send("l", "k", "10");
+    let (token_b, _) = grant(&b.read_line());
+    assert_eq!(b.request("check", "k", &token_a), "stale");
+    assert!(b.request("check", "k", &token_b).starts_with("ok "));
+}
