@@ -309,6 +309,7 @@ impl Engine {
             Request::Unlisten(cmd) => self.change_subscription(Change::Unlisten, client, cmd, out),
             Request::Signal(cmd) => self.signal(client, cmd, out),
             Request::Check(cmd) => self.check(now, client, cmd, out),
+            Request::Queue(cmd) => self.queue_state(client, cmd, out),
             Request::Stats | Request::Ping | Request::Auth(_) | Request::Info => {
                 out.reply(client, Response::Error);
                 Outcome::Answered

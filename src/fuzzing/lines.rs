@@ -28,6 +28,8 @@ pub(super) enum Reply {
     Stats,
     /// `ok <fence as 16 hex digits> <remaining_ms>`: a `check`/`scheck` that found a holder.
     Checked(u64, u64),
+    /// `ok <holders> <limit> <waiters> <position>`: a `q`/`sq`.
+    Queue([u64; 4]),
     /// A status without fields (`queued`, `timeout`, `error`, `error_*`).
     Bare(Response),
 }
@@ -67,6 +69,13 @@ pub(super) fn parse_line(line: &[u8]) -> Line {
                 .unwrap_or_else(|e| panic!("stats is not JSON ({e}): {shown}"));
             assert!(value.is_object(), "stats is not an object: {shown}");
             Reply::Stats
+        }
+        (b"ok", Some(fields)) if fields.iter().filter(|&&b| b == b' ').count() == 3 => {
+            let mut numbers = [0; 4];
+            for (slot, field) in numbers.iter_mut().zip(fields.split(|&b| b == b' ')) {
+                *slot = decimal(field).unwrap_or_else(|| panic!("malformed queue line: {shown}"));
+            }
+            Reply::Queue(numbers)
         }
         (b"ok", Some(fields)) => match (split_grant(fields), split_checked(fields)) {
             (Some((token, lease_s)), _) => Reply::Granted(token, lease_s),
@@ -167,6 +176,10 @@ mod tests {
         assert_eq!(
             parse_line(b"ok 00000000000000ff 1500"),
             Line::Reply(Reply::Checked(255, 1500))
+        );
+        assert_eq!(
+            parse_line(b"ok 1 2 3 4"),
+            Line::Reply(Reply::Queue([1, 2, 3, 4]))
         );
         assert_eq!(
             parse_line(b"stale"),

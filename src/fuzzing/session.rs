@@ -286,6 +286,12 @@ impl Rules {
                 },
                 other => other == Reply::Bare(R::Stale),
             },
+            Request::Queue(_) => match reply {
+                Reply::Queue([holders, limit, waiters, position]) => {
+                    holders <= limit.max(1) && position <= waiters
+                }
+                _ => false,
+            },
         }
     }
 }

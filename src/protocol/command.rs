@@ -34,10 +34,12 @@ pub enum Command {
     Info,
     /// `check` / `scheck`: whether a token or fence belongs to a current holder (an extension).
     Check(Namespace),
+    /// `q` / `sq`: holders, limit, waiters and the sender's place in the queue (an extension).
+    Queue(Namespace),
 }
 
 /// How many commands the protocol has.
-pub const COMMAND_COUNT: usize = 19;
+pub const COMMAND_COUNT: usize = 21;
 
 /// Every command and its exact, case-sensitive name: the one place command names are spelled.
 /// Listed in [`Command::index`] order.
@@ -61,6 +63,8 @@ pub(super) const COMMANDS: [(&str, Command); COMMAND_COUNT] = [
     ("info", Command::Info),
     ("check", Command::Check(Namespace::Lock)),
     ("scheck", Command::Check(Namespace::Semaphore)),
+    ("q", Command::Queue(Namespace::Lock)),
+    ("sq", Command::Queue(Namespace::Semaphore)),
 ];
 
 impl Command {
@@ -94,6 +98,8 @@ impl Command {
             Command::Info => 16,
             Command::Check(Namespace::Lock) => 17,
             Command::Check(Namespace::Semaphore) => 18,
+            Command::Queue(Namespace::Lock) => 19,
+            Command::Queue(Namespace::Semaphore) => 20,
         }
     }
 

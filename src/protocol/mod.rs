@@ -16,7 +16,7 @@ pub mod response;
 
 pub use self::command::{COMMAND_COUNT, Command};
 use crate::token::LeaseToken;
-use request::{Acquire, Auth, Check, Enqueue, Release, Renew, Signal, Subscription, Wait};
+use request::{Acquire, Auth, Check, Enqueue, Queue, Release, Renew, Signal, Subscription, Wait};
 
 /// Longest command line, key line and ordinary arg line, in bytes before the LF, CRs included.
 pub const MAX_LINE: usize = 256;
@@ -70,6 +70,8 @@ pub enum Request<'a> {
     Info,
     /// `check` / `scheck`: is this token or fence a current holder's? (an extension).
     Check(Check<'a>),
+    /// `q` / `sq`: holders, limit, waiters and the sender's queue position (an extension).
+    Queue(Queue<'a>),
 }
 
 /// Why a request was rejected while parsing. On the wire every one of them is `error` and the
@@ -173,4 +175,15 @@ pub enum Response {
     /// `stale`: `check`/`scheck` found no current holder with that token or fence (an
     /// extension).
     Stale,
+    /// `ok <holders> <limit> <waiters> <position>`: `q`/`sq` (an extension).
+    QueueState {
+        /// Current holders.
+        holders: u32,
+        /// The capacity: 1 for a lock.
+        limit: u64,
+        /// Waiters in the queue.
+        waiters: u32,
+        /// The asking connection's 1-based place among the waiters; 0 if it does not wait.
+        position: u32,
+    },
 }

@@ -111,6 +111,19 @@ pub struct Check<'a> {
     pub target: CheckTarget,
 }
 
+/// `q` / `sq`: the key's holders, limit and waiters, and the sender's place among the waiters
+/// (an extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Queue<'a> {
+    /// Lock or semaphore namespace.
+    pub ns: Namespace,
+    /// The resource key.
+    pub key: &'a [u8],
+    /// `sq` only: the limit to report when the semaphore does not exist (an existing one reports
+    /// its own). Always `None` for `q`.
+    pub limit: Option<u64>,
+}
+
 /// `auth`: the shared secret, trimmed of surrounding white space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Auth<'a> {
@@ -148,6 +161,7 @@ impl Request<'_> {
             Request::Stats => Command::Stats,
             Request::Info => Command::Info,
             Request::Check(Check { ns, .. }) => Command::Check(ns),
+            Request::Queue(Queue { ns, .. }) => Command::Queue(ns),
             Request::Ping => Command::Ping,
             Request::Auth(_) => Command::Auth,
             Request::Listen(_) => Command::Listen,
@@ -184,7 +198,22 @@ pub fn parse<'a>(frame: &Frame<'a>) -> Result<Request<'a>, ProtoError> {
         Command::Unlisten => Ok(Request::Unlisten(subscription(frame)?)),
         Command::Signal => signal(key(frame.key)?, arg),
         Command::Check(ns) => check(ns, key(frame.key)?, arg),
+        Command::Queue(ns) => queue(ns, key(frame.key)?, arg),
     }
+}
+
+/// `q`: the arg line is ignored; `sq`: the whole trimmed arg is an optional limit.
+fn queue<'a>(ns: Namespace, key: &'a [u8], arg: &[u8]) -> Result<Request<'a>, ProtoError> {
+    let limit = match ns {
+        Namespace::Lock => None,
+        Namespace::Semaphore => {
+            let limit = trim(arg);
+            (!limit.is_empty())
+                .then(|| limit_field(limit))
+                .transpose()?
+        }
+    };
+    Ok(Request::Queue(Queue { ns, key, limit }))
 }
 
 /// `check` / `scheck`: the trimmed arg is a token (32 lower-case hex digits) or a fence (16).
@@ -602,6 +631,31 @@ mod tests {
                     target: CheckTarget::Fence(255),
                 }),
             ),
+            // q ignores its arg line; sq takes an optional limit.
+            (
+                b"q\nk\nanything at all\n",
+                Request::Queue(Queue {
+                    ns: Lock,
+                    key: b"k",
+                    limit: None,
+                }),
+            ),
+            (
+                b"sq\nk\n \n",
+                Request::Queue(Queue {
+                    ns: Semaphore,
+                    key: b"k",
+                    limit: None,
+                }),
+            ),
+            (
+                b"sq\nk\n 3 \n",
+                Request::Queue(Queue {
+                    ns: Semaphore,
+                    key: b"k",
+                    limit: Some(3),
+                }),
+            ),
             // r
             (b"r\nmy-key\n5f0c\n", release(Lock, b"my-key", b"5f0c")),
             (b"r\nk\n  a b  \n", release(Lock, b"k", b"a b")),
@@ -727,6 +781,12 @@ mod tests {
             (b"check\nk\n00000000000000001\n", 8),
             (b"check\nk\n0000000000000001 0000000000000001\n", 8),
             (b"check\nk\n0123456789ABCDEFfedcba9876543210\n", 8),
+            // sq: the optional limit's syntax (4), then its range (13).
+            (b"q\n\n\n", 5),
+            (b"sq\nk\n1 2\n", 4),
+            (b"sq\nk\nx\n", 4),
+            (b"sq\nk\n0\n", 13),
+            (b"sq\nk\n-1\n", 13),
             (b"l\na b\n1\n", 5),
             (b"l\na\tb\n1\n", 5),
             (b"l\na\rb\n1\n", 5),

@@ -6,7 +6,9 @@
 //! the stack. Nothing here decides *which* response a request gets, and nothing reads responses
 //! back.
 
-use super::request::{Acquire, Auth, Check, CheckTarget, Enqueue, Release, Renew, Signal, Wait};
+use super::request::{
+    Acquire, Auth, Check, CheckTarget, Enqueue, Queue, Release, Renew, Signal, Wait,
+};
 use super::{Namespace, Request, Response};
 use crate::token::{LeaseToken, TOKEN_LEN, encode_fence};
 
@@ -20,6 +22,8 @@ enum Tail {
     Grant(LeaseToken, u64),
     /// ` <fence as 16 hex digits> <n>`.
     Fence(u64, u64),
+    /// ` <holders> <limit> <waiters> <position>`.
+    Queue([u64; 4]),
 }
 
 /// The first word of a response line: what `dflockd_responses_total{status}` counts.
@@ -126,6 +130,20 @@ fn parts(response: &Response) -> (Status, Tail) {
             remaining_ms,
         } => (Status::Ok, Tail::Fence(fence, remaining_ms)),
         Response::Stale => (Status::Stale, Tail::Bare),
+        Response::QueueState {
+            holders,
+            limit,
+            waiters,
+            position,
+        } => (
+            Status::Ok,
+            Tail::Queue([
+                u64::from(holders),
+                limit,
+                u64::from(waiters),
+                u64::from(position),
+            ]),
+        ),
     }
 }
 
@@ -155,6 +173,12 @@ pub fn encode(response: &Response, out: &mut Vec<u8>) {
             out.push(b' ');
             out.extend_from_slice(Decimal::new(n).as_bytes());
         }
+        Tail::Queue(numbers) => {
+            for n in numbers {
+                out.push(b' ');
+                out.extend_from_slice(Decimal::new(n).as_bytes());
+            }
+        }
     }
     out.push(b'\n');
 }
@@ -167,6 +191,10 @@ pub fn encoded_len(response: &Response) -> usize {
         Tail::Number(n) => 1 + Decimal::new(n).as_bytes().len(),
         Tail::Grant(_, lease_s) => 1 + TOKEN_LEN + 1 + Decimal::new(lease_s).as_bytes().len(),
         Tail::Fence(_, n) => 1 + 16 + 1 + Decimal::new(n).as_bytes().len(),
+        Tail::Queue(numbers) => numbers
+            .iter()
+            .map(|&n| 1 + Decimal::new(n).as_bytes().len())
+            .sum(),
     };
     status.word().len() + tail_len + 1
 }
@@ -296,6 +324,12 @@ pub fn encode_request(request: &Request<'_>, out: &mut Vec<u8>) {
                     line(out, &text);
                 }
             }
+        }
+        Request::Queue(Queue { key, limit, .. }) => {
+            line(out, key);
+            let mut arg = ArgLine::new(out);
+            arg.optional(limit);
+            arg.finish();
         }
     }
 }
@@ -466,6 +500,24 @@ mod tests {
                 b"ok 0000000000000001 1\n",
             ),
             (Response::Stale, b"stale\n"),
+            (
+                Response::QueueState {
+                    holders: 3,
+                    limit: 3,
+                    waiters: 12,
+                    position: 0,
+                },
+                b"ok 3 3 12 0\n",
+            ),
+            (
+                Response::QueueState {
+                    holders: 1,
+                    limit: u64::MAX,
+                    waiters: u32::MAX,
+                    position: 7,
+                },
+                b"ok 1 18446744073709551615 4294967295 7\n",
+            ),
         ];
         for &(response, line) in cases {
             assert_eq!(encoded(response), line, "{response:?}");
@@ -634,6 +686,22 @@ mod tests {
                 }),
                 b"scheck\npool\n00000000000000ab\n",
             ),
+            (
+                Request::Queue(Queue {
+                    ns: Namespace::Lock,
+                    key: b"k",
+                    limit: None,
+                }),
+                b"q\nk\n\n",
+            ),
+            (
+                Request::Queue(Queue {
+                    ns: Namespace::Semaphore,
+                    key: b"pool",
+                    limit: Some(4),
+                }),
+                b"sq\npool\n4\n",
+            ),
         ];
         for (request, wire) in cases {
             assert_eq!(encoded_request(request), *wire, "{request:?}");
@@ -678,6 +746,21 @@ mod tests {
                 ns: Namespace::Semaphore,
                 key: b"k",
                 target: CheckTarget::Fence(u64::MAX),
+            }),
+            Request::Queue(Queue {
+                ns: Namespace::Lock,
+                key: b"k",
+                limit: None,
+            }),
+            Request::Queue(Queue {
+                ns: Namespace::Semaphore,
+                key: b"k",
+                limit: Some(1),
+            }),
+            Request::Queue(Queue {
+                ns: Namespace::Semaphore,
+                key: b"k",
+                limit: None,
             }),
             Request::Enqueue(Enqueue {
                 ns: Namespace::Lock,

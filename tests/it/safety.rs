@@ -77,3 +77,24 @@ fn an_old_holder_is_stale_once_its_lease_has_passed() {
     assert_eq!(b.request("check", "k", &token_a), "stale");
     assert!(b.request("check", "k", &token_b).starts_with("ok "));
 }
+
+#[test]
+fn q_shows_a_two_phase_waiter_its_place() {
+    let server = TestServer::start(&[]);
+    let mut holder = server.connect();
+    let mut first = server.connect();
+    let mut second = server.connect();
+    let token = holder.lock("k", "0");
+    assert_eq!(first.request("e", "k", ""), "queued");
+    assert_eq!(second.request("e", "k", ""), "queued");
+    assert_eq!(second.request("q", "k", ""), "ok 1 1 2 2");
+    assert_eq!(first.request("q", "k", ""), "ok 1 1 2 1");
+    assert_eq!(holder.request("q", "k", ""), "ok 1 1 2 0");
+    assert_eq!(holder.request("q", "missing", ""), "ok 0 1 0 0");
+    assert_eq!(holder.request("sq", "missing", "4"), "ok 0 4 0 0");
+    assert_eq!(holder.request("sq", "missing", "zero"), "error");
+
+    assert_eq!(holder.request("r", "k", &token), "ok");
+    assert!(first.request("w", "k", "5").starts_with("ok "));
+    assert_eq!(second.request("q", "k", ""), "ok 1 1 1 1");
+}

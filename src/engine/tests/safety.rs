@@ -120,3 +120,62 @@ fn check_does_not_count_as_activity() {
     assert_eq!(h.resources(), 0);
     h.finish();
 }
+
+fn queue_state(holders: u32, limit: u64, waiters: u32, position: u32) -> Response {
+    Response::QueueState {
+        holders,
+        limit,
+        waiters,
+        position,
+    }
+}
+
+#[test]
+fn q_reports_the_queue_and_each_waiters_place_as_those_ahead_leave() {
+    let mut h = Harness::with_defaults();
+    let [a, b, c, d, observer] = [h.client(), h.client(), h.client(), h.client(), h.client()];
+    let ta = granted(h.ask(a, "l", "k", "0 10"), 10);
+    assert_eq!(h.ask(b, "e", "k", ""), Response::Queued);
+    h.block(c, "l", "k", "60");
+    assert_eq!(h.ask(d, "e", "k", ""), Response::Queued);
+
+    assert_eq!(h.ask(observer, "q", "k", ""), queue_state(1, 1, 3, 0));
+    assert_eq!(h.ask(a, "q", "k", ""), queue_state(1, 1, 3, 0));
+    assert_eq!(h.ask(b, "q", "k", ""), queue_state(1, 1, 3, 1));
+    assert_eq!(h.ask(d, "q", "k", ""), queue_state(1, 1, 3, 3));
+    // The same key in the other namespace is another resource.
+    assert_eq!(h.ask(d, "sq", "k", ""), queue_state(0, 0, 0, 0));
+
+    // b gives up its place (a zero wait leaves the queue): d moves up.
+    assert_eq!(h.ask(b, "w", "k", "0"), Response::Timeout);
+    assert_eq!(h.ask(d, "q", "k", ""), queue_state(1, 1, 2, 2));
+    assert_eq!(h.ask(b, "q", "k", ""), queue_state(1, 1, 2, 0));
+    // a releases: c is granted, d is first.
+    assert_eq!(h.ask(a, "r", "k", &ta.to_string()), Response::Ok);
+    let tc = granted(h.reply(c), 33);
+    assert_eq!(h.ask(d, "q", "k", ""), queue_state(1, 1, 1, 1));
+    assert_eq!(h.ask(c, "r", "k", &tc.to_string()), Response::Ok);
+    // d's grant is waiting for its `w`: it holds and no longer queues.
+    assert_eq!(h.ask(d, "q", "k", ""), queue_state(1, 1, 0, 0));
+    granted(h.ask(d, "w", "k", "0"), 33);
+    h.finish();
+}
+
+#[test]
+fn sq_reports_the_semaphore_limit_and_a_missing_key_answers_empty() {
+    let mut h = Harness::with_defaults();
+    let [a, b, c] = [h.client(), h.client(), h.client()];
+    assert_eq!(h.ask(a, "q", "nothing", ""), queue_state(0, 1, 0, 0));
+    assert_eq!(h.ask(a, "sq", "nothing", ""), queue_state(0, 0, 0, 0));
+    assert_eq!(h.ask(a, "sq", "nothing", "5"), queue_state(0, 5, 0, 0));
+    // Asking creates nothing.
+    assert_eq!(h.resources(), 0);
+
+    granted(h.ask(a, "sl", "pool", "0 2"), 33);
+    acquired(h.ask(b, "se", "pool", "2"), 33);
+    assert_eq!(h.ask(c, "se", "pool", "2"), Response::Queued);
+    // An existing semaphore reports its own limit, whatever the request names.
+    assert_eq!(h.ask(c, "sq", "pool", "9"), queue_state(2, 2, 1, 1));
+    assert_eq!(h.ask(b, "sq", "pool", ""), queue_state(2, 2, 1, 0));
+    h.finish();
+}

@@ -197,7 +197,8 @@ impl Harness {
             | Request::Ping
             | Request::Auth(_)
             | Request::Info
-            | Request::Check(_) => {
+            | Request::Check(_)
+            | Request::Queue(_) => {
                 unreachable!("not generated")
             }
         }
