@@ -98,3 +98,67 @@ fn q_shows_a_two_phase_waiter_its_place() {
     assert!(first.request("w", "k", "5").starts_with("ok "));
     assert_eq!(second.request("q", "k", ""), "ok 1 1 1 1");
 }
+
+#[test]
+fn lock_delay_holds_back_the_next_grant_after_an_expiry_or_a_disconnect() {
+    use std::time::Instant;
+    let server = TestServer::start(&["--lock-delay", "300"]);
+    let mut waiter = server.connect();
+
+    // Expiry: the lease ends 1 s after the grant, the slot rests 300 ms more.
+    let mut holder = server.connect();
+    let start = Instant::now();
+    holder.lock("k", "0 1");
+    waiter.send("l", "k", "10");
+    grant(&waiter.read_line());
+    assert!(
+        start.elapsed() >= Duration::from_millis(1_300),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Disconnect: the slot rests 300 ms from when the server saw the connection end.
+    let mut holder = server.connect();
+    holder.lock("d", "0 60");
+    let mut next = server.connect();
+    next.send("l", "d", "10");
+    crate::support::wait_until("the waiter queues", Duration::from_secs(2), || {
+        crate::support::lock_waiters(&server, "d") == 1
+    });
+    let gone = Instant::now();
+    drop(holder);
+    crate::support::wait_until("the delay shows", Duration::from_secs(2), || {
+        let stats = server.stats();
+        crate::support::stats_entry(&stats, "locks", "d")
+            .is_some_and(|entry| entry["lock_delay_ms"].as_u64().is_some_and(|ms| ms <= 300))
+    });
+    grant(&next.read_line());
+    assert!(
+        gone.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        gone.elapsed()
+    );
+}
+
+#[test]
+fn an_explicit_release_is_never_delayed() {
+    use std::time::Instant;
+    let server = TestServer::start(&["--lock-delay", "10000"]);
+    let mut holder = server.connect();
+    let mut waiter = server.connect();
+    let token = holder.lock("k", "0 60");
+    waiter.send("l", "k", "30");
+    crate::support::wait_until("the waiter queues", Duration::from_secs(2), || {
+        crate::support::lock_waiters(&server, "k") == 1
+    });
+    let start = Instant::now();
+    assert_eq!(holder.request("r", "k", &token), "ok");
+    grant(&waiter.read_line());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let stats = server.stats();
+    assert!(!stats.to_string().contains("lock_delay_ms"), "{stats}");
+}
