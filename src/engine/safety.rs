@@ -39,8 +39,9 @@ impl Engine {
 
     /// The fence and expiry of the holder `cmd` names, if it holds `cmd`'s key and its lease has
     /// not passed. A holder whose lease passed but whose timer has not been handled yet is
-    /// already stale.
-    fn current_holder(&self, now: Millis, cmd: Check<'_>) -> Option<(u64, Millis)> {
+    /// already stale. Public for the fuzz targets' invariants.
+    #[doc(hidden)]
+    pub fn current_holder(&self, now: Millis, cmd: Check<'_>) -> Option<(u64, Millis)> {
         let Check { ns, key, target } = cmd;
         let fence = match target {
             CheckTarget::Token(token) => token.fence,
