@@ -31,6 +31,7 @@ pub struct LeaseToken {
 impl LeaseToken {
     /// Parses the wire form: exactly 32 lower-case hex digits. Anything else (upper case included,
     /// since tokens match case-sensitively) is `None` and can match no lease.
+    #[inline(always)]
     pub fn parse(text: &[u8]) -> Option<LeaseToken> {
         if text.len() != TOKEN_LEN {
             return None;

@@ -107,6 +107,7 @@ impl Response {
 }
 
 /// The status and the fields of `response`.
+#[inline]
 fn parts(response: &Response) -> (Status, Tail) {
     match *response {
         Response::Ok => (Status::Ok, Tail::Bare),

@@ -111,8 +111,9 @@ fn lock_delay_holds_back_the_next_grant_after_an_expiry_or_a_disconnect() {
     holder.lock("k", "0 1");
     waiter.send("l", "k", "10");
     grant(&waiter.read_line());
+    // The server counts whole milliseconds, so allow a few for rounding.
     assert!(
-        start.elapsed() >= Duration::from_millis(1_300),
+        start.elapsed() >= Duration::from_millis(1_290),
         "{:?}",
         start.elapsed()
     );
@@ -127,14 +128,9 @@ fn lock_delay_holds_back_the_next_grant_after_an_expiry_or_a_disconnect() {
     });
     let gone = Instant::now();
     drop(holder);
-    crate::support::wait_until("the delay shows", Duration::from_secs(2), || {
-        let stats = server.stats();
-        crate::support::stats_entry(&stats, "locks", "d")
-            .is_some_and(|entry| entry["lock_delay_ms"].as_u64().is_some_and(|ms| ms <= 300))
-    });
     grant(&next.read_line());
     assert!(
-        gone.elapsed() >= Duration::from_millis(300),
+        gone.elapsed() >= Duration::from_millis(290),
         "{:?}",
         gone.elapsed()
     );
@@ -161,4 +157,16 @@ fn an_explicit_release_is_never_delayed() {
     );
     let stats = server.stats();
     assert!(!stats.to_string().contains("lock_delay_ms"), "{stats}");
+
+    // An expiry does delay, and stats shows it while it lasts.
+    holder.lock("x", "0 1");
+    crate::support::wait_until("the delay shows", Duration::from_secs(5), || {
+        let stats = server.stats();
+        crate::support::stats_entry(&stats, "idle_locks", "x").is_some_and(|entry| {
+            entry["lock_delay_ms"]
+                .as_u64()
+                .is_some_and(|ms| ms <= 10_000)
+        })
+    });
+    assert_eq!(holder.request("l", "x", "0"), "timeout");
 }
