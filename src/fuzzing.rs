@@ -113,6 +113,8 @@ fn engine_config(input: &mut Input<'_>) -> EngineConfig {
         gc_interval_ms: *input.pick(&[1, 700, 5_000]),
         gc_max_idle_ms: *input.pick(&[0, 1_500, 60_000]),
         auto_release_on_disconnect: flags & 1 == 0,
+        // The engine model grants freed capacity at once; it does not know lock-delay.
+        lock_delay_ms: 0,
     }
 }
 

@@ -31,6 +31,7 @@ pub struct LeaseToken {
 impl LeaseToken {
     /// Parses the wire form: exactly 32 lower-case hex digits. Anything else (upper case included,
     /// since tokens match case-sensitively) is `None` and can match no lease.
+    #[inline(always)]
     pub fn parse(text: &[u8]) -> Option<LeaseToken> {
         if text.len() != TOKEN_LEN {
             return None;
@@ -47,6 +48,20 @@ impl LeaseToken {
         write_hex_u64(self.fence, &mut out[..16]);
         write_hex_u64(self.random, &mut out[16..]);
     }
+}
+
+/// Parses a fence on its own, as `check` / `scheck` accept it: exactly 16 lower-case hex digits
+/// (the first half of a token).
+pub fn parse_fence(text: &[u8]) -> Option<u64> {
+    if text.len() != 16 {
+        return None;
+    }
+    parse_hex_u64(text)
+}
+
+/// Writes the 16-digit wire form of a fence into `out`.
+pub fn encode_fence(fence: u64, out: &mut [u8; 16]) {
+    write_hex_u64(fence, out);
 }
 
 impl fmt::Display for LeaseToken {

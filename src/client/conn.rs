@@ -15,7 +15,9 @@ use super::info::Info;
 use super::stats::Stats;
 use super::transport::{self, Reader, Writer};
 use super::{Kind, Options, Signal};
-use crate::protocol::request::{self, Acquire, Auth, Enqueue, Release, Renew, Subscription, Wait};
+use crate::protocol::request::{
+    self, Acquire, Auth, Check, CheckTarget, Enqueue, Release, Renew, Subscription, Wait,
+};
 use crate::protocol::response::encode_request;
 use crate::protocol::{MAX_LINE, MAX_PAYLOAD_LINE, MAX_SECONDS, Request};
 use crate::token::{LeaseToken, TOKEN_LEN};
@@ -128,6 +130,15 @@ impl Grant {
     pub fn fence(&self) -> u64 {
         self.token.fence
     }
+}
+
+/// A current holder, as `check` / `scheck` describe it (a dflockd extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// The holder's fence.
+    pub fence: u64,
+    /// How long its lease has left, at the server, when it answered.
+    pub remaining: Duration,
 }
 
 /// The wire form of a timeout: whole seconds rounded up (so 1 ms still waits), capped at the
@@ -337,6 +348,39 @@ pub(crate) fn release(
     expect_ok(request.command().name(), &line)
 }
 
+/// `check` / `scheck`: `Some` if the token or fence is a current holder's, `None` if stale.
+pub(crate) fn check(
+    ex: &mut impl Exchange,
+    kind: Kind,
+    key: &str,
+    target: CheckTarget,
+) -> Result<Option<Checked>> {
+    check_key("a key", key)?;
+    let request = Request::Check(Check {
+        ns: kind.namespace(),
+        key: key.as_bytes(),
+        target,
+    });
+    let line = ex.exchange(&request, Duration::ZERO)?;
+    if line == "stale" {
+        return Ok(None);
+    }
+    parse_checked(&line).ok_or_else(|| Error::unexpected(request.command().name(), &line))
+}
+
+/// `ok <16 hex digits> <ms>` with exactly these fields.
+fn parse_checked(line: &str) -> Option<Option<Checked>> {
+    let mut fields = line.split(' ');
+    match (fields.next(), fields.next(), fields.next(), fields.next()) {
+        (Some("ok"), Some(fence), Some(ms), None) => {
+            let fence = crate::token::parse_fence(fence.as_bytes())?;
+            let remaining = Duration::from_millis(parse_number(ms)?);
+            Some(Some(Checked { fence, remaining }))
+        }
+        _ => None,
+    }
+}
+
 /// `stats`: the JSON payload as the server wrote it.
 pub(crate) fn stats_json(ex: &mut impl Exchange) -> Result<String> {
     json_reply(ex, &Request::Stats, "stats")
@@ -518,6 +562,19 @@ impl Connection {
     /// Releases `token`. Any connection may release any token.
     pub fn release(&mut self, kind: Kind, key: &str, token: &LeaseToken) -> Result<()> {
         release(self, kind, key, token)
+    }
+
+    /// Asks whether `target` (a token, or a fence alone) belongs to a current holder of `key`
+    /// whose lease has not passed: `Some` with its fence and remaining lease, or `None` when it
+    /// is stale. A resource can validate a write with this instead of storing fences. A dflockd
+    /// extension (`check` / `scheck`).
+    pub fn check(
+        &mut self,
+        kind: Kind,
+        key: &str,
+        target: impl Into<CheckTarget>,
+    ) -> Result<Option<Checked>> {
+        check(self, kind, key, target.into())
     }
 
     /// The server's state, typed.

@@ -53,7 +53,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use conn::{Connection, Grant};
+pub use crate::protocol::request::CheckTarget;
+pub use conn::{Checked, Connection, Grant};
 pub use error::{Error, Result};
 pub use info::{Contended, Info, NamespaceInfo};
 pub use lock::{Enqueued, Guard, Lock, Loss, Semaphore, Waiting};

@@ -68,6 +68,9 @@ pub struct Config {
     pub max_connections_per_ip: u64,
     /// Cap on queued waiters per key; 0 = unlimited.
     pub max_waiters: u64,
+    /// How long a slot lost uncleanly (lease expiry, release by disconnect) stays ungranted, in
+    /// milliseconds; 0 = off.
+    pub lock_delay_ms: u64,
     /// Cap on signal subscriptions per connection; 0 = unlimited.
     pub max_subscriptions: u64,
     /// Most bytes of patterns and group names one connection may subscribe to; 0 = unlimited.

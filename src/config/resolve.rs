@@ -113,6 +113,7 @@ impl Resolver<'_> {
             max_connections: self.get(&MAX_CONNECTIONS, count(0))?,
             max_connections_per_ip: self.get(&MAX_CONNECTIONS_PER_IP, count(0))?,
             max_waiters: self.get(&MAX_WAITERS, count(0))?,
+            lock_delay_ms: self.get(&LOCK_DELAY, millis(0))?,
             max_subscriptions: self.get(&MAX_SUBSCRIPTIONS, count(0))?,
             max_subscription_bytes: self.get(&MAX_SUBSCRIPTION_BYTES, count(0))?,
             max_total_subscriptions: self.get(&MAX_TOTAL_SUBSCRIPTIONS, count(0))?,
@@ -364,6 +365,11 @@ where
 /// A parser for whole seconds in `min..=MAX_SECONDS`.
 pub(super) fn seconds(min: u64) -> impl Fn(&str) -> Result<u64, String> {
     bounded(min, MAX_SECONDS, "number of seconds")
+}
+
+/// A parser for whole milliseconds in `min..=MAX_SECONDS * 1000`.
+pub(super) fn millis(min: u64) -> impl Fn(&str) -> Result<u64, String> {
+    bounded(min, MAX_SECONDS * 1000, "number of milliseconds")
 }
 
 /// A parser for a count of at least `min`.

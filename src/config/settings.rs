@@ -230,6 +230,13 @@ pub(super) const MAX_WAITERS: Setting = Setting::value(
     Some("0"),
     "Maximum queued waiters per key; 0 = unlimited",
 );
+pub(super) const LOCK_DELAY: Setting = Setting::value(
+    "lock-delay",
+    "DFLOCKD_LOCK_DELAY_MS",
+    "MS",
+    Some("0"),
+    "After a holder is lost uncleanly (lease expiry, disconnect), its slot is not granted again for MS milliseconds; 0 = off",
+);
 pub(super) const MAX_SUBSCRIPTIONS: Setting = Setting::value(
     "max-subscriptions",
     "DFLOCKD_MAX_SUBSCRIPTIONS",
@@ -417,6 +424,7 @@ pub(super) const SETTINGS: &[&Setting] = &[
     &MAX_CONNECTIONS,
     &MAX_CONNECTIONS_PER_IP,
     &MAX_WAITERS,
+    &LOCK_DELAY,
     &MAX_SUBSCRIPTIONS,
     &MAX_SUBSCRIPTION_BYTES,
     &MAX_TOTAL_SUBSCRIPTIONS,

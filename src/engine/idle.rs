@@ -18,9 +18,12 @@ impl Engine {
     /// budget ran out the pass continues on the next call of [`Engine::expire`].
     pub(super) fn on_idle_gc(&mut self, now: Millis, budget: usize) -> usize {
         self.gc_timer = None;
+        let delays = &self.delays;
         let removed = self
             .keys
-            .collect_idle(now, self.config.gc_max_idle_ms, budget);
+            .collect_idle(now, self.config.gc_max_idle_ms, budget, |r| {
+                !delays.is_empty() && delays.contains_key(&r)
+            });
         if removed == budget {
             self.arm_gc(now);
         } else if self.keys.has_idle() {

@@ -21,12 +21,14 @@ impl Engine {
                 let r = &self.keys.resources[resource as usize];
                 (r.limit(), r.holders, r.queue)
             };
+            // Slots in a lock-delay count as taken.
+            let taken = u64::from(holders.len()) + u64::from(self.delayed_slots(resource));
             assert!(
-                u64::from(holders.len()) <= limit,
-                "more holders than the limit"
+                taken <= limit,
+                "more holders and delayed slots than the limit"
             );
             assert!(
-                queue.is_empty() || u64::from(holders.len()) == limit,
+                queue.is_empty() || taken == limit,
                 "waiters queued while capacity is free"
             );
             self.holders_of(holders, &mut members);
@@ -52,6 +54,13 @@ impl Engine {
             .iter()
             .map(|(_, r)| r.holders.len() as usize)
             .sum();
+        for (&resource, delay) in self.delays.iter() {
+            assert!(delay.slots > 0, "a lock-delay entry without delayed slots");
+            assert!(
+                self.keys.resources.get(resource as usize).is_some(),
+                "a lock-delay on a resource that no longer exists"
+            );
+        }
         assert_eq!(
             listed_holders,
             self.leases.len(),
@@ -165,9 +174,10 @@ impl Engine {
             .filter(|(_, w)| w.timer.is_some())
             .count();
         let gc = usize::from(self.gc_timer.is_some());
+        let delays: usize = self.delays.values().map(|d| d.slots as usize).sum();
         assert_eq!(
             self.timers.len(),
-            self.leases.len() + waits + gc,
+            self.leases.len() + waits + gc + delays,
             "timer count"
         );
         assert!(

@@ -65,11 +65,6 @@ impl Resource {
     pub fn is_idle(&self) -> bool {
         self.holders.is_empty() && self.queue.is_empty()
     }
-
-    /// Whether one more holder fits.
-    pub fn has_capacity(&self) -> bool {
-        u64::from(self.holders.len()) < self.limit()
-    }
 }
 
 /// The index hash of (`ns`, `key`): one SipHash pass over the key bytes followed by a namespace
@@ -265,11 +260,21 @@ impl Keyspace {
 
     /// Removes up to `budget` idle resources whose last activity is at least `max_idle_ms` old.
     /// Returns how many were removed; fewer than `budget` means none is left to collect now.
-    pub fn collect_idle(&mut self, now: Millis, max_idle_ms: u64, budget: usize) -> usize {
+    /// The pass stops at the first resource `pinned` keeps (one in a lock-delay), which holds
+    /// back younger ones only until its delay ends.
+    pub fn collect_idle(
+        &mut self,
+        now: Millis,
+        max_idle_ms: u64,
+        budget: usize,
+        pinned: impl Fn(u32) -> bool,
+    ) -> usize {
         let mut removed = 0;
         while removed < budget {
             let Some(index) = self.idle.head() else { break };
-            if now.since(self.resources[index as usize].last_activity) < max_idle_ms {
+            if now.since(self.resources[index as usize].last_activity) < max_idle_ms
+                || pinned(index)
+            {
                 break;
             }
             self.idle.remove(&mut self.resources, index, list_link);
@@ -402,11 +407,11 @@ mod tests {
         keys.touch(a, Millis(25));
         keys.settle(a);
         keys.check_invariants();
-        assert_eq!(keys.collect_idle(Millis(30), 10, 100), 2);
+        assert_eq!(keys.collect_idle(Millis(30), 10, 100, |_| false), 2);
         assert!(keys.find(Namespace::Lock, b"b").is_none());
         assert!(keys.find(Namespace::Lock, b"c").is_none());
-        assert_eq!(keys.collect_idle(Millis(34), 10, 100), 0);
-        assert_eq!(keys.collect_idle(Millis(35), 10, 100), 1);
+        assert_eq!(keys.collect_idle(Millis(34), 10, 100, |_| false), 0);
+        assert_eq!(keys.collect_idle(Millis(35), 10, 100, |_| false), 1);
         assert_eq!(keys.len(), 0);
         assert!(!keys.has_idle());
         keys.check_invariants();

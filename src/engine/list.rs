@@ -36,6 +36,11 @@ impl Link {
     pub fn next(&self) -> Option<u32> {
         (self.next != NIL).then_some(self.next)
     }
+
+    /// The previous entry, if any; for readers that hold only a shared borrow of the slab.
+    pub fn prev(&self) -> Option<u32> {
+        (self.prev != NIL).then_some(self.prev)
+    }
 }
 
 /// The two ends of a list and its length.

@@ -8,7 +8,7 @@
 use super::keyspace::KeyError;
 use super::list::{Link, List};
 use super::metrics::LeaseEnd;
-use super::{ClientId, Due, Engine, Lease, Outbox, Outcome, Owner, TwoPhase, Waiter};
+use super::{ClientId, Due, Engine, Lease, LockDelay, Outbox, Outcome, Owner, TwoPhase, Waiter};
 use crate::clock::Millis;
 use crate::protocol::request::{Acquire, Enqueue, Release, Renew, Wait};
 use crate::protocol::{Namespace, Response};
@@ -258,6 +258,39 @@ impl Engine {
         }
     }
 
+    /// A holder of `resource` was lost uncleanly: the old holder may still be at work, so its
+    /// slot rests for `--lock-delay` before anyone else gets it. Kept out of line: with the
+    /// delay off (the default) it never runs, and the release path stays as small as before.
+    #[cold]
+    #[inline(never)]
+    fn start_lock_delay(&mut self, now: Millis, resource: u32) {
+        let until = now.plus_ms(self.config.lock_delay_ms);
+        let delay = self
+            .delays
+            .entry(resource)
+            .or_insert(LockDelay { slots: 0, until });
+        delay.slots += 1;
+        delay.until = until;
+        self.timers.insert(until, Due::LockDelayEnd(resource));
+    }
+
+    /// A slot of `resource` comes out of its lock-delay: the head of the queue may have it.
+    pub(super) fn on_lock_delay_end(&mut self, now: Millis, resource: u32, out: &mut impl Outbox) {
+        let Some(delay) = self.delays.get_mut(&resource) else {
+            debug_assert!(false, "lock-delay end without a delay on {resource}");
+            return;
+        };
+        delay.slots -= 1;
+        if delay.slots == 0 {
+            self.delays.remove(&resource);
+        }
+        // A holder whose lease ran out in the same instant frees its slot (into a delay of its
+        // own) before the queue looks.
+        self.evict_expired_holders(now, resource, out);
+        self.grant_waiters(now, resource, out);
+        self.settle(now, resource);
+    }
+
     /// A waiter's timeout fired.
     pub(super) fn on_wait_timeout(
         &mut self,
@@ -360,9 +393,38 @@ impl Engine {
         Ok(resource)
     }
 
+    #[inline]
     fn can_grant_now(&self, resource: u32) -> bool {
+        self.keys.resources[resource as usize].queue.is_empty() && self.has_free_slot(resource)
+    }
+
+    /// Whether one more holder fits: holders and slots in a lock-delay leave room.
+    #[inline]
+    fn has_free_slot(&self, resource: u32) -> bool {
         let r = &self.keys.resources[resource as usize];
-        r.has_capacity() && r.queue.is_empty()
+        u64::from(r.holders.len()) + u64::from(self.delayed_slots(resource)) < r.limit()
+    }
+
+    /// How long the lock-delay of `resource` lasts from `now` (until its last delayed slot is
+    /// free); 0 without one.
+    pub(super) fn lock_delay_left(&self, now: Millis, resource: u32) -> u64 {
+        if self.delays.is_empty() {
+            0
+        } else {
+            self.delays
+                .get(&resource)
+                .map_or(0, |delay| delay.until.since(now))
+        }
+    }
+
+    /// How many slots of `resource` are in a lock-delay.
+    #[inline]
+    pub(super) fn delayed_slots(&self, resource: u32) -> u32 {
+        if self.delays.is_empty() {
+            0
+        } else {
+            self.delays.get(&resource).map_or(0, |delay| delay.slots)
+        }
     }
 
     fn queue_is_full(&self, resource: u32) -> bool {
@@ -472,14 +534,19 @@ impl Engine {
         if l.two_phase {
             self.two_phase.remove(&(owner, resource));
         }
+        if end != LeaseEnd::Release && self.config.lock_delay_ms > 0 {
+            self.start_lock_delay(now, resource);
+        }
         self.keys.touch(resource, now);
         self.grant_waiters(now, resource, out);
         self.settle(now, resource);
     }
 
     /// Grants free capacity of `resource` to waiters, strictly from the head of its queue.
+    /// Inlined into its callers: on the release path it is the tail of `end_lease`.
+    #[inline(always)]
     fn grant_waiters(&mut self, now: Millis, resource: u32, out: &mut impl Outbox) {
-        while self.keys.resources[resource as usize].has_capacity() {
+        while self.has_free_slot(resource) {
             let Some(waiter) = self.keys.resources[resource as usize].queue.head() else {
                 break;
             };
@@ -592,10 +659,8 @@ impl Engine {
             self.two_phase.remove(&(w.client, w.resource));
         }
         debug_assert!(
-            {
-                let r = &self.keys.resources[w.resource as usize];
-                r.queue.is_empty() || !r.has_capacity()
-            },
+            self.keys.resources[w.resource as usize].queue.is_empty()
+                || !self.has_free_slot(w.resource),
             "a queue with free capacity ahead of it"
         );
         self.keys.touch(w.resource, now);

@@ -21,6 +21,7 @@ mod locking;
 mod metrics;
 mod publishing;
 pub mod push_line;
+mod safety;
 pub mod signal;
 mod stats;
 #[cfg(test)]
@@ -77,6 +78,9 @@ pub struct EngineConfig {
     pub gc_max_idle_ms: u64,
     /// Whether a departing client's holdings are released (`--auto-release-on-disconnect`).
     pub auto_release_on_disconnect: bool,
+    /// How long a slot lost uncleanly (lease expiry, release by disconnect) stays ungranted, in
+    /// milliseconds; 0 = off (`--lock-delay`).
+    pub lock_delay_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +94,7 @@ impl Default for EngineConfig {
             gc_interval_ms: 5_000,
             gc_max_idle_ms: 60_000,
             auto_release_on_disconnect: true,
+            lock_delay_ms: 0,
         }
     }
 }
@@ -192,6 +197,8 @@ enum Due {
     LeaseExpiry(u32),
     WaitTimeout(u32),
     IdleGc,
+    /// One slot of this resource comes out of its lock-delay.
+    LockDelayEnd(u32),
 }
 
 /// The engine: every piece of lock, semaphore and signal state.
@@ -227,6 +234,18 @@ pub struct Engine {
     scratch: Vec<u32>,
     /// Counters, histograms and gauges for monitoring.
     metrics: EngineMetrics,
+    /// Slots in a lock-delay, by resource (`--lock-delay`): each counts as held until its
+    /// `Due::LockDelayEnd` fires. Empty unless the delay is on and a holder was lost uncleanly.
+    delays: hashbrown::HashMap<u32, LockDelay, DefaultHashBuilder>,
+}
+
+/// The slots of one resource that are in a lock-delay.
+#[derive(Clone, Copy, Debug)]
+struct LockDelay {
+    /// How many; each has its own `Due::LockDelayEnd` timer.
+    slots: u32,
+    /// When the last of them ends, for `stats`.
+    until: Millis,
 }
 
 impl Engine {
@@ -251,6 +270,7 @@ impl Engine {
             line_gauge: LineGauge::default(),
             scratch: Vec::new(),
             metrics: EngineMetrics::default(),
+            delays: hashbrown::HashMap::default(),
         }
     }
 
@@ -307,6 +327,8 @@ impl Engine {
             Request::Listen(cmd) => self.change_subscription(Change::Listen, client, cmd, out),
             Request::Unlisten(cmd) => self.change_subscription(Change::Unlisten, client, cmd, out),
             Request::Signal(cmd) => self.signal(client, cmd, out),
+            Request::Check(cmd) => self.check(now, client, cmd, out),
+            Request::Queue(cmd) => self.queue_state(client, cmd, out),
             Request::Stats | Request::Ping | Request::Auth(_) | Request::Info => {
                 out.reply(client, Response::Error);
                 Outcome::Answered
@@ -333,6 +355,7 @@ impl Engine {
                 Due::LeaseExpiry(lease) => self.on_lease_expiry(now, id, lease, out),
                 Due::WaitTimeout(waiter) => self.on_wait_timeout(now, id, waiter, out),
                 Due::IdleGc => budget -= self.on_idle_gc(now, budget),
+                Due::LockDelayEnd(resource) => self.on_lock_delay_end(now, resource, out),
             }
         }
         let trim_left = self.trim(TRIM_BUDGET);
@@ -400,6 +423,7 @@ impl Engine {
             && self.clients.is_empty()
             && self.signals.is_empty()
             && self.timers.is_empty()
+            && self.delays.is_empty()
     }
 
     /// Counts for logs and tests: (resources, holders, waiters, subscriptions).

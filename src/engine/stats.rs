@@ -104,6 +104,14 @@ struct LockEntry<'a> {
     owner_peer: Option<&'a str>,
     lease_expires_in_s: f64,
     waiters: u64,
+    /// Milliseconds left of a lock-delay (`--lock-delay`) on the key; omitted when there is
+    /// none, so servers without the flag answer exactly as before.
+    #[serde(skip_serializing_if = "is_zero")]
+    lock_delay_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize)]
@@ -112,12 +120,18 @@ struct SemaphoreEntry<'a> {
     limit: u64,
     holders: u64,
     waiters: u64,
+    /// As in [`LockEntry`].
+    #[serde(skip_serializing_if = "is_zero")]
+    lock_delay_ms: u64,
 }
 
 #[derive(Serialize)]
 struct IdleEntry<'a> {
     key: Cow<'a, str>,
     idle_s: f64,
+    /// As in [`LockEntry`].
+    #[serde(skip_serializing_if = "is_zero")]
+    lock_delay_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -209,6 +223,7 @@ impl Engine {
             let Some(resource) = resources.get(cursor.next - 1) else {
                 continue;
             };
+            let lock_delay_ms = self.lock_delay_left(now, cursor.next as u32 - 1);
             // Classification is by limit, not namespace (spec §10).
             let lock_like = resource.limit() == 1;
             let key = || text(&resource.key);
@@ -227,6 +242,7 @@ impl Engine {
                         lease_expires_in_s: slot
                             .map_or(0.0, |lease| self.expiry(lease).secs_since(now)),
                         waiters: u64::from(resource.queue.len()),
+                        lock_delay_ms,
                     };
                     cursor.entry(out, &entry);
                 }
@@ -236,6 +252,7 @@ impl Engine {
                         limit: resource.limit(),
                         holders: u64::from(resource.holders.len()),
                         waiters: u64::from(resource.queue.len()),
+                        lock_delay_ms,
                     };
                     cursor.entry(out, &entry);
                 }
@@ -243,6 +260,7 @@ impl Engine {
                     let entry = IdleEntry {
                         key: key(),
                         idle_s: now.secs_since(resource.last_activity),
+                        lock_delay_ms,
                     };
                     cursor.entry(out, &entry);
                 }

@@ -26,12 +26,16 @@ pub(super) enum Reply {
     Number(u64),
     /// `ok <json object>`.
     Stats,
+    /// `ok <fence as 16 hex digits> <remaining_ms>`: a `check`/`scheck` that found a holder.
+    Checked(u64, u64),
+    /// `ok <holders> <limit> <waiters> <position>`: a `q`/`sq`.
+    Queue([u64; 4]),
     /// A status without fields (`queued`, `timeout`, `error`, `error_*`).
     Bare(Response),
 }
 
 /// The statuses without fields, as spec §4 spells them.
-const BARE: [(&str, Response); 11] = [
+const BARE: [(&str, Response); 12] = [
     ("queued", Response::Queued),
     ("timeout", Response::Timeout),
     ("error", Response::Error),
@@ -43,6 +47,7 @@ const BARE: [(&str, Response); 11] = [
     ("error_not_enqueued", Response::ErrorNotEnqueued),
     ("error_lease_expired", Response::ErrorLeaseExpired),
     ("error_draining", Response::ErrorDraining),
+    ("stale", Response::Stale),
 ];
 
 /// Classifies one line (without its LF); panics if it has no valid shape.
@@ -65,9 +70,17 @@ pub(super) fn parse_line(line: &[u8]) -> Line {
             assert!(value.is_object(), "stats is not an object: {shown}");
             Reply::Stats
         }
-        (b"ok", Some(fields)) => match split_grant(fields) {
-            Some((token, lease_s)) => Reply::Granted(token, lease_s),
-            None => Reply::Number(
+        (b"ok", Some(fields)) if fields.iter().filter(|&&b| b == b' ').count() == 3 => {
+            let mut numbers = [0; 4];
+            for (slot, field) in numbers.iter_mut().zip(fields.split(|&b| b == b' ')) {
+                *slot = decimal(field).unwrap_or_else(|| panic!("malformed queue line: {shown}"));
+            }
+            Reply::Queue(numbers)
+        }
+        (b"ok", Some(fields)) => match (split_grant(fields), split_checked(fields)) {
+            (Some((token, lease_s)), _) => Reply::Granted(token, lease_s),
+            (None, Some((fence, remaining_ms))) => Reply::Checked(fence, remaining_ms),
+            (None, None) => Reply::Number(
                 decimal(fields).unwrap_or_else(|| panic!("malformed ok line: {shown}")),
             ),
         },
@@ -119,6 +132,16 @@ fn split_grant(fields: &[u8]) -> Option<(LeaseToken, u64)> {
     Some((LeaseToken::parse(token)?, lease_s))
 }
 
+/// `<16 lower-case hex digits> <decimal>`, the remaining lease at least 1 ms.
+fn split_checked(fields: &[u8]) -> Option<(u64, u64)> {
+    let (fence, rest) = (fields.get(..16)?, fields.get(16..)?);
+    let remaining = rest.strip_prefix(b" ")?;
+    let fence = crate::token::parse_fence(fence)?;
+    let remaining_ms = decimal(remaining)?;
+    assert!(remaining_ms > 0, "check answered with no lease left");
+    Some((fence, remaining_ms))
+}
+
 /// A plain decimal: digits only, no sign, no leading zero (except `0` itself), fits a u64.
 fn decimal(text: &[u8]) -> Option<u64> {
     let canonical = !text.is_empty()
@@ -150,6 +173,18 @@ mod tests {
         assert_eq!(parse_line(b"ok"), Line::Reply(Reply::Ok));
         assert_eq!(parse_line(b"ok 0"), Line::Reply(Reply::Number(0)));
         assert_eq!(parse_line(b"ok {\"a\":1}"), Line::Reply(Reply::Stats));
+        assert_eq!(
+            parse_line(b"ok 00000000000000ff 1500"),
+            Line::Reply(Reply::Checked(255, 1500))
+        );
+        assert_eq!(
+            parse_line(b"ok 1 2 3 4"),
+            Line::Reply(Reply::Queue([1, 2, 3, 4]))
+        );
+        assert_eq!(
+            parse_line(b"stale"),
+            Line::Reply(Reply::Bare(Response::Stale))
+        );
         assert_eq!(
             parse_line(b"error_not_enqueued"),
             Line::Reply(Reply::Bare(Response::ErrorNotEnqueued))

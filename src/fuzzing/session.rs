@@ -21,7 +21,7 @@ use crate::clock::Millis;
 use crate::engine::{ClientId, Engine, EngineConfig};
 use crate::protocol::frame::Frame;
 use crate::protocol::request::parse;
-use crate::protocol::request::{Acquire, Auth, Enqueue, Renew};
+use crate::protocol::request::{Acquire, Auth, CheckTarget, Enqueue, Renew};
 use crate::protocol::{MAX_LINE, MAX_PAYLOAD_LINE, Namespace, Request, Response};
 use crate::server::connection::{CloseReason, Phase};
 use crate::server::dispatch::{Dispatcher, SessionLimits};
@@ -279,6 +279,19 @@ impl Rules {
                 matches!(reply, Reply::Ok | Reply::Bare(R::Error))
             }
             Request::Signal(_) => matches!(reply, Reply::Number(_)),
+            Request::Check(check) => match reply {
+                Reply::Checked(fence, _) => match check.target {
+                    CheckTarget::Token(token) => fence == token.fence,
+                    CheckTarget::Fence(asked) => fence == asked,
+                },
+                other => other == Reply::Bare(R::Stale),
+            },
+            Request::Queue(_) => match reply {
+                Reply::Queue([holders, limit, waiters, position]) => {
+                    holders <= limit.max(1) && position <= waiters
+                }
+                _ => false,
+            },
         }
     }
 }

@@ -32,10 +32,14 @@ pub enum Command {
     /// `info`: counters, gauges and the most contended keys (an extension; 1.x clients never
     /// send it).
     Info,
+    /// `check` / `scheck`: whether a token or fence belongs to a current holder (an extension).
+    Check(Namespace),
+    /// `q` / `sq`: holders, limit, waiters and the sender's place in the queue (an extension).
+    Queue(Namespace),
 }
 
 /// How many commands the protocol has.
-pub const COMMAND_COUNT: usize = 17;
+pub const COMMAND_COUNT: usize = 21;
 
 /// Every command and its exact, case-sensitive name: the one place command names are spelled.
 /// Listed in [`Command::index`] order.
@@ -57,6 +61,10 @@ pub(super) const COMMANDS: [(&str, Command); COMMAND_COUNT] = [
     ("unlisten", Command::Unlisten),
     ("signal", Command::Signal),
     ("info", Command::Info),
+    ("check", Command::Check(Namespace::Lock)),
+    ("scheck", Command::Check(Namespace::Semaphore)),
+    ("q", Command::Queue(Namespace::Lock)),
+    ("sq", Command::Queue(Namespace::Semaphore)),
 ];
 
 impl Command {
@@ -110,6 +118,10 @@ impl Command {
             Command::Unlisten => 14,
             Command::Signal => 15,
             Command::Info => 16,
+            Command::Check(Namespace::Lock) => 17,
+            Command::Check(Namespace::Semaphore) => 18,
+            Command::Queue(Namespace::Lock) => 19,
+            Command::Queue(Namespace::Semaphore) => 20,
         }
     }
 

@@ -16,7 +16,7 @@ pub mod response;
 
 pub use self::command::{COMMAND_COUNT, Command};
 use crate::token::LeaseToken;
-use request::{Acquire, Auth, Enqueue, Release, Renew, Signal, Subscription, Wait};
+use request::{Acquire, Auth, Check, Enqueue, Queue, Release, Renew, Signal, Subscription, Wait};
 
 /// Longest command line, key line and ordinary arg line, in bytes before the LF, CRs included.
 pub const MAX_LINE: usize = 256;
@@ -68,6 +68,10 @@ pub enum Request<'a> {
     Signal(Signal<'a>),
     /// `info`: a JSON object of counters, gauges and the most contended keys (an extension).
     Info,
+    /// `check` / `scheck`: is this token or fence a current holder's? (an extension).
+    Check(Check<'a>),
+    /// `q` / `sq`: holders, limit, waiters and the sender's queue position (an extension).
+    Queue(Queue<'a>),
 }
 
 /// Why a request was rejected while parsing. On the wire every one of them is `error` and the
@@ -160,4 +164,26 @@ pub enum Response {
     ErrorLeaseExpired,
     /// `error_draining`: the server is shutting down; the connection closes.
     ErrorDraining,
+    /// `ok <fence> <remaining_ms>`: `check`/`scheck` found a current holder (an extension). The
+    /// fence is written as 16 hex digits, like the first half of a token.
+    Checked {
+        /// The holder's fence.
+        fence: u64,
+        /// Milliseconds until its lease passes, at least 1.
+        remaining_ms: u64,
+    },
+    /// `stale`: `check`/`scheck` found no current holder with that token or fence (an
+    /// extension).
+    Stale,
+    /// `ok <holders> <limit> <waiters> <position>`: `q`/`sq` (an extension).
+    QueueState {
+        /// Current holders.
+        holders: u32,
+        /// The capacity: 1 for a lock.
+        limit: u64,
+        /// Waiters in the queue.
+        waiters: u32,
+        /// The asking connection's 1-based place among the waiters; 0 if it does not wait.
+        position: u32,
+    },
 }

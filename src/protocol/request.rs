@@ -10,6 +10,7 @@
 use super::frame::Frame;
 use super::response::push_len;
 use super::{MAX_PAYLOAD_LINE, MAX_SECONDS, Namespace, ProtoError, Request};
+use crate::token::{LeaseToken, TOKEN_LEN, parse_fence};
 
 pub use super::command::Command;
 
@@ -76,6 +77,53 @@ pub struct Wait<'a> {
     pub timeout_s: u64,
 }
 
+/// What `check` / `scheck` asks about: a whole token, or only its fence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckTarget {
+    /// A 32-digit token: matches only the holder with exactly this token.
+    Token(LeaseToken),
+    /// A 16-digit fence: matches the holder whose token starts with it.
+    Fence(u64),
+}
+
+impl From<LeaseToken> for CheckTarget {
+    fn from(token: LeaseToken) -> CheckTarget {
+        CheckTarget::Token(token)
+    }
+}
+
+impl From<u64> for CheckTarget {
+    /// A fence.
+    fn from(fence: u64) -> CheckTarget {
+        CheckTarget::Fence(fence)
+    }
+}
+
+/// `check` / `scheck`: whether a token or fence belongs to a current holder of the key (an
+/// extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Check<'a> {
+    /// Lock or semaphore namespace.
+    pub ns: Namespace,
+    /// The resource key.
+    pub key: &'a [u8],
+    /// The token or fence asked about.
+    pub target: CheckTarget,
+}
+
+/// `q` / `sq`: the key's holders, limit and waiters, and the sender's place among the waiters
+/// (an extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Queue<'a> {
+    /// Lock or semaphore namespace.
+    pub ns: Namespace,
+    /// The resource key.
+    pub key: &'a [u8],
+    /// `sq` only: the limit to report when the semaphore does not exist (an existing one reports
+    /// its own). Always `None` for `q`.
+    pub limit: Option<u64>,
+}
+
 /// `auth`: the shared secret, trimmed of surrounding white space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Auth<'a> {
@@ -112,6 +160,8 @@ impl Request<'_> {
             Request::Wait(Wait { ns, .. }) => Command::Wait(ns),
             Request::Stats => Command::Stats,
             Request::Info => Command::Info,
+            Request::Check(Check { ns, .. }) => Command::Check(ns),
+            Request::Queue(Queue { ns, .. }) => Command::Queue(ns),
             Request::Ping => Command::Ping,
             Request::Auth(_) => Command::Auth,
             Request::Listen(_) => Command::Listen,
@@ -155,7 +205,38 @@ pub fn parse_as<'a>(
         Command::Listen => Ok(Request::Listen(subscription(frame)?)),
         Command::Unlisten => Ok(Request::Unlisten(subscription(frame)?)),
         Command::Signal => signal(key(frame.key)?, arg),
+        Command::Check(ns) => check(ns, key(frame.key)?, arg),
+        Command::Queue(ns) => queue(ns, key(frame.key)?, arg),
     }
+}
+
+/// `q`: the arg line is ignored; `sq`: the whole trimmed arg is an optional limit.
+fn queue<'a>(ns: Namespace, key: &'a [u8], arg: &[u8]) -> Result<Request<'a>, ProtoError> {
+    let limit = match ns {
+        Namespace::Lock => None,
+        Namespace::Semaphore => {
+            let limit = trim(arg);
+            (!limit.is_empty())
+                .then(|| limit_field(limit))
+                .transpose()?
+        }
+    };
+    Ok(Request::Queue(Queue { ns, key, limit }))
+}
+
+/// `check` / `scheck`: the trimmed arg is a token (32 lower-case hex digits) or a fence (16).
+fn check<'a>(ns: Namespace, key: &'a [u8], arg: &[u8]) -> Result<Request<'a>, ProtoError> {
+    let text = non_empty_token(trim(arg))?;
+    let target = match text.len() {
+        TOKEN_LEN => LeaseToken::parse(text).map(CheckTarget::Token),
+        16 => parse_fence(text).map(CheckTarget::Fence),
+        _ => None,
+    };
+    Ok(Request::Check(Check {
+        ns,
+        key,
+        target: target.ok_or(ProtoError::BadArguments)?,
+    }))
 }
 
 /// `l`: `T [L]`; `sl`: `T N [L]`.
@@ -538,6 +619,51 @@ mod tests {
                 b"l\nk\n1\xe2\x80\xaf2\xe2\x81\x9f\n",
                 acquire(Lock, b"k", 1, 1, Some(2)),
             ),
+            // check / scheck: a token or a fence, trimmed.
+            (
+                b"check\nk\n 0123456789abcdeffedcba9876543210\t\n",
+                Request::Check(Check {
+                    ns: Lock,
+                    key: b"k",
+                    target: CheckTarget::Token(LeaseToken {
+                        fence: 0x0123_4567_89ab_cdef,
+                        random: 0xfedc_ba98_7654_3210,
+                    }),
+                }),
+            ),
+            (
+                b"scheck\npool\n00000000000000ff\n",
+                Request::Check(Check {
+                    ns: Semaphore,
+                    key: b"pool",
+                    target: CheckTarget::Fence(255),
+                }),
+            ),
+            // q ignores its arg line; sq takes an optional limit.
+            (
+                b"q\nk\nanything at all\n",
+                Request::Queue(Queue {
+                    ns: Lock,
+                    key: b"k",
+                    limit: None,
+                }),
+            ),
+            (
+                b"sq\nk\n \n",
+                Request::Queue(Queue {
+                    ns: Semaphore,
+                    key: b"k",
+                    limit: None,
+                }),
+            ),
+            (
+                b"sq\nk\n 3 \n",
+                Request::Queue(Queue {
+                    ns: Semaphore,
+                    key: b"k",
+                    limit: Some(3),
+                }),
+            ),
             // r
             (b"r\nmy-key\n5f0c\n", release(Lock, b"my-key", b"5f0c")),
             (b"r\nk\n  a b  \n", release(Lock, b"k", b"a b")),
@@ -654,6 +780,21 @@ mod tests {
             (b"signal\xc2\xa0\nc\np\n", 3),
             // Keys (5), checked before the arguments.
             (b"l\n\n1\n", 5),
+            (b"check\n\n0000000000000001\n", 5),
+            // check / scheck: an empty arg (7), or neither a token nor a fence (8).
+            (b"check\nk\n\n", 7),
+            (b"scheck\nk\n  \n", 7),
+            (b"check\nk\nabc\n", 8),
+            (b"check\nk\n000000000000000A\n", 8),
+            (b"check\nk\n00000000000000001\n", 8),
+            (b"check\nk\n0000000000000001 0000000000000001\n", 8),
+            (b"check\nk\n0123456789ABCDEFfedcba9876543210\n", 8),
+            // sq: the optional limit's syntax (4), then its range (13).
+            (b"q\n\n\n", 5),
+            (b"sq\nk\n1 2\n", 4),
+            (b"sq\nk\nx\n", 4),
+            (b"sq\nk\n0\n", 13),
+            (b"sq\nk\n-1\n", 13),
             (b"l\na b\n1\n", 5),
             (b"l\na\tb\n1\n", 5),
             (b"l\na\rb\n1\n", 5),

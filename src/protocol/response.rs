@@ -6,9 +6,11 @@
 //! the stack. Nothing here decides *which* response a request gets, and nothing reads responses
 //! back.
 
-use super::request::{Acquire, Auth, Enqueue, Release, Renew, Signal, Wait};
+use super::request::{
+    Acquire, Auth, Check, CheckTarget, Enqueue, Queue, Release, Renew, Signal, Wait,
+};
 use super::{Namespace, Request, Response};
-use crate::token::{LeaseToken, TOKEN_LEN};
+use crate::token::{LeaseToken, TOKEN_LEN, encode_fence};
 
 /// What follows the status word of a response line.
 enum Tail {
@@ -18,6 +20,10 @@ enum Tail {
     Number(u64),
     /// ` <token> <lease_s>`.
     Grant(LeaseToken, u64),
+    /// ` <fence as 16 hex digits> <n>`.
+    Fence(u64, u64),
+    /// ` <holders> <limit> <waiters> <position>`.
+    Queue([u64; 4]),
 }
 
 /// The first word of a response line: what `dflockd_responses_total{status}` counts.
@@ -49,11 +55,13 @@ pub enum Status {
     ErrorLeaseExpired,
     /// `error_draining`.
     ErrorDraining,
+    /// `stale` (an extension: `check`/`scheck` found no current holder).
+    Stale,
 }
 
 impl Status {
     /// Every status, in the order of their discriminants.
-    pub const ALL: [Status; 13] = [
+    pub const ALL: [Status; 14] = [
         Status::Ok,
         Status::Acquired,
         Status::Queued,
@@ -67,6 +75,7 @@ impl Status {
         Status::ErrorNotEnqueued,
         Status::ErrorLeaseExpired,
         Status::ErrorDraining,
+        Status::Stale,
     ];
 
     /// The word as sent: the single table of response strings.
@@ -85,6 +94,7 @@ impl Status {
             Status::ErrorNotEnqueued => "error_not_enqueued",
             Status::ErrorLeaseExpired => "error_lease_expired",
             Status::ErrorDraining => "error_draining",
+            Status::Stale => "stale",
         }
     }
 }
@@ -97,6 +107,7 @@ impl Response {
 }
 
 /// The status and the fields of `response`.
+#[inline]
 fn parts(response: &Response) -> (Status, Tail) {
     match *response {
         Response::Ok => (Status::Ok, Tail::Bare),
@@ -115,6 +126,25 @@ fn parts(response: &Response) -> (Status, Tail) {
         Response::ErrorNotEnqueued => (Status::ErrorNotEnqueued, Tail::Bare),
         Response::ErrorLeaseExpired => (Status::ErrorLeaseExpired, Tail::Bare),
         Response::ErrorDraining => (Status::ErrorDraining, Tail::Bare),
+        Response::Checked {
+            fence,
+            remaining_ms,
+        } => (Status::Ok, Tail::Fence(fence, remaining_ms)),
+        Response::Stale => (Status::Stale, Tail::Bare),
+        Response::QueueState {
+            holders,
+            limit,
+            waiters,
+            position,
+        } => (
+            Status::Ok,
+            Tail::Queue([
+                u64::from(holders),
+                limit,
+                u64::from(waiters),
+                u64::from(position),
+            ]),
+        ),
     }
 }
 
@@ -137,6 +167,20 @@ pub fn encode(response: &Response, out: &mut Vec<u8>) -> Status {
             out.push(b' ');
             out.extend_from_slice(Decimal::new(lease_s).as_bytes());
         }
+        Tail::Fence(fence, n) => {
+            let mut text = [0; 16];
+            encode_fence(fence, &mut text);
+            out.push(b' ');
+            out.extend_from_slice(&text);
+            out.push(b' ');
+            out.extend_from_slice(Decimal::new(n).as_bytes());
+        }
+        Tail::Queue(numbers) => {
+            for n in numbers {
+                out.push(b' ');
+                out.extend_from_slice(Decimal::new(n).as_bytes());
+            }
+        }
     }
     out.push(b'\n');
     status
@@ -149,6 +193,11 @@ pub fn encoded_len(response: &Response) -> usize {
         Tail::Bare => 0,
         Tail::Number(n) => 1 + Decimal::new(n).as_bytes().len(),
         Tail::Grant(_, lease_s) => 1 + TOKEN_LEN + 1 + Decimal::new(lease_s).as_bytes().len(),
+        Tail::Fence(_, n) => 1 + 16 + 1 + Decimal::new(n).as_bytes().len(),
+        Tail::Queue(numbers) => numbers
+            .iter()
+            .map(|&n| 1 + Decimal::new(n).as_bytes().len())
+            .sum(),
     };
     status.word().len() + tail_len + 1
 }
@@ -263,6 +312,27 @@ pub fn encode_request(request: &Request<'_>, out: &mut Vec<u8>) {
         Request::Signal(Signal { channel, payload }) => {
             line(out, channel);
             line(out, payload);
+        }
+        Request::Check(Check { key, target, .. }) => {
+            line(out, key);
+            match target {
+                CheckTarget::Token(token) => {
+                    let mut text = [0; TOKEN_LEN];
+                    token.encode(&mut text);
+                    line(out, &text);
+                }
+                CheckTarget::Fence(fence) => {
+                    let mut text = [0; 16];
+                    encode_fence(fence, &mut text);
+                    line(out, &text);
+                }
+            }
+        }
+        Request::Queue(Queue { key, limit, .. }) => {
+            line(out, key);
+            let mut arg = ArgLine::new(out);
+            arg.optional(limit);
+            arg.finish();
         }
     }
 }
@@ -418,6 +488,39 @@ mod tests {
             (Response::ErrorNotEnqueued, b"error_not_enqueued\n"),
             (Response::ErrorLeaseExpired, b"error_lease_expired\n"),
             (Response::ErrorDraining, b"error_draining\n"),
+            (
+                Response::Checked {
+                    fence: 0x0123_4567_89ab_cdef,
+                    remaining_ms: 1_500,
+                },
+                b"ok 0123456789abcdef 1500\n",
+            ),
+            (
+                Response::Checked {
+                    fence: 1,
+                    remaining_ms: 1,
+                },
+                b"ok 0000000000000001 1\n",
+            ),
+            (Response::Stale, b"stale\n"),
+            (
+                Response::QueueState {
+                    holders: 3,
+                    limit: 3,
+                    waiters: 12,
+                    position: 0,
+                },
+                b"ok 3 3 12 0\n",
+            ),
+            (
+                Response::QueueState {
+                    holders: 1,
+                    limit: u64::MAX,
+                    waiters: u32::MAX,
+                    position: 7,
+                },
+                b"ok 1 18446744073709551615 4294967295 7\n",
+            ),
         ];
         for &(response, line) in cases {
             assert_eq!(encoded(response), line, "{response:?}");
@@ -570,6 +673,38 @@ mod tests {
                 }),
                 b"signal\na.b\n x \n",
             ),
+            (
+                Request::Check(Check {
+                    ns: Namespace::Lock,
+                    key: b"k",
+                    target: CheckTarget::Token(TOKEN),
+                }),
+                b"check\nk\n0123456789abcdeffedcba9876543210\n",
+            ),
+            (
+                Request::Check(Check {
+                    ns: Namespace::Semaphore,
+                    key: b"pool",
+                    target: CheckTarget::Fence(0xab),
+                }),
+                b"scheck\npool\n00000000000000ab\n",
+            ),
+            (
+                Request::Queue(Queue {
+                    ns: Namespace::Lock,
+                    key: b"k",
+                    limit: None,
+                }),
+                b"q\nk\n\n",
+            ),
+            (
+                Request::Queue(Queue {
+                    ns: Namespace::Semaphore,
+                    key: b"pool",
+                    limit: Some(4),
+                }),
+                b"sq\npool\n4\n",
+            ),
         ];
         for (request, wire) in cases {
             assert_eq!(encoded_request(request), *wire, "{request:?}");
@@ -604,6 +739,31 @@ mod tests {
                 key: b"k",
                 token: b"0123456789abcdeffedcba9876543210",
                 lease_s: Some(MAX_SECONDS),
+            }),
+            Request::Check(Check {
+                ns: Namespace::Lock,
+                key: b"k",
+                target: CheckTarget::Token(TOKEN),
+            }),
+            Request::Check(Check {
+                ns: Namespace::Semaphore,
+                key: b"k",
+                target: CheckTarget::Fence(u64::MAX),
+            }),
+            Request::Queue(Queue {
+                ns: Namespace::Lock,
+                key: b"k",
+                limit: None,
+            }),
+            Request::Queue(Queue {
+                ns: Namespace::Semaphore,
+                key: b"k",
+                limit: Some(1),
+            }),
+            Request::Queue(Queue {
+                ns: Namespace::Semaphore,
+                key: b"k",
+                limit: None,
             }),
             Request::Enqueue(Enqueue {
                 ns: Namespace::Lock,

@@ -760,5 +760,6 @@ fn engine_config(config: &Config) -> EngineConfig {
         gc_interval_ms: config.gc_interval_s.saturating_mul(1000).max(1),
         gc_max_idle_ms: config.gc_max_idle_s.saturating_mul(1000),
         auto_release_on_disconnect: config.auto_release_on_disconnect,
+        lock_delay_ms: config.lock_delay_ms,
     }
 }

@@ -18,6 +18,7 @@ mod logging;
 mod metrics;
 mod pipelining;
 mod protocol;
+mod safety;
 mod signals;
 mod slow_consumers;
 mod stats;

@@ -19,6 +19,7 @@ mod metrics;
 mod mixed;
 mod release;
 mod renew;
+mod safety;
 mod semaphores;
 mod signal_turns;
 mod signals;

@@ -193,7 +193,12 @@ impl Harness {
                 }
                 self.unanswered_pushes = 0;
             }
-            Request::Stats | Request::Ping | Request::Auth(_) | Request::Info => {
+            Request::Stats
+            | Request::Ping
+            | Request::Auth(_)
+            | Request::Info
+            | Request::Check(_)
+            | Request::Queue(_) => {
                 unreachable!("not generated")
             }
         }

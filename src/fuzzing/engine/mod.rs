@@ -19,7 +19,8 @@ use crate::clock::Millis;
 use crate::engine::{ClientId, Engine, EngineConfig, Outbox, Outcome, Push};
 use crate::fuzzing::{Input, engine_config};
 use crate::protocol::Response;
-use crate::token::TokenIssuer;
+use crate::protocol::request::{Check, CheckTarget};
+use crate::token::{LeaseToken, TokenIssuer};
 
 mod checks;
 mod model;
@@ -302,9 +303,39 @@ impl Harness {
         );
     }
 
+    /// What `check` would answer for every lease the model knows a token of: a live lease is
+    /// current, with its own fence, and one that has certainly ended is stale.
+    fn check_current_holders(&self) {
+        for holder in &self.model.holders {
+            let Some(token) = holder.token.as_ref().and_then(|t| LeaseToken::parse(t)) else {
+                continue;
+            };
+            let (ns, key) = holder.resource;
+            for target in [CheckTarget::Token(token), CheckTarget::Fence(token.fence)] {
+                let found = self
+                    .engine
+                    .current_holder(self.now, Check { ns, key, target });
+                if holder.certainly_live(self.now) {
+                    assert_eq!(
+                        found.map(|f| f.0),
+                        Some(token.fence),
+                        "check of a live lease"
+                    );
+                }
+                if holder.expiry.hi <= self.now {
+                    assert_eq!(found, None, "check of an ended lease");
+                }
+                if let Some((_, expires)) = found {
+                    assert!(expires > self.now, "check reports a passed lease");
+                }
+            }
+        }
+    }
+
     fn check(&mut self) {
         self.engine.check_invariants();
         self.model.check_capacity(self.now);
+        self.check_current_holders();
         self.check_stats();
         for (slot, pending) in self.pending.iter().enumerate() {
             let id = self.ids[slot];
