@@ -70,7 +70,7 @@ pub(super) const COMMANDS: [(&str, Command); COMMAND_COUNT] = [
 impl Command {
     /// The command whose name is exactly `name` (no trimming, no case folding).
     ///
-    /// A match rather than a search of [`COMMANDS`]: it runs twice per request (framing and
+    /// A match rather than a search of the command table: it runs twice per request (framing and
     /// parsing), and the compiler turns it into a switch on the length and a few compares. A
     /// test checks it against the table.
     #[inline]
@@ -94,6 +94,10 @@ impl Command {
             b"unlisten" => Command::Unlisten,
             b"signal" => Command::Signal,
             b"info" => Command::Info,
+            b"check" => Command::Check(Lock),
+            b"scheck" => Command::Check(Semaphore),
+            b"q" => Command::Queue(Lock),
+            b"sq" => Command::Queue(Semaphore),
             _ => return None,
         })
     }

@@ -20,13 +20,13 @@ use crate::support::{Client, REPLY_TIMEOUT, TestServer, grant, stats_entry, wait
 const SETTLE: Duration = Duration::from_secs(10);
 
 /// Every `command` label value: the protocol's commands and `other`.
-const COMMANDS: [&str; 18] = [
+const COMMANDS: [&str; 22] = [
     "l", "r", "n", "e", "w", "sl", "sr", "sn", "se", "sw", "stats", "ping", "auth", "listen",
-    "unlisten", "signal", "info", "other",
+    "unlisten", "signal", "info", "check", "scheck", "q", "sq", "other",
 ];
 
 /// Every `status` label value: the first words of responses.
-const STATUSES: [&str; 13] = [
+const STATUSES: [&str; 14] = [
     "ok",
     "acquired",
     "queued",
@@ -40,6 +40,7 @@ const STATUSES: [&str; 13] = [
     "error_not_enqueued",
     "error_lease_expired",
     "error_draining",
+    "stale",
 ];
 
 /// Every `reason` label value of `dflockd_connections_rejected_total`.

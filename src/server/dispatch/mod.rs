@@ -24,6 +24,12 @@
 //!   soft limit, so a client that does not read holds one step of its listing, not all of it;
 //!   pushes for it are held back until the listing's line ends.
 
+mod listing;
+mod router;
+
+use self::listing::StatsJob;
+use self::router::{after_output, end_wait, release_held_pushes, split};
+
 use std::collections::VecDeque;
 
 use log::{debug, info, warn};
@@ -146,15 +152,6 @@ pub struct Dispatcher<T> {
     /// Connections taken out of the table whose streams the owner still has to release
     /// (deregister the socket); see [`Dispatcher::take_removed`].
     pub(super) removed: Vec<Connection<T>>,
-}
-
-/// A `stats` listing in progress.
-#[derive(Debug)]
-struct StatsJob {
-    client: ClientId,
-    cursor: StatsCursor,
-    /// The next piece of the response line, moved into the connection's output after each step.
-    line: Vec<u8>,
 }
 
 /// Buffers, queues and counters shared by all connections.
@@ -522,71 +519,10 @@ impl<T: Stream> Dispatcher<T> {
         !self.queues.dirty.is_empty()
     }
 
-    /// Continues the `stats` listings in progress, each in turn, with the steps left in this
-    /// turn, answering those that finish. A listing whose requester has not read what it was
-    /// sent waits without taking a step.
-    pub fn continue_stats(&mut self, now: Millis) {
-        self.stats_runnable = false;
-        for _ in 0..self.stats_jobs.len() {
-            let Some(mut job) = self.stats_jobs.pop_front() else {
-                return;
-            };
-            match self.step_stats(now, &mut job) {
-                Listing::Over => {}
-                Listing::Going => {
-                    self.stats_jobs.push_back(job);
-                    self.stats_runnable = true;
-                }
-                Listing::Parked => self.stats_jobs.push_back(job),
-            }
-        }
-    }
-
     /// Whether this turn's request budget is spent: the caller should leave the rest of the
     /// ready queue for the next turn.
     pub fn turn_is_full(&self) -> bool {
         self.turn_requests == 0
-    }
-
-    /// One step of a listing, if the turn has one left and the requester's output is below the
-    /// soft limit, moved into that output; the line's end answers the request.
-    fn step_stats(&mut self, now: Millis, job: &mut StatsJob) -> Listing {
-        let open = self.conns.len();
-        let soft_output = self.queues.soft_limit(open);
-        match self.conns.get(job.client) {
-            Some(conn) if conn.close_reason().is_none() => {
-                if conn.output.len() >= soft_output {
-                    return Listing::Parked;
-                }
-                if self.stats_steps == 0 {
-                    return Listing::Going;
-                }
-            }
-            _ => return Listing::Over,
-        }
-        self.stats_steps -= 1;
-        let done = self
-            .engine
-            .write_stats_step(now, &mut job.cursor, &mut job.line, STATS_STEP);
-        let Some(conn) = self.conns.get(job.client) else {
-            return Listing::Over;
-        };
-        let q = &mut self.queues;
-        if done {
-            response::end_json(&mut job.line);
-        }
-        // Handed over rather than copied when the output is empty.
-        q.owned_output += job.line.len();
-        conn.output.append_vec(&mut job.line, &mut q.pool);
-        if done {
-            release_held_pushes(q, conn);
-            end_wait(&mut q.ready, conn, now);
-        } else {
-            // The line is open: pushes wait until it ends.
-            conn.held_pushes.get_or_insert_default();
-        }
-        after_output(q, conn, open);
-        if done { Listing::Over } else { Listing::Going }
     }
 
     /// `n` bytes of `id`'s output reached the socket. Unpauses the connection once its output
@@ -785,62 +721,6 @@ impl<T: Stream> Dispatcher<T> {
         self.close(id, reason);
     }
 
-    /// Starts a `stats` listing; a small one is answered at once, a large one over several
-    /// turns while the requester waits.
-    /// What reports read, with the monitoring endpoint's `http` counters.
-    pub(super) fn sources(&self, now: Millis, http: MonitorCounters) -> Sources<'_, T> {
-        Sources {
-            engine: &self.engine,
-            conns: &self.conns,
-            counters: &self.queues.counters,
-            figures: &self.figures,
-            http,
-            now,
-        }
-    }
-
-    /// `info`: one `ok <json>` line of counters, gauges and the most contended keys. Bounded
-    /// work (see `report.rs`), so it is answered at once, unlike a `stats` listing.
-    fn info(&mut self, id: ClientId, now: Millis) {
-        let info = self.sources(now, MonitorCounters::default()).info();
-        let mut line = Vec::with_capacity(4096);
-        response::begin_json(&mut line);
-        // Plain structs of numbers and strings always serialise.
-        let _ = serde_json::to_writer(&mut line, &info);
-        response::end_json(&mut line);
-        self.queues.counters.responses[Status::Ok as usize] += 1;
-        let open = self.conns.len();
-        let Some(conn) = self.conns.get(id) else {
-            return;
-        };
-        let q = &mut self.queues;
-        q.owned_output += line.len();
-        conn.output.append_vec(&mut line, &mut q.pool);
-        after_output(q, conn, open);
-    }
-
-    fn start_stats(&mut self, id: ClientId, now: Millis) {
-        // The listing is written in steps, not through `Router::reply`: count its `ok` here.
-        self.queues.counters.responses[Status::Ok as usize] += 1;
-        let figures = ServerFigures {
-            connections: self.conns.len() as u64,
-            slow_consumers_disconnected: self.queues.counters.slow_consumers,
-        };
-        let mut job = StatsJob {
-            client: id,
-            cursor: StatsCursor::new(figures),
-            line: Vec::new(),
-        };
-        response::begin_json(&mut job.line);
-        if let Some(conn) = self.conns.get(id) {
-            conn.phase = Phase::Waiting;
-        }
-        if self.step_stats(now, &mut job) != Listing::Over {
-            self.stats_jobs.push_back(job);
-            self.stats_runnable = true;
-        }
-    }
-
     /// After processing: a peer that finished sending is closed once nothing more can be
     /// answered, and a waiting request of a vanished peer is cancelled (spec §2.4). Also enforces
     /// the input cap while a request waits.
@@ -866,198 +746,5 @@ impl<T: Stream> Dispatcher<T> {
         if let Some(reason) = reason {
             self.close(id, reason);
         }
-    }
-}
-
-/// Splits the dispatcher into the engine and a router over the connections, so the engine can
-/// be called with the router as its outbox.
-fn split<'t, T>(
-    engine: &'t mut Engine,
-    queues: &'t mut Queues,
-    conns: &'t mut Connections<T>,
-    now: Millis,
-) -> (&'t mut Engine, Router<'t, T>) {
-    (engine, Router { conns, queues, now })
-}
-
-/// Where a `stats` listing stands after [`Dispatcher::step_stats`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Listing {
-    /// It can take another step.
-    Going,
-    /// It waits for its requester to read what it was sent.
-    Parked,
-    /// Answered, or its requester has gone.
-    Over,
-}
-
-/// Moves the pushes held back during a `stats` listing into the output, after its line.
-fn release_held_pushes<T>(q: &mut Queues, conn: &mut Connection<T>) {
-    let Some(mut held_pushes) = conn.held_pushes.take() else {
-        return;
-    };
-    let held = held_pushes.len();
-    conn.output.append_output(&mut held_pushes, &mut q.pool);
-    conn.push_bytes += held;
-    q.push_bytes += held;
-    q.pushes.push(conn);
-}
-
-/// A waiting request was answered: the next request may be processed, and its first line is
-/// read from now on.
-fn end_wait<T>(ready: &mut IdQueue, conn: &mut Connection<T>, now: Millis) {
-    if conn.phase == Phase::Waiting {
-        conn.phase = Phase::Open;
-        conn.line_started = now;
-        ready.push(conn);
-    }
-}
-
-/// Marks `conn` as having a response to write and applies the soft limit.
-fn after_output<T>(q: &mut Queues, conn: &mut Connection<T>, open: usize) {
-    q.dirty.push(conn);
-    pause_if_backlogged(q, conn, open);
-}
-
-/// Stops processing `conn`'s requests while its unsent output is at the soft limit (or its
-/// fair share of the server's total, while that is exceeded).
-fn pause_if_backlogged<T>(q: &Queues, conn: &mut Connection<T>, open: usize) {
-    let len = conn.output.len();
-    // Below the smallest limit either could be: the request path's one comparison.
-    if len >= q.limits.soft_output.min(MIN_OUTPUT_SHARE) && len >= q.soft_limit(open) {
-        conn.paused = true;
-    }
-}
-
-/// The least a connection's fair share of `--max-total-output` can be, however many
-/// connections there are: a connection holding less is never paused or dropped for the total.
-const MIN_OUTPUT_SHARE: usize = 64 * 1024;
-
-impl Queues {
-    /// Bytes of output the server holds: owned bytes plus shared push lines, each counted once.
-    fn output_memory(&self) -> usize {
-        self.owned_output + self.line_gauge.bytes()
-    }
-
-    /// `base`, or the fair share of `--max-total-output` among `open` connections if that is
-    /// less and the total is exceeded.
-    fn output_limit(&self, base: usize, open: usize) -> usize {
-        if self.output_memory() <= self.limits.total_output {
-            return base;
-        }
-        let share = (self.limits.total_output / open.max(1)).max(MIN_OUTPUT_SHARE);
-        base.min(share)
-    }
-
-    /// Pending output at which a connection's requests pause.
-    fn soft_limit(&self, open: usize) -> usize {
-        self.output_limit(self.limits.soft_output, open)
-    }
-}
-
-/// Routes engine effects into connection buffers.
-struct Router<'t, T> {
-    conns: &'t mut Connections<T>,
-    queues: &'t mut Queues,
-    now: Millis,
-}
-
-/// The connection `client` names if it can still take output; counts effects for departed ids.
-/// A rate-limited warning that a limit refused `conn`'s request with `status`.
-#[cold]
-fn warn_at_limit<T>(q: &mut Queues, conn: &Connection<T>, status: Status, now: Millis) {
-    let (kind, flag) = match status {
-        Status::ErrorMaxLocks => (WarnKind::MaxLocks, "--max-locks"),
-        _ => (WarnKind::MaxWaiters, "--max-waiters"),
-    };
-    if let Some(suppressed) = q.warnings.admit(kind, now) {
-        warn!(
-            "conn {} {}: refused, {flag} reached{suppressed}",
-            conn.serial, conn.peer
-        );
-    }
-}
-
-fn open_connection<'t, T>(
-    conns: &'t mut Connections<T>,
-    counters: &mut Counters,
-    client: ClientId,
-) -> Option<&'t mut Connection<T>> {
-    match conns.get(client) {
-        Some(conn) if conn.close_reason().is_none() => Some(conn),
-        Some(_) => None,
-        None => {
-            counters.stale_ids += 1;
-            None
-        }
-    }
-}
-
-impl<T> Outbox for Router<'_, T> {
-    fn reply(&mut self, client: ClientId, reply: Response) {
-        let open = self.conns.len();
-        let q = &mut *self.queues;
-        let Some(conn) = open_connection(self.conns, &mut q.counters, client) else {
-            return;
-        };
-        let buf = conn.output.append(&mut q.pool);
-        let before = buf.len();
-        let status = response::encode(&reply, buf);
-        if log::log_enabled!(log::Level::Debug) {
-            let line = words::response(&buf[before..]);
-            debug!("conn {} {}: {line}", conn.serial, conn.peer);
-        }
-        q.owned_output += buf.len() - before;
-        q.counters.responses[status as usize] += 1;
-        if matches!(status, Status::ErrorMaxLocks | Status::ErrorMaxWaiters) {
-            warn_at_limit(q, conn, status, self.now);
-        }
-        end_wait(&mut q.ready, conn, self.now);
-        after_output(q, conn, open);
-    }
-
-    fn has_room(&mut self, client: ClientId, line_len: usize) -> bool {
-        let open = self.conns.len();
-        let q = &mut *self.queues;
-        open_connection(self.conns, &mut q.counters, client).is_some_and(|conn| {
-            let after = conn.output.len() + conn.held_len() + line_len;
-            after <= q.limits.hard_output.min(MIN_OUTPUT_SHARE)
-                || after <= q.output_limit(q.limits.hard_output, open)
-        })
-    }
-
-    fn push(&mut self, client: ClientId, push: &Push<'_>) {
-        let open = self.conns.len();
-        let q = &mut *self.queues;
-        let Some(conn) = open_connection(self.conns, &mut q.counters, client) else {
-            return;
-        };
-        if let Some(held) = conn.held_pushes.as_mut() {
-            q.owned_output += held.append_push(push, &mut q.pool);
-            return;
-        }
-        q.owned_output += conn.output.append_push(push, &mut q.pool);
-        conn.push_bytes += push.len();
-        q.push_bytes += push.len();
-        q.pushes.push(conn);
-        pause_if_backlogged(q, conn, open);
-    }
-
-    fn evict(&mut self, client: ClientId) {
-        let q = &mut *self.queues;
-        let Some(conn) = open_connection(self.conns, &mut q.counters, client) else {
-            return;
-        };
-        if let Some(suppressed) = q.warnings.admit(WarnKind::SlowConsumer, self.now) {
-            warn!(
-                "conn {} {}: slow consumer ({} bytes of output pending), disconnecting{suppressed}",
-                conn.serial,
-                conn.peer,
-                conn.output.len()
-            );
-        }
-        conn.begin_close(CloseReason::SlowConsumer);
-        q.closing.push(client);
-        q.counters.slow_consumers += 1;
     }
 }
