@@ -11,6 +11,7 @@ mod dflockctl;
 mod disconnect;
 mod fuzz_replay;
 mod hostile;
+mod http_endpoint;
 mod lifecycle;
 mod limits;
 mod locks;
