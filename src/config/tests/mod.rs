@@ -8,6 +8,8 @@ use super::resolve::*;
 use super::settings::*;
 use super::*;
 
+mod secrets;
+
 /// Resolves `args` (without the program name) against an environment holding only `env`.
 fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
     let env: HashMap<String, String> = env
@@ -558,58 +560,6 @@ fn a_bad_alias_value_names_the_alias() {
 }
 
 #[test]
-fn auth_token_sources_follow_the_documented_precedence() {
-    let cli_file = TempFile::with(b"from-cli-file");
-    let env_file = TempFile::with(b"from-env-file");
-    let all_env = [
-        ("DFLOCKD_AUTH_TOKEN", "from-env"),
-        ("DFLOCKD_AUTH_TOKEN_FILE", env_file.path()),
-    ];
-    let cli_token = ["--auth-token", "from-cli"];
-    let cli_file_args = ["--auth-token-file", cli_file.path()];
-
-    let both_flags = [cli_token.as_slice(), cli_file_args.as_slice()].concat();
-    assert_eq!(token(&both_flags, &all_env).as_deref(), Some("from-cli"));
-    assert_eq!(
-        token(&cli_file_args, &all_env).as_deref(),
-        Some("from-cli-file")
-    );
-    assert_eq!(token(&[], &all_env).as_deref(), Some("from-env"));
-    assert_eq!(token(&[], &all_env[1..]).as_deref(), Some("from-env-file"));
-    assert_eq!(token(&[], &[]), None);
-}
-
-#[test]
-fn explicitly_empty_or_blank_token_flags_are_errors() {
-    let file = TempFile::with(b"from-file");
-    let env = [("DFLOCKD_AUTH_TOKEN", "from-env")];
-    for (args, flag) in [
-        (&["--auth-token="][..], "auth-token"),
-        (&["--auth-token", " \t "], "auth-token"),
-        (
-            &["--auth-token=", "--auth-token-file", file.path()],
-            "auth-token",
-        ),
-        (&["--auth-token-file="], "auth-token-file"),
-    ] {
-        let (origin, problem) = invalid(args, &env);
-        assert_eq!(origin, Origin::Flag(flag), "{args:?}");
-        assert!(
-            problem.contains("empty") && problem.contains("without authentication"),
-            "{args:?}: {problem}"
-        );
-    }
-}
-
-#[test]
-fn empty_token_variables_are_unset_and_blank_ones_are_errors() {
-    assert_eq!(token(&[], &[("DFLOCKD_AUTH_TOKEN", "")]), None);
-    let (origin, problem) = invalid(&[], &[("DFLOCKD_AUTH_TOKEN", "  ")]);
-    assert_eq!(origin, Origin::Env("DFLOCKD_AUTH_TOKEN"));
-    assert!(problem.contains("empty or blank"), "{problem}");
-}
-
-#[test]
 fn a_read_timeout_below_the_client_ping_interval_is_a_warning() {
     for seconds in ["1", "15"] {
         let loaded = load(&["--read-timeout", seconds], &[]).expect("valid");
@@ -644,137 +594,6 @@ fn variables_of_either_program_are_known_and_others_are_reported() {
              did you mean DFLOCKD_MAX_LOCKS?",
         ]
     );
-}
-
-#[test]
-fn auth_tokens_are_trimmed() {
-    assert_eq!(
-        token(&["--auth-token", "  tok en \t"], &[]).as_deref(),
-        Some("tok en")
-    );
-    assert_eq!(
-        token(&[], &[("DFLOCKD_AUTH_TOKEN", " tok ")]).as_deref(),
-        Some("tok")
-    );
-    let file = TempFile::with(b"\n  s3cret\r\n\n");
-    assert_eq!(
-        token(&["--auth-token-file", file.path()], &[]).as_deref(),
-        Some("s3cret")
-    );
-}
-
-#[test]
-fn unusable_auth_tokens_are_errors_that_do_not_reveal_them() {
-    let empty = TempFile::with(b"");
-    let blank = TempFile::with(b" \r\n\t\n");
-    let broken = TempFile::with(b"first-half\r\nsecond-half\n");
-    let binary = TempFile::with(b"\xff\xfe-half");
-    let long = TempFile::with("x".repeat(MAX_AUTH_TOKEN_BYTES + 1).as_bytes());
-    let missing = std::env::temp_dir().join("dflockd-config-no-such-token-file");
-    let missing = missing.to_str().expect("UTF-8 path");
-    let failures = [
-        (vec!["--auth-token", "   "], Origin::Flag("auth-token")),
-        (
-            vec!["--auth-token", "first-half\nsecond-half"],
-            Origin::Flag("auth-token"),
-        ),
-        (
-            vec!["--auth-token", "first-half\rsecond-half"],
-            Origin::Flag("auth-token"),
-        ),
-        (
-            vec!["--auth-token-file", empty.path()],
-            Origin::Flag("auth-token-file"),
-        ),
-        (
-            vec!["--auth-token-file", blank.path()],
-            Origin::Flag("auth-token-file"),
-        ),
-        (
-            vec!["--auth-token-file", broken.path()],
-            Origin::Flag("auth-token-file"),
-        ),
-        (
-            vec!["--auth-token-file", binary.path()],
-            Origin::Flag("auth-token-file"),
-        ),
-        (
-            vec!["--auth-token-file", long.path()],
-            Origin::Flag("auth-token-file"),
-        ),
-        (
-            vec!["--auth-token-file", missing],
-            Origin::Flag("auth-token-file"),
-        ),
-    ];
-    for (args, expected) in failures {
-        let (origin, problem) = invalid(&args, &[]);
-        assert_eq!(origin, expected, "{args:?}");
-        assert!(!problem.contains("half"), "{problem}");
-    }
-    let (origin, _) = invalid(&[], &[("DFLOCKD_AUTH_TOKEN_FILE", missing)]);
-    assert_eq!(origin, Origin::Env("DFLOCKD_AUTH_TOKEN_FILE"));
-}
-
-#[test]
-fn the_longest_sendable_token_is_accepted() {
-    let longest = "x".repeat(MAX_AUTH_TOKEN_BYTES);
-    assert_eq!(
-        token(&["--auth-token", &longest], &[]).map(|token| token.len()),
-        Some(MAX_AUTH_TOKEN_BYTES)
-    );
-}
-
-#[test]
-fn debug_output_redacts_the_token() {
-    let config = config(&["--auth-token", "hunter2-secret"], &[]);
-    let debug = format!("{config:?} {config:#?}");
-    assert!(!debug.contains("hunter2"), "{debug}");
-    assert!(debug.contains("<redacted>"));
-    assert_eq!(
-        config.auth_token.as_ref().map(Secret::expose),
-        Some("hunter2-secret")
-    );
-}
-
-#[test]
-fn tls_files_are_configured_together() {
-    let tls = config(
-        &["--tls-cert", "cert.pem"],
-        &[("DFLOCKD_TLS_KEY", "key.pem")],
-    )
-    .tls;
-    assert_eq!(
-        tls,
-        Some(TlsFiles {
-            cert: "cert.pem".into(),
-            key: "key.pem".into()
-        })
-    );
-    let tls = config(
-        &["--tls-cert=a.pem", "--tls-key=b.pem"],
-        &[("DFLOCKD_TLS_CERT", "c.pem")],
-    )
-    .tls;
-    assert_eq!(
-        tls,
-        Some(TlsFiles {
-            cert: "a.pem".into(),
-            key: "b.pem".into()
-        })
-    );
-
-    let message = conflict(&["--tls-cert", "cert.pem"], &[]);
-    assert!(
-        message.contains("--tls-key") && message.contains("DFLOCKD_TLS_KEY"),
-        "{message}"
-    );
-    let message = conflict(&[], &[("DFLOCKD_TLS_KEY", "key.pem")]);
-    assert!(
-        message.contains("DFLOCKD_TLS_KEY") && message.contains("--tls-cert"),
-        "{message}"
-    );
-    assert_eq!(invalid(&["--tls-cert="], &[]).0, Origin::Flag("tls-cert"));
 }
 
 #[test]
