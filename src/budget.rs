@@ -54,7 +54,8 @@ pub const SIGNAL_BUDGET: u64 = 8_192;
 /// millisecond.
 pub const STATS_STEP: usize = 1024;
 
-/// Steps of `stats` listings per turn, all listings together, the oldest listing first.
+/// Steps of `stats` listings per turn, all listings together, the oldest listing first. An `info`,
+/// `q` or `sq` request (a bounded walk of the contended keys or of a queue) takes one step too.
 pub const STATS_STEPS_PER_TURN: usize = 4;
 
 /// Connections whose signal pushes are written per turn (responses are always written). A

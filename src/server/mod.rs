@@ -47,7 +47,7 @@
 //! | [`CLOSES_PER_TURN`] | 32 | connections closed (engine cleanup, deregistration, `close`) |
 //! | [`EXPIRE_BUDGET`] | 1 024 + 1 024 | due timers and departed clients' releases; leases released by the turn's disconnects |
 //! | [`SIGNAL_BUDGET`] | 8 192 units | signal matching, copies offered and placed, departed subscriptions reclaimed |
-//! | [`STATS_STEP`] x [`STATS_STEPS_PER_TURN`] | 4 x 1 024 slots | `stats` listings, oldest first |
+//! | [`STATS_STEP`] x [`STATS_STEPS_PER_TURN`] | 4 x 1 024 slots | `stats` listings, oldest first; each `info`, `q` and `sq` request takes a step |
 //! | [`PUSH_WRITES_PER_TURN`] | 32 connections | connections whose signal pushes are written |
 //! | [`WRITE_BYTES_PER_TURN`] | 256 KiB per connection | bytes written to one connection |
 //! | [`TRIM_BUDGET`] | 4 096 entries | slab entries trimmed to give memory back after a spike |

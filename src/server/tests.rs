@@ -7,7 +7,7 @@ use super::connection::{AUTH_FAILURE_DELAY_MS, CloseReason, CloseStage, Connecti
 use super::dispatch::{Dispatcher, SessionLimits};
 use super::io::Readiness;
 use super::transport::memory::MemoryStream;
-use crate::budget::STATS_STEP;
+use crate::budget::{STATS_STEP, STATS_STEPS_PER_TURN};
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::engine::{ClientId, Engine};
@@ -311,4 +311,35 @@ fn the_drain_cancels_waits_and_refuses_later_requests() {
     assert!(h.conn(waiter).stream.fin_sent);
     // The holder keeps its lock until it, too, sends a request.
     assert_eq!(h.conn(holder).phase(), Phase::Open);
+}
+
+#[test]
+fn pipelined_info_and_queue_requests_share_the_turns_listing_steps() {
+    let mut h = Harness::new(1 << 20, None);
+    let id = h.connect();
+    let requests = STATS_STEPS_PER_TURN * 3;
+    let pipelined: Vec<u8> = (0..requests)
+        .flat_map(|i| {
+            if i % 2 == 0 {
+                b"info\n_\n\n".to_vec()
+            } else {
+                b"q\nk\n\n".to_vec()
+            }
+        })
+        .collect();
+    h.send(id, &pipelined);
+    h.turn();
+    // One turn answers only as many as it has listing steps; the rest waits in the input.
+    let first = h.received(id);
+    assert_eq!(first.lines().count(), STATS_STEPS_PER_TURN, "{first}");
+    h.settle();
+    let rest = h.received(id);
+    assert_eq!(rest.lines().count(), requests - STATS_STEPS_PER_TURN);
+    assert!(
+        first
+            .lines()
+            .chain(rest.lines())
+            .all(|line| line.starts_with("ok ")),
+        "{first}{rest}"
+    );
 }

@@ -579,6 +579,17 @@ impl<T: Stream> Dispatcher<T> {
                         self.queues.fanout_waiters.push(conn);
                         return used;
                     }
+                    if matches!(frame.cmd, b"info" | b"q" | b"sq") {
+                        // These walk engine structures (the contended keys, a queue) a bounded
+                        // but sizeable way: they share the turn's listing steps with `stats`,
+                        // so pipelining them cannot lengthen a turn. The frame stays in the
+                        // input for a later turn.
+                        if self.stats_steps == 0 {
+                            self.queues.ready.push(conn);
+                            return used;
+                        }
+                        self.stats_steps -= 1;
+                    }
                     used += consumed;
                     handled += 1;
                     self.turn_requests -= 1;
