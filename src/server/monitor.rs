@@ -15,6 +15,7 @@ use log::debug;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
+use super::accept::AcceptState;
 use crate::budget::{HTTP_ACCEPTS_PER_TURN, HTTP_REQUESTS_PER_TURN};
 use crate::clock::Millis;
 use crate::http::{self, MAX_HEAD, Parsed, Route, Status};
@@ -78,6 +79,10 @@ pub struct Monitor {
     /// Connections with readiness or unread input.
     ready: Vec<usize>,
     acceptable: bool,
+    /// Back-off after accept errors (descriptor exhaustion), as for the protocol listener.
+    accepting: AcceptState,
+    /// When accepting resumes after such an error.
+    accept_retry: Option<Millis>,
     max_connections: usize,
     read_timeout_ms: u64,
     counters: MonitorCounters,
@@ -103,6 +108,8 @@ impl Monitor {
             timers: TimerWheel::new(),
             ready: Vec::new(),
             acceptable: true,
+            accepting: AcceptState::default(),
+            accept_retry: None,
             max_connections,
             read_timeout_ms,
             counters: MonitorCounters::default(),
@@ -143,12 +150,12 @@ impl Monitor {
     /// edge-triggered listener reports no event for connections already queued, so a sleeping
     /// loop would leave them hanging until some unrelated event.
     pub fn is_busy(&self) -> bool {
-        !self.ready.is_empty() || self.acceptable
+        !self.ready.is_empty() || self.accepting.can_accept_now(self.acceptable)
     }
 
-    /// The nearest idle deadline.
+    /// The nearest idle deadline, or the end of an accept back-off.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.timers.next_deadline()
+        Millis::earliest(self.timers.next_deadline(), self.accept_retry)
     }
 
     /// One turn: closes idle connections, accepts, and serves ready connections, answering
@@ -206,18 +213,26 @@ impl Monitor {
     }
 
     fn accept(&mut self, now: Millis, registry: &Registry) {
+        if self.accept_retry.is_some_and(|at| at <= now) {
+            self.accept_retry = None;
+            self.accepting.retry_due();
+        }
         for _ in 0..HTTP_ACCEPTS_PER_TURN {
+            if !self.accepting.can_accept_now(self.acceptable) {
+                return;
+            }
             let (mut stream, peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     if e.kind() == io::ErrorKind::WouldBlock {
                         self.acceptable = false;
-                    } else {
-                        debug!("http accept: {e}");
+                    } else if let Some(delay) = self.accepting.failed(&e, now) {
+                        self.accept_retry = Some(now.plus_ms(delay));
                     }
                     return;
                 }
             };
+            self.accepting.succeeded();
             if self.conns.len() >= self.max_connections {
                 // Dropping the stream closes it; the client sees the connection end.
                 self.counters.refused += 1;

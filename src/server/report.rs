@@ -121,12 +121,12 @@ impl<T> Sources<'_, T> {
     /// The Prometheus text exposition (format 0.0.4). Every label value known in advance is
     /// written from start-up, at 0 until something happens.
     pub fn exposition(&self) -> Vec<u8> {
-        let out = &mut Vec::with_capacity(16 * 1024);
-        self.write_process(out);
-        self.write_traffic(out);
-        self.write_namespaces(out);
-        self.write_signals(out);
-        out.to_vec()
+        let mut out = Vec::with_capacity(16 * 1024);
+        self.write_process(&mut out);
+        self.write_traffic(&mut out);
+        self.write_namespaces(&mut out);
+        self.write_signals(&mut out);
+        out
     }
 
     fn write_process(&self, out: &mut Vec<u8>) {
