@@ -14,6 +14,7 @@
 //! flooding.
 
 use std::hash::{BuildHasher, Hasher, RandomState};
+use std::num::NonZeroU64;
 
 use super::list::{Link, List};
 use crate::clock::Millis;
@@ -25,16 +26,27 @@ use crate::table::IncrementalTable;
 /// heap block would cost more than the key itself.
 pub type Key = smallvec::SmallVec<[u8; 16]>;
 
+/// The capacity field of a lock. No semaphore has it: a limit is at most `i64::MAX`.
+const LOCK_CAPACITY: NonZeroU64 = NonZeroU64::MAX;
+
+/// The capacity field of a semaphore of `limit` holders. The protocol admits limits of 1 to
+/// `i64::MAX`; the engine's own callers (tests, fuzz targets) are held to the same range.
+fn semaphore_capacity(limit: u64) -> NonZeroU64 {
+    debug_assert!((1..=i64::MAX as u64).contains(&limit), "limit {limit}");
+    NonZeroU64::new(limit.clamp(1, i64::MAX as u64)).unwrap_or(NonZeroU64::MIN)
+}
+
 /// One lock or semaphore.
 #[derive(Debug)]
 pub struct Resource {
     /// The key as the client sent it; kept for `stats` and to leave the key index on removal.
     pub key: Key,
-    /// The capacity, which also tells the namespace: 0 stands for a lock (capacity 1, lock
-    /// namespace), anything else is a semaphore's limit. One field rather than two keeps a
-    /// resource at 72 bytes, which matters with a million keys. Read it through
-    /// [`Resource::ns`] and [`Resource::limit`].
-    capacity: u64,
+    /// The capacity, which also tells the namespace: [`LOCK_CAPACITY`] stands for a lock
+    /// (capacity 1, lock namespace), anything else is a semaphore's limit. One field rather than
+    /// two keeps a resource at 72 bytes, which matters with a million keys, and its never-zero
+    /// type gives the slab's vacant/occupied tag a niche, so a slab entry is 72 bytes too. Read
+    /// it through [`Resource::ns`] and [`Resource::limit`].
+    capacity: NonZeroU64,
     /// Current holders (leases), in grant order.
     pub holders: List,
     /// Waiters, strictly FIFO: blocking acquires and two-phase enqueues share one queue.
@@ -49,7 +61,7 @@ pub struct Resource {
 impl Resource {
     /// Which namespace the key lives in.
     pub fn ns(&self) -> Namespace {
-        if self.capacity == 0 {
+        if self.capacity == LOCK_CAPACITY {
             Namespace::Lock
         } else {
             Namespace::Semaphore
@@ -58,7 +70,10 @@ impl Resource {
 
     /// Capacity: 1 for locks, fixed by the creating request for semaphores.
     pub fn limit(&self) -> u64 {
-        self.capacity.max(1)
+        match self.capacity {
+            LOCK_CAPACITY => 1,
+            limit => limit.get(),
+        }
     }
 
     /// No holders and no waiters: only idle GC is interested in it.
@@ -165,8 +180,8 @@ impl Keyspace {
         entry.insert(Resource {
             key: Key::from_slice(key),
             capacity: match ns {
-                Namespace::Lock => 0,
-                Namespace::Semaphore => limit,
+                Namespace::Lock => LOCK_CAPACITY,
+                Namespace::Semaphore => semaphore_capacity(limit),
             },
             holders: List::default(),
             queue: List::default(),
@@ -251,6 +266,18 @@ impl Keyspace {
     /// itself as keys leave it.
     pub fn trim(&mut self, budget: usize) -> usize {
         self.resources.trim(budget)
+    }
+
+    /// Whether the key index is resizing, holding its old table until the move ends.
+    pub fn index_resizing(&self) -> bool {
+        self.index.is_resizing()
+    }
+
+    /// Advances a resize of the key index by about `budget` units; returns how many were used.
+    pub fn advance_index(&mut self, budget: usize) -> usize {
+        let (hasher, resources) = (&self.hasher, &self.resources);
+        self.index
+            .advance(budget, |&slot| slot_hash(hasher, resources, slot))
     }
 
     /// Whether any resource is idle (so a GC pass could have work).

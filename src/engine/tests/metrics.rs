@@ -42,10 +42,18 @@ fn counters(h: &Harness, ns: Namespace) -> (u64, u64, u64, u64, u64) {
 }
 
 #[test]
-fn a_lease_and_a_waiter_stay_within_their_cache_line_budgets() {
+fn a_lease_a_resource_and_a_waiter_stay_within_their_byte_budgets() {
+    use crate::engine::keyspace::Resource;
+    use crate::slots::Slots;
     // The grant time lives in the lease's padding; a whole `Millis` would make it 72 bytes.
     assert_eq!(size_of::<Lease>(), 64);
+    // An inline key costs 24 bytes only with smallvec's `union` feature; without it the
+    // inline/heap tag takes a word of its own and a resource is 80 bytes.
+    assert_eq!(size_of::<Resource>(), 72);
     assert_eq!(size_of::<Waiter>(), 56);
+    // Their slab entries need no tag of their own.
+    assert_eq!(Slots::<Lease>::ENTRY_SIZE, 64);
+    assert_eq!(Slots::<Resource>::ENTRY_SIZE, 72);
 }
 
 #[test]
