@@ -79,6 +79,12 @@ pub const FANOUT_BACKLOG_BYTES: usize = 4 << 20;
 /// per call, and gives its memory back within 250 to 500 turns.
 pub const TRIM_BUDGET: usize = 4096;
 
+/// Units of work per turn spent finishing a hash-table resize that inserts and removes left
+/// halfway (see `table.rs`): a unit is one entry moved, which rehashes it (SipHash of its key
+/// for the key index) and costs about 0.1 µs, so a turn spends about 0.1 ms. The old table of a
+/// million keys (5 MB) then goes back within about a thousand turns of the burst that grew it.
+pub const RESIZE_BUDGET: usize = 1024;
+
 /// Keys with waiters examined per namespace when ranking the most contended keys
 /// (`Engine::contended`). Each costs a couple of cache misses (the resource and its first
 /// waiter), so both namespaces together stay within about a millisecond, like a `stats` step.

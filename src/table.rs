@@ -176,9 +176,29 @@ impl<T> IncrementalTable<T> {
         self.step(hasher);
     }
 
+    /// Whether a resize is under way: the old table still holds entries (and memory).
+    pub fn is_resizing(&self) -> bool {
+        !self.old.is_empty()
+    }
+
+    /// Takes resize steps, without an insert or remove to carry them, until about `budget`
+    /// units of work are done or the resize has ended; returns the units used. A moved entry is
+    /// one unit, and so is each step, which also pays for the buckets it looked at.
+    ///
+    /// Inserts and removes alone finish a resize only if they keep coming: a table that grew
+    /// in a burst of a million keys would otherwise keep its old half (megabytes) until the
+    /// next burst. The engine calls this once per turn while a resize is under way.
+    pub fn advance(&mut self, budget: usize, hasher: impl Fn(&T) -> u64) -> usize {
+        let mut used = 0;
+        while used < budget && self.is_resizing() {
+            used += self.step(&hasher) + 1;
+        }
+        used
+    }
+
     /// Moves up to [`MOVES_PER_STEP`] entries from `old` to `main`, looking at up to
-    /// [`VISITS_PER_STEP`] buckets; frees `old` once it is empty.
-    fn step(&mut self, hasher: &impl Fn(&T) -> u64) {
+    /// [`VISITS_PER_STEP`] buckets; frees `old` once it is empty. Returns the entries moved.
+    fn step(&mut self, hasher: &impl Fn(&T) -> u64) -> usize {
         let end = (self.cursor + VISITS_PER_STEP).min(self.old.num_buckets());
         let mut moved = 0;
         while self.cursor < end && moved < MOVES_PER_STEP {
@@ -190,6 +210,7 @@ impl<T> IncrementalTable<T> {
             self.cursor += 1;
         }
         self.finish_if_done();
+        moved
     }
 
     /// Frees the old table if it holds no entry any more.
@@ -256,6 +277,17 @@ impl<K: Hash + Eq, V, S: BuildHasher> IncrementalMap<K, V, S> {
         K: Borrow<Q>,
     {
         self.get(key).is_some()
+    }
+
+    /// Whether a resize is under way (see [`IncrementalTable::is_resizing`]).
+    pub fn is_resizing(&self) -> bool {
+        self.table.is_resizing()
+    }
+
+    /// Advances a resize by about `budget` units (see [`IncrementalTable::advance`]).
+    pub fn advance(&mut self, budget: usize) -> usize {
+        let hasher = &self.hasher;
+        self.table.advance(budget, |(k, _)| hasher.hash_one(k))
     }
 
     /// Puts `value` under `key`; returns the value it replaces, if any.
@@ -390,6 +422,33 @@ mod tests {
         assert!(steps > 10);
         assert_eq!(table.len(), key as usize);
         assert!((0..key).all(|k| contains(&table, k)));
+    }
+
+    #[test]
+    fn advance_finishes_a_resize_without_traffic_in_bounded_calls() {
+        // Start a resize, then stop inserting: only `advance` can finish it.
+        let mut table = table_with(0..0);
+        let mut key = 0;
+        while table.old.is_empty() || table.old.len() < 10_000 {
+            table.insert_unique(h(&key), key, h);
+            key += 1;
+        }
+        let budget = 100;
+        let mut calls = 0;
+        while table.is_resizing() {
+            let left = table.old.len();
+            let used = table.advance(budget, h);
+            // A call stops within one step of its budget, and every unit moved an entry or
+            // paid for a step.
+            assert!(used <= budget + MOVES_PER_STEP, "used {used}");
+            assert!(left - table.old.len() <= used);
+            assert!((0..key).all(|k| contains(&table, k)), "a key was lost");
+            calls += 1;
+        }
+        assert_eq!(table.old.allocation_size(), 0, "old table freed");
+        assert!(calls >= 10_000 / (budget + MOVES_PER_STEP), "{calls} calls");
+        assert_eq!(table.advance(budget, h), 0, "nothing left to do");
+        assert_eq!(table.len(), key as usize);
     }
 
     #[test]

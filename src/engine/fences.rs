@@ -48,6 +48,18 @@ impl FenceIndex {
         );
     }
 
+    /// Whether the index is resizing (see [`IncrementalTable::is_resizing`]).
+    pub fn is_resizing(&self) -> bool {
+        self.table.is_resizing()
+    }
+
+    /// Advances a resize by about `budget` units (see [`IncrementalTable::advance`]).
+    pub fn advance(&mut self, budget: usize, fence_of: impl Fn(u32) -> u64) -> usize {
+        let hasher = &self.hasher;
+        self.table
+            .advance(budget, |&slot| hasher.hash_one(fence_of(slot)))
+    }
+
     /// Number of indexed leases.
     pub fn len(&self) -> usize {
         self.table.len()

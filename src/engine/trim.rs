@@ -1,12 +1,16 @@
 //! Giving memory back after a spike: the engine's slabs (resources, leases, waiters, timers, the
-//! signal index's, and the per-connection client table) keep the size of their largest load until trimmed, a budget of entries per
-//! turn, once they are mostly empty. Its hash tables shrink on their own (`table.rs`).
+//! signal index's, and the per-connection client table) keep the size of their largest load
+//! until trimmed, a budget of entries per turn, once they are mostly empty. Its hash tables
+//! resize on their own as entries come and go (`table.rs`); a resize that the traffic left
+//! unfinished is moved along here, so the old table's memory does not wait for the next burst.
 
 use super::Engine;
+use crate::budget::RESIZE_BUDGET;
 
 impl Engine {
-    /// Whether some slab is mostly empty and can give memory back: the caller should come back
-    /// at once rather than sleep, as for due timers.
+    /// Whether some slab is mostly empty and can give memory back, or a hash table is halfway
+    /// through a resize: the caller should come back at once rather than sleep, as for due
+    /// timers.
     pub(super) fn wants_trim(&self) -> bool {
         self.leases.wants_trim()
             || self.timers.wants_trim()
@@ -14,10 +18,29 @@ impl Engine {
             || self.waiters.wants_trim()
             || self.signals.wants_trim()
             || self.clients.wants_trim()
+            || self.tables_resizing()
+    }
+
+    /// Whether the key, fence or two-phase index still holds an old table.
+    pub(super) fn tables_resizing(&self) -> bool {
+        self.keys.index_resizing() || self.by_fence.is_resizing() || self.two_phase.is_resizing()
+    }
+
+    /// Moves up to about [`RESIZE_BUDGET`] entries of the indexes that are resizing.
+    fn advance_resizes(&mut self) {
+        let mut left = RESIZE_BUDGET;
+        left -= self.keys.advance_index(left).min(left);
+        let leases = &self.leases;
+        left -= self
+            .by_fence
+            .advance(left, |slot| leases[slot as usize].token.fence)
+            .min(left);
+        self.two_phase.advance(left);
     }
 
     /// Drops up to `budget` vacant slab entries, leases and their timers first (the slabs a
-    /// departed client's locks filled); returns whether some are left for the next turn.
+    /// departed client's locks filled), and moves a resizing index along; returns whether some
+    /// of either is left for the next turn.
     pub(super) fn trim(&mut self, budget: usize) -> bool {
         let mut left = budget;
         left -= self.leases.trim(left);
@@ -26,8 +49,9 @@ impl Engine {
         left -= self.waiters.trim(left);
         left -= self.signals.trim(left);
         left -= self.clients.trim(left);
+        self.advance_resizes();
         // A slab stops short of the budget only once it no longer wants trimming, so with budget
         // to spare every slab is done.
-        left == 0 && self.wants_trim()
+        (left == 0 && self.wants_trim()) || self.tables_resizing()
     }
 }

@@ -51,12 +51,14 @@
 //! | [`PUSH_WRITES_PER_TURN`] | 32 connections | connections whose signal pushes are written |
 //! | [`WRITE_BYTES_PER_TURN`] | 256 KiB per connection | bytes written to one connection |
 //! | [`TRIM_BUDGET`] | 4 096 entries | slab entries trimmed to give memory back after a spike |
+//! | [`RESIZE_BUDGET`] | 1 024 entries | entries moved to finish a hash-table resize the traffic left halfway |
 //!
 //! The timer wheel bounds its own cascades (`CASCADE_STEP` in `timer.rs`), and
 //! [`FANOUT_BACKLOG_BYTES`] holds publishers back while pushes wait to be written, so placing
 //! copies cannot outrun writing them.
 //!
 //! [`EVENT_CAPACITY`]: crate::budget::EVENT_CAPACITY
+//! [`RESIZE_BUDGET`]: crate::budget::RESIZE_BUDGET
 //! [`READ_CHUNK`]: crate::budget::READ_CHUNK
 //! [`READS_PER_TURN`]: crate::budget::READS_PER_TURN
 //! [`REQUESTS_PER_TURN`]: crate::budget::REQUESTS_PER_TURN

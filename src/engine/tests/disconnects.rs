@@ -1,7 +1,7 @@
 //! Disconnect (§11) and shutdown (§16).
 
 use super::harness::{Harness, acquired, config, granted, renew_arg};
-use crate::budget::{EXPIRE_BUDGET, TRIM_BUDGET};
+use crate::budget::{EXPIRE_BUDGET, RESIZE_BUDGET, TRIM_BUDGET};
 use crate::clock::Millis;
 use crate::engine::{ClientId, Engine, EngineConfig, Outcome};
 use crate::protocol::Response;
@@ -157,6 +157,52 @@ fn a_client_holding_many_leases_is_released_in_slices_in_grant_order() {
     h.check(None);
     granted(h.reply(c), 33);
     assert_eq!(h.holders(), 2);
+    h.finish();
+}
+
+#[test]
+fn an_index_resize_left_halfway_by_a_burst_is_finished_by_the_turns_after_it() {
+    let mut h = Harness::new(config(|c| c.max_locks = 100_000));
+    let a = h.client();
+    // Take locks until the key and fence indexes are both halfway through growing with more
+    // than a turn's budget left to move, then stop: no insert or remove is left to carry the
+    // resizes on. (Unchecked requests: a full check after each would take minutes.)
+    let mut keys = Vec::new();
+    while !(h.engine.tables_resizing() && keys.len() > RESIZE_BUDGET) {
+        let key = format!("k{}", keys.len());
+        assert_eq!(h.apply(a, "l", &key, "0 60"), Outcome::Answered);
+        keys.push(key);
+    }
+    assert!(h.engine.keys.index_resizing() && h.engine.by_fence.is_resizing());
+    assert_eq!(h.out.replies.len(), keys.len());
+    h.out.replies.clear();
+    h.check(None);
+    let mut turns = 0;
+    while h.engine.tables_resizing() {
+        assert_eq!(
+            h.engine.next_deadline(),
+            Some(Millis::ZERO),
+            "a resize is work"
+        );
+        h.engine.expire(h.now, &mut h.out);
+        turns += 1;
+        assert!(turns < 100, "the resizes did not end");
+    }
+    assert!(turns > 1, "a bounded batch per turn, not all at once");
+    h.check(None);
+    // Nothing else to do: the loop may sleep until the first lease expires.
+    assert!(h.engine.next_deadline() > Some(h.now));
+    for key in keys.iter().step_by(97) {
+        assert_eq!(
+            h.ask(a, "q", key, ""),
+            Response::QueueState {
+                holders: 1,
+                limit: 1,
+                waiters: 0,
+                position: 0
+            }
+        );
+    }
     h.finish();
 }
 
