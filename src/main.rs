@@ -19,9 +19,9 @@ use rustix::thread::{CpuSet, sched_setaffinity};
 /// - mimalloc purges freed pages only on later allocations, so an idle server kept 170-260 MB;
 ///   purging at once (`purge_delay=0`) returned it, but its `realloc` copies large blocks, which
 ///   made turns of 200-450 ms while the slabs grew.
-/// - jemalloc with a background thread purges pages left unused for about a second, off the
-///   loop thread, whatever their size: RSS was back within 8 MB of its start 1-3 s after the
-///   client left, with short or long keys, and the request path runs slightly fewer
+/// - jemalloc purges freed pages whatever their size (see [`JEMALLOC_CONF`] for when): RSS was
+///   back within 8 MB of its start 1-3 s after the client left, with short or long keys (the
+///   trims that free the slabs take that long), and the request path runs slightly fewer
 ///   instructions than with glibc. The cost: building it needs a C compiler and make (about
 ///   1.5 minutes), and a large `realloc` copies, so a slab doubling at a million entries takes
 ///   a 50-80 ms turn where glibc moves the pages.
@@ -29,14 +29,22 @@ use rustix::thread::{CpuSet, sched_setaffinity};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read at its first allocation: a background thread purges dirty pages
-/// (without it, an idle server would never purge), pages unused for 1 s go back to the OS (the
-/// default waits 10 s), and purged pages are released at once (`MADV_DONTNEED`) rather than
-/// lazily (`MADV_FREE`, which would leave them in RSS until the kernel needs memory).
+/// jemalloc's options, read at its first allocation: a freed extent of pages goes back to the
+/// OS at once (`dirty_decay_ms:0`) and is released outright (`MADV_DONTNEED`, `muzzy_decay_ms:0`)
+/// rather than lazily (`MADV_FREE`, which would leave it in RSS until the kernel needs memory).
+///
+/// Why at once rather than after a delay, by a background thread: a slab that doubles frees its
+/// old copy, and with a delay those copies stayed resident for about a second, so 10 000 locks
+/// taken in a burst cost 385 B each instead of 202 B until the purge. Purging at once happens
+/// on the loop thread, but only extents of whole pages are purged, and the request path frees
+/// none: the lock path made no `madvise` call at all over 20 000 acquire+release pairs, and
+/// 4 000 signals of 30 KiB made 33. The large frees that do purge (a slab's old copy, a shrink
+/// step of a trim, a hash table's old half) are bounded by the budgets that bound that work,
+/// and there is no purging thread to compete with the loop for a pinned core.
 /// jemalloc looks this symbol up by name; the build prefixes its symbols with `_rjem_`.
 #[cfg(feature = "jemalloc")]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static JEMALLOC_CONF: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+static JEMALLOC_CONF: &[u8; 58] = b"background_thread:false,dirty_decay_ms:0,muzzy_decay_ms:0\0";
 
 fn main() -> ExitCode {
     let Loaded { config, warnings } = match Config::from_process() {
