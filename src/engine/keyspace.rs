@@ -82,20 +82,23 @@ impl Resource {
     }
 }
 
-/// The index hash of (`ns`, `key`): one SipHash pass over the key bytes followed by a namespace
-/// byte. The key is the only variable-length part, so this input already tells every pair apart
-/// without the length prefix that hashing the tuple would add (and pay for on every request).
-fn key_hash(hasher: &RandomState, ns: Namespace, key: &[u8]) -> u64 {
-    let mut state = hasher.build_hasher();
+/// Random SipHash keys, one per namespace (by `Namespace as usize`).
+type KeyHashers = [RandomState; 2];
+
+/// The index hash of (`ns`, `key`): one SipHash pass over the key bytes, keyed by the
+/// namespace's own random keys. The key is the only input, so it needs no length prefix (which
+/// hashing a slice or a tuple would add), and the namespace costs no extra write: both would be
+/// paid on every request.
+fn key_hash(hashers: &KeyHashers, ns: Namespace, key: &[u8]) -> u64 {
+    let mut state = hashers[ns as usize].build_hasher();
     state.write(key);
-    state.write_u8(ns as u8);
     state.finish()
 }
 
 /// The index hash of the resource in `slot`, for entries the index moves while it resizes.
-fn slot_hash(hasher: &RandomState, resources: &Slots<Resource>, slot: u32) -> u64 {
+fn slot_hash(hashers: &KeyHashers, resources: &Slots<Resource>, slot: u32) -> u64 {
     let r = &resources[slot as usize];
-    key_hash(hasher, r.ns(), &r.key)
+    key_hash(hashers, r.ns(), &r.key)
 }
 
 fn list_link(resource: &mut Resource) -> &mut Link {
@@ -118,7 +121,7 @@ pub struct Keyspace {
     pub resources: Slots<Resource>,
     /// Slots of `resources`, found by the hash of (namespace, key).
     index: IncrementalTable<u32>,
-    hasher: RandomState,
+    hashers: KeyHashers,
     /// Idle resources, oldest activity first.
     idle: List,
     /// Resources with waiters, by `Namespace as usize`, in the order they gained their first
@@ -130,7 +133,7 @@ pub struct Keyspace {
 
 impl Keyspace {
     fn hash(&self, ns: Namespace, key: &[u8]) -> u64 {
-        key_hash(&self.hasher, ns, key)
+        key_hash(&self.hashers, ns, key)
     }
 
     /// Number of resources (both namespaces); what `--max-locks` counts.
@@ -188,10 +191,10 @@ impl Keyspace {
             last_activity: now,
             list_link: Link::DETACHED,
         });
-        let (hasher, resources) = (&self.hasher, &self.resources);
+        let (hashers, resources) = (&self.hashers, &self.resources);
         self.index
-            .insert_unique(key_hash(hasher, ns, key), index, |&slot| {
-                slot_hash(hasher, resources, slot)
+            .insert_unique(key_hash(hashers, ns, key), index, |&slot| {
+                slot_hash(hashers, resources, slot)
             });
         Ok(index)
     }
@@ -275,9 +278,9 @@ impl Keyspace {
 
     /// Advances a resize of the key index by about `budget` units; returns how many were used.
     pub fn advance_index(&mut self, budget: usize) -> usize {
-        let (hasher, resources) = (&self.hasher, &self.resources);
+        let (hashers, resources) = (&self.hashers, &self.resources);
         self.index
-            .advance(budget, |&slot| slot_hash(hasher, resources, slot))
+            .advance(budget, |&slot| slot_hash(hashers, resources, slot))
     }
 
     /// Whether any resource is idle (so a GC pass could have work).
@@ -307,11 +310,11 @@ impl Keyspace {
             self.idle.remove(&mut self.resources, index, list_link);
             let resource = self.resources.remove(index as usize);
             self.counts[resource.ns() as usize] -= 1;
-            let (hasher, resources) = (&self.hasher, &self.resources);
+            let (hashers, resources) = (&self.hashers, &self.resources);
             self.index.remove(
-                key_hash(hasher, resource.ns(), &resource.key),
+                key_hash(hashers, resource.ns(), &resource.key),
                 |&slot| slot == index,
-                |&slot| slot_hash(hasher, resources, slot),
+                |&slot| slot_hash(hashers, resources, slot),
             );
             removed += 1;
         }
