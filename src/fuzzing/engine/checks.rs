@@ -198,7 +198,8 @@ impl Harness {
             | Request::Auth(_)
             | Request::Info
             | Request::Check(_)
-            | Request::Queue(_) => {
+            | Request::Queue(_)
+            | Request::Evict(_) => {
                 unreachable!("not generated")
             }
         }

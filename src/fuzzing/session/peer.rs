@@ -197,6 +197,7 @@ impl Rules {
                 },
                 other => other == Reply::Bare(R::Stale),
             },
+            Request::Evict(_) => matches!(reply, Reply::Number(_) | Reply::Bare(R::Error)),
             Request::Queue(_) => match reply {
                 Reply::Queue([holders, limit, waiters, position]) => {
                     holders <= limit.max(1) && position <= waiters
