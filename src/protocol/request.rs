@@ -133,6 +133,25 @@ pub enum EvictTarget {
     All,
 }
 
+impl From<CheckTarget> for EvictTarget {
+    fn from(holder: CheckTarget) -> EvictTarget {
+        EvictTarget::Holder(holder)
+    }
+}
+
+impl From<LeaseToken> for EvictTarget {
+    fn from(token: LeaseToken) -> EvictTarget {
+        EvictTarget::Holder(CheckTarget::Token(token))
+    }
+}
+
+impl From<u64> for EvictTarget {
+    /// A fence.
+    fn from(fence: u64) -> EvictTarget {
+        EvictTarget::Holder(CheckTarget::Fence(fence))
+    }
+}
+
 /// `evict` / `sevict`: end the named leases of the key now, as an operator action (an
 /// extension; only an admin connection may use it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
