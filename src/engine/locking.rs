@@ -607,6 +607,7 @@ impl Engine {
         let (ns, first) = (r.ns(), r.queue.len() == 1);
         self.metrics.ns_mut(ns).waiters += 1;
         if first {
+            debug_assert!(!self.has_free_slot(resource), "queued with a free slot");
             self.keys.gained_waiters(resource);
         }
         if let Some(state) = self.clients.get_mut(client) {

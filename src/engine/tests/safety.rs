@@ -493,3 +493,19 @@ fn an_evicted_two_phase_grant_can_no_longer_be_collected() {
     assert_eq!(h.ask(b, "w", "k", "0"), Response::ErrorNotEnqueued);
     h.finish();
 }
+
+#[test]
+fn the_first_waiter_may_queue_on_a_key_whose_only_slot_rests() {
+    let mut h = with_lock_delay(250);
+    let [a, b, observer] = [h.client(), h.client(), h.client()];
+    granted(h.ask(a, "l", "k", "0 1"), 1);
+    h.at(1_000);
+    // Nobody holds the key, yet it is taken: b is its first waiter, and it is contended.
+    h.block(b, "l", "k", "10 5");
+    assert_eq!(h.ask(observer, "q", "k", ""), queue_state(0, 1, 1, 0));
+    let contended = h.engine.contended(Lock, 10, h.now);
+    assert_eq!((contended.len(), contended[0].holder_serial), (1, 0));
+    h.at(1_250);
+    granted(h.reply(b), 5);
+    h.finish();
+}
