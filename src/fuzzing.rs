@@ -98,8 +98,11 @@ impl<'a> Input<'a> {
 }
 
 /// An engine configuration from the input: small caps and short intervals, so that the limits,
-/// idle GC and both disconnect policies are all reachable within a few operations.
-fn engine_config(input: &mut Input<'_>) -> EngineConfig {
+/// idle GC and both disconnect policies are all reachable within a few operations. With
+/// `lock_delay`, the input may turn `--lock-delay` on as well (the engine target's model
+/// grants freed capacity at once and does not know it; the engine's own invariants check
+/// that no grant happens while a delay is in force).
+fn engine_config(input: &mut Input<'_>, lock_delay: bool) -> EngineConfig {
     let flags = input.byte();
     EngineConfig {
         default_lease_s: *input.pick(&[1, 5, 33, MAX_SECONDS]),
@@ -113,8 +116,11 @@ fn engine_config(input: &mut Input<'_>) -> EngineConfig {
         gc_interval_ms: *input.pick(&[1, 700, 5_000]),
         gc_max_idle_ms: *input.pick(&[0, 1_500, 60_000]),
         auto_release_on_disconnect: flags & 1 == 0,
-        // The engine model grants freed capacity at once; it does not know lock-delay.
-        lock_delay_ms: 0,
+        lock_delay_ms: match (lock_delay, flags >> 1 & 3) {
+            (false, _) | (true, 0 | 1) => 0,
+            (true, 2) => 1,
+            (true, _) => 700,
+        },
     }
 }
 

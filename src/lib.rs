@@ -3,7 +3,10 @@
 //! Clients speak a three-line text protocol over TCP (`cmd\nkey\narg\n`, one response line each)
 //! to take FIFO locks with leases, counting semaphores (also two-phase: enqueue now, wait later)
 //! and to publish and subscribe to signals. The server is wire-compatible with dflockd 1.x
-//! clients; the protocol contract is described in the README.
+//! clients; the protocol contract is described in the README. Extensions that 1.x clients never
+//! send add safety checks: `check`/`scheck` (is a token or fence current?), `q`/`sq` (a key's
+//! queue), `--lock-delay`, and `evict`/`sevict`, with which a connection that authenticated with
+//! the admin token (`--admin-token-file`) ends leases now.
 //!
 //! # Layout
 //!

@@ -109,6 +109,7 @@ fn run(config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), St
     server.reload_on_sighup(ReloadSources {
         tls: config.tls.clone(),
         auth_token_file: config.auth_token_file.clone(),
+        admin_token_file: config.admin_token_file.clone(),
     });
     // The monitoring endpoint: on the socket the service manager handed over, else on
     // --metrics-addr.
@@ -137,7 +138,7 @@ fn run(config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), St
     let names = server.listener_names();
     info!(
         "dflockd {} listening on {} (default lease {}s, max locks {}, read timeout {}s, \
-         auto-release {}, auth {}, tls {}, cpu {}, busy-poll {})",
+         auto-release {}, auth {}, admin {}, tls {}, cpu {}, busy-poll {})",
         env!("CARGO_PKG_VERSION"),
         names[0],
         config.default_lease_s,
@@ -149,6 +150,11 @@ fn run(config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(), St
             "off"
         },
         if config.auth_token.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+        if config.admin_token.is_some() {
             "on"
         } else {
             "off"

@@ -189,7 +189,7 @@ fn check_lease(lease_s: Option<u64>) -> Result<()> {
 }
 
 /// A decimal integer made of digits only (no sign, as servers write them).
-fn parse_number(field: &str) -> Option<u64> {
+pub(crate) fn parse_number(field: &str) -> Option<u64> {
     if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -213,7 +213,7 @@ fn parse_grant(request: &str, status: &str, line: &str) -> Result<Grant> {
 }
 
 /// `ok <n>`.
-fn parse_count(request: &str, line: &str) -> Result<u64> {
+pub(crate) fn parse_count(request: &str, line: &str) -> Result<u64> {
     line.strip_prefix("ok ")
         .and_then(parse_number)
         .ok_or_else(|| Error::unexpected(request, line))

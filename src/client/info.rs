@@ -53,6 +53,8 @@ pub struct NamespaceInfo {
     pub lease_expirations: u64,
     /// Holds released because the holder's connection ended.
     pub disconnect_releases: u64,
+    /// Holds ended by an admin's `evict` / `sevict`.
+    pub evictions: u64,
     /// Acquires and waits that timed out.
     pub acquire_timeouts: u64,
     /// The most contended keys: most waiters first, then the longest current wait.

@@ -30,7 +30,7 @@
 //!   learning of a lost lease;
 //! - [`Signals`] (signals module): subscriptions, publishing, the stream of incoming signals;
 //! - [`Connection`] (conn module): one synchronous connection, and the request/response
-//!   exchanges everything else is built from;
+//!   exchanges everything else is built from; the safety module adds its `queue` and `evict`;
 //! - the session module: the background thread of a long-lived connection (routing responses
 //!   and pushes, heartbeats, periodic work);
 //! - the transport module: TCP and TLS; [`Stats`] and friends: the typed `stats` payload;
@@ -43,6 +43,7 @@ mod conn;
 mod error;
 mod info;
 mod lock;
+mod safety;
 mod session;
 mod shard;
 mod signals;
@@ -53,11 +54,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use crate::protocol::request::CheckTarget;
+pub use crate::protocol::request::{CheckTarget, EvictTarget};
 pub use conn::{Checked, Connection, Grant};
 pub use error::{Error, Result};
 pub use info::{Contended, Info, NamespaceInfo};
 pub use lock::{Enqueued, Guard, Lock, Loss, Semaphore, Waiting};
+pub use safety::QueueState;
 pub use shard::{crc32, shard_index};
 pub use signals::Signals;
 pub use stats::{ChannelStats, IdleStats, LockStats, SemaphoreStats, Stats};
@@ -87,7 +89,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn namespace(self) -> Namespace {
+    pub(crate) fn namespace(self) -> Namespace {
         match self {
             Kind::Lock => Namespace::Lock,
             Kind::Semaphore { .. } => Namespace::Semaphore,

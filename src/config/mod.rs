@@ -1,8 +1,8 @@
 //! Start-up configuration: turns command-line flags and `DFLOCKD_*` environment variables into one validated
 //! [`Config`] (protocol spec §17). This module owns every flag and variable name, every default, the precedence
 //! rule (explicit flag, then non-empty variable, then default) and all validation, including reading the auth
-//! token file. It must not print, log or exit the process (warnings and errors are returned to `main`), and
-//! only [`Config::from_process`] may look at the real process arguments and environment.
+//! and admin token files. It must not print, log or exit the process (warnings and errors are returned to
+//! `main`), and only [`Config::from_process`] may look at the real process arguments and environment.
 //!
 //! Environment variables are resolved here rather than by clap's `env` support for two reasons: clap treats an
 //! empty variable as a given (empty) value, or as an error for switches, where the spec says an empty variable
@@ -14,8 +14,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use resolve::auth_token_from_file;
 use resolve::{Resolver, process_env, read_timeout_warning};
+pub use resolve::{SAME_SECRETS, admin_token_from_file, auth_token_from_file};
 use settings::{PRINT_MAN, command, man_page, unknown_variable_warnings};
 
 pub mod env;
@@ -93,6 +93,11 @@ pub struct Config {
     pub auth_token: Option<Secret>,
     /// The file the auth token was read from, if it came from one: SIGHUP reads it again.
     pub auth_token_file: Option<PathBuf>,
+    /// Secret whose `auth` makes a connection an admin, allowed to `evict` (checked like
+    /// `auth_token`, and never equal to it); `None` = no connection is an admin.
+    pub admin_token: Option<Secret>,
+    /// The file the admin token was read from, if it came from one: SIGHUP reads it again.
+    pub admin_token_file: Option<PathBuf>,
     /// Whether debug-level logging is on.
     pub debug: bool,
     /// Where the monitoring endpoint listens (`HOST:PORT`), if anywhere.
@@ -191,7 +196,7 @@ impl fmt::Display for Origin {
 /// Why no configuration could be produced.
 ///
 /// `main` prints every variant except [`ConfigError::Cli`] as `configuration error: {error}` and exits with
-/// status 1. Messages never contain the auth token.
+/// status 1. Messages never contain the auth or admin token.
 #[derive(Debug)]
 pub enum ConfigError {
     /// clap's verdict on the command line: a usage error (unknown flag, missing value), or a `--help` or

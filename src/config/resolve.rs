@@ -1,5 +1,5 @@
 //! Resolution and validation: applies the precedence rule (explicit flag, then non-empty variable, then
-//! default) to each setting, parses and checks every value, and reads the auth token file.
+//! default) to each setting, parses and checks every value, and reads the auth and admin token files.
 
 use std::collections::HashMap;
 use std::env::VarError;
@@ -72,7 +72,35 @@ pub(super) struct Sourced<T> {
     pub(super) origin: Origin,
 }
 
-/// Where the auth token is read from.
+/// One of the server's two secrets: the settings it comes from and the words its messages use.
+pub(super) struct SecretKind {
+    /// What it is called in messages.
+    name: &'static str,
+    /// What leaving it unset does, for the message that suggests it.
+    unset: &'static str,
+    /// The setting holding the secret itself.
+    inline: &'static Setting,
+    /// The setting holding the path of a file with the secret.
+    file: &'static Setting,
+}
+
+/// The shared secret every connection must send first when it is set (spec §14).
+pub(super) const AUTH: SecretKind = SecretKind {
+    name: "auth token",
+    unset: "run without authentication",
+    inline: &AUTH_TOKEN,
+    file: &AUTH_TOKEN_FILE,
+};
+
+/// The secret whose `auth` makes a connection an admin.
+pub(super) const ADMIN: SecretKind = SecretKind {
+    name: "admin token",
+    unset: "run without an admin token",
+    inline: &ADMIN_TOKEN,
+    file: &ADMIN_TOKEN_FILE,
+};
+
+/// Where a secret is read from.
 pub(super) enum TokenSource {
     /// The token itself.
     Inline(Raw),
@@ -91,8 +119,9 @@ impl Resolver<'_> {
     /// Resolves every setting exactly once, so each deprecation warning appears once.
     pub(super) fn config(&mut self) -> Result<Config, ConfigError> {
         let (max_pending_output, max_output_buffer) = self.output_limits()?;
-        let token_source = self.token_source();
-        Ok(Config {
+        let token_source = self.token_source(&AUTH);
+        let admin_source = self.token_source(&ADMIN);
+        let config = Config {
             host: self.get(&HOST, parse_host)?,
             port: self.get(&PORT, bounded(0, u16::MAX, "port number"))?,
             tcp: self.get(&TCP, parse_bool)?,
@@ -123,11 +152,10 @@ impl Resolver<'_> {
             auto_release_on_disconnect: self.get(&AUTO_RELEASE_ON_DISCONNECT, parse_bool)?,
             tls: self.tls()?,
             tls_handshake_timeout_s: self.get(&TLS_HANDSHAKE_TIMEOUT, seconds(1))?,
-            auth_token_file: match &token_source {
-                Some(TokenSource::File(raw)) => Some(PathBuf::from(&raw.text)),
-                _ => None,
-            },
-            auth_token: Self::auth_token(token_source)?,
+            auth_token_file: file_of(&token_source),
+            auth_token: Self::secret(&AUTH, token_source)?,
+            admin_token_file: file_of(&admin_source),
+            admin_token: Self::secret(&ADMIN, admin_source)?,
             debug: self.get(&DEBUG, parse_bool)?,
             log_format: self.get(&LOG_FORMAT, parse_log_format)?,
             metrics_addr: self
@@ -145,7 +173,9 @@ impl Resolver<'_> {
                 .optional(&CPU, bounded(0, u32::MAX, "CPU core index"))?
                 .map(|cpu| cpu.value),
             busy_poll: self.get(&BUSY_POLL, parse_bool)?,
-        })
+        };
+        distinct_secrets(&config)?;
+        Ok(config)
     }
 
     /// The value of a setting that has a default.
@@ -265,34 +295,38 @@ impl Resolver<'_> {
         Ok((pending.value, hard.value))
     }
 
-    /// The auth token from `source`, per spec §17.3; the token never appears in an error.
-    fn auth_token(source: Option<TokenSource>) -> Result<Option<Secret>, ConfigError> {
+    /// The secret of `kind` from `source`, per spec §17.3; the secret never appears in an error.
+    fn secret(
+        kind: &SecretKind,
+        source: Option<TokenSource>,
+    ) -> Result<Option<Secret>, ConfigError> {
         let (origin, token) = match source {
             None => return Ok(None),
             Some(TokenSource::Inline(raw)) => {
                 let token = raw.text.trim();
-                let checked = check_token(token).map(|()| Secret::new(token));
+                let checked = check_token(kind, token).map(|()| Secret::new(token));
                 (raw.origin, checked)
             }
-            Some(TokenSource::File(raw)) => (raw.origin, auth_token_from_file(&raw.text)),
+            Some(TokenSource::File(raw)) => (raw.origin, secret_from_file(kind, &raw.text)),
         };
         token
             .map(Some)
             .map_err(|problem| ConfigError::Invalid { origin, problem })
     }
 
-    /// First match of: explicit `--auth-token`, explicit `--auth-token-file`, non-empty
-    /// `DFLOCKD_AUTH_TOKEN`, non-empty `DFLOCKD_AUTH_TOKEN_FILE`.
+    /// First match of: the explicit flag with the secret (`--auth-token`), the explicit flag with
+    /// its file (`--auth-token-file`), then the non-empty variables in the same order. The auth
+    /// token follows spec §17.3, and the admin token the same rule.
     ///
     /// Unlike spec §17.3, an explicit flag counts even when empty, and then fails validation: the same
     /// rule as for every other source (and for `dflockctl`), so `--auth-token "$UNSET"` stops the server
     /// instead of starting it with authentication off.
-    pub(super) fn token_source(&mut self) -> Option<TokenSource> {
-        self.flag_value(&AUTH_TOKEN)
+    pub(super) fn token_source(&mut self, kind: &SecretKind) -> Option<TokenSource> {
+        self.flag_value(kind.inline)
             .map(TokenSource::Inline)
-            .or_else(|| self.flag_value(&AUTH_TOKEN_FILE).map(TokenSource::File))
-            .or_else(|| self.env_value(&AUTH_TOKEN).map(TokenSource::Inline))
-            .or_else(|| self.env_value(&AUTH_TOKEN_FILE).map(TokenSource::File))
+            .or_else(|| self.flag_value(kind.file).map(TokenSource::File))
+            .or_else(|| self.env_value(kind.inline).map(TokenSource::Inline))
+            .or_else(|| self.env_value(kind.file).map(TokenSource::File))
     }
 
     /// Warns once for each ignored HTTP-API flag that was given.
@@ -306,6 +340,30 @@ impl Resolver<'_> {
         }
     }
 }
+
+/// The path a secret is read from, if it comes from a file: SIGHUP reads it again.
+fn file_of(source: &Option<TokenSource>) -> Option<PathBuf> {
+    match source {
+        Some(TokenSource::File(raw)) => Some(PathBuf::from(&raw.text)),
+        _ => None,
+    }
+}
+
+/// Refuses an admin token equal to the auth token: every client that may connect would be an
+/// admin. The message names neither token.
+pub(super) fn distinct_secrets(config: &Config) -> Result<(), ConfigError> {
+    match (&config.auth_token, &config.admin_token) {
+        (Some(auth), Some(admin)) if auth.expose() == admin.expose() => {
+            Err(ConfigError::Conflict(SAME_SECRETS.to_owned()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Why two equal secrets are refused, at start-up and on SIGHUP.
+pub const SAME_SECRETS: &str = "the admin token is the same as the auth token: every client \
+     that may connect would be an admin; give --admin-token (or --admin-token-file) a secret \
+     of its own";
 
 /// A warning when `config`'s read timeout would cut off clients that ping at the official interval.
 pub(super) fn read_timeout_warning(config: &Config) -> Option<String> {
@@ -465,26 +523,38 @@ pub(super) fn parse_path(text: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(text))
 }
 
-/// The whole content of the token file at `path`, up to a sanity bound.
 /// The auth token in the file at `path`, trimmed and checked: at start-up, and again when
 /// SIGHUP asks the server to reload it.
 pub fn auth_token_from_file(path: &str) -> Result<Secret, String> {
-    let content = read_token_file(path)?;
+    secret_from_file(&AUTH, path)
+}
+
+/// The admin token in the file at `path`, checked as [`auth_token_from_file`] checks the auth
+/// token.
+pub fn admin_token_from_file(path: &str) -> Result<Secret, String> {
+    secret_from_file(&ADMIN, path)
+}
+
+/// The secret of `kind` in the file at `path`, trimmed and checked.
+fn secret_from_file(kind: &SecretKind, path: &str) -> Result<Secret, String> {
+    let content = read_token_file(kind, path)?;
     let token = content.trim();
-    check_token(token)?;
+    check_token(kind, token)?;
     Ok(Secret::new(token))
 }
 
-pub(super) fn read_token_file(path: &str) -> Result<String, String> {
+/// The whole content of the token file at `path`, up to a sanity bound.
+pub(super) fn read_token_file(kind: &SecretKind, path: &str) -> Result<String, String> {
+    let name = kind.name;
     if path.is_empty() {
-        return Err(
-            "the auth token file path is empty; omit the setting to run without authentication"
-                .to_owned(),
-        );
+        return Err(format!(
+            "the {name} file path is empty; omit the setting to {}",
+            kind.unset
+        ));
     }
     let path = Path::new(path);
     let unreadable =
-        |error: std::io::Error| format!("cannot read auth token file {}: {error}", path.display());
+        |error: std::io::Error| format!("cannot read {name} file {}: {error}", path.display());
     let mut content = Vec::new();
     File::open(path)
         .and_then(|file| {
@@ -494,26 +564,27 @@ pub(super) fn read_token_file(path: &str) -> Result<String, String> {
         .map_err(unreadable)?;
     if content.len() as u64 > MAX_AUTH_TOKEN_FILE_BYTES {
         return Err(format!(
-            "auth token file {} is larger than {MAX_AUTH_TOKEN_FILE_BYTES} bytes",
+            "{name} file {} is larger than {MAX_AUTH_TOKEN_FILE_BYTES} bytes",
             path.display()
         ));
     }
     String::from_utf8(content)
-        .map_err(|_| format!("auth token file {} is not valid UTF-8", path.display()))
+        .map_err(|_| format!("{name} file {} is not valid UTF-8", path.display()))
 }
 
 /// Checks a trimmed token; messages describe the problem without quoting the token.
-pub(super) fn check_token(token: &str) -> Result<(), String> {
+pub(super) fn check_token(kind: &SecretKind, token: &str) -> Result<(), String> {
+    let name = kind.name;
     if token.is_empty() {
-        Err(
-            "the auth token is empty or blank; omit the setting to run without authentication"
-                .to_owned(),
-        )
+        Err(format!(
+            "the {name} is empty or blank; omit the setting to {}",
+            kind.unset
+        ))
     } else if token.contains(['\r', '\n']) {
-        Err("the auth token contains a line break (CR or LF)".to_owned())
+        Err(format!("the {name} contains a line break (CR or LF)"))
     } else if token.len() > MAX_AUTH_TOKEN_BYTES {
         Err(format!(
-            "the auth token is {} bytes long; clients can send at most {MAX_AUTH_TOKEN_BYTES}",
+            "the {name} is {} bytes long; clients can send at most {MAX_AUTH_TOKEN_BYTES}",
             token.len()
         ))
     } else {

@@ -321,6 +321,20 @@ pub(super) const AUTH_TOKEN_FILE: Setting = Setting::value(
     None,
     "File holding the shared secret (surrounding white space is ignored)",
 );
+pub(super) const ADMIN_TOKEN: Setting = Setting::value(
+    "admin-token",
+    "DFLOCKD_ADMIN_TOKEN",
+    "TOKEN",
+    None,
+    "Secret whose `auth` makes a connection an admin, allowed to `evict`\n(must differ from --auth-token; visible in process lists: prefer\n--admin-token-file)",
+);
+pub(super) const ADMIN_TOKEN_FILE: Setting = Setting::value(
+    "admin-token-file",
+    "DFLOCKD_ADMIN_TOKEN_FILE",
+    "PATH",
+    None,
+    "File holding the admin secret (surrounding white space is ignored;\nread again on SIGHUP)",
+);
 pub(super) const DEBUG: Setting = Setting::switch(
     "debug",
     "no-debug",
@@ -437,6 +451,8 @@ pub(super) const SETTINGS: &[&Setting] = &[
     &TLS_HANDSHAKE_TIMEOUT,
     &AUTH_TOKEN,
     &AUTH_TOKEN_FILE,
+    &ADMIN_TOKEN,
+    &ADMIN_TOKEN_FILE,
     &DEBUG,
     &METRICS_ADDR,
     &METRICS_MAX_CONNECTIONS,

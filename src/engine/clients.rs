@@ -22,6 +22,8 @@ pub struct ClientState {
     pub waiters: List,
     /// The waiter the client's current request is blocked on, if any.
     pub blocked: Option<u32>,
+    /// Whether the client proved it holds the admin token, which lets it `evict`.
+    pub admin: bool,
     /// The client's signal subscriptions.
     pub subscriptions: ClientSubscriptions,
 }
@@ -55,6 +57,7 @@ impl Clients {
             leases: List::default(),
             waiters: List::default(),
             blocked: None,
+            admin: false,
             subscriptions: ClientSubscriptions::default(),
         });
     }

@@ -234,10 +234,12 @@ impl Keyspace {
     }
 
     /// Call when `index`'s queue goes from empty to one waiter: puts it on its namespace's
-    /// waited list. It was touched (so it is off the idle list) and has holders.
+    /// waited list. It was touched (so it is off the idle list) and has no free capacity: its
+    /// slots are held or, under `--lock-delay`, resting (the engine checks that, since only it
+    /// knows of delays).
     pub fn gained_waiters(&mut self, index: u32) {
         let resource = &self.resources[index as usize];
-        debug_assert!(resource.queue.len() == 1 && !resource.holders.is_empty());
+        debug_assert!(resource.queue.len() == 1);
         debug_assert!(resource.list_link.is_detached() && self.idle.head() != Some(index));
         let ns = resource.ns() as usize;
         self.waited[ns].push_back(&mut self.resources, index, list_link);

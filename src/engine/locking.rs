@@ -506,9 +506,15 @@ impl Engine {
         self.keys.touch(resource, now);
     }
 
-    /// Ends a holder (release, expiry, renew of an expired lease, disconnect) and passes the freed
-    /// capacity to the queue.
-    fn end_lease(&mut self, now: Millis, lease: u32, end: LeaseEnd, out: &mut impl Outbox) {
+    /// Ends a holder (release, expiry, renew of an expired lease, disconnect, eviction) and
+    /// passes the freed capacity to the queue.
+    pub(super) fn end_lease(
+        &mut self,
+        now: Millis,
+        lease: u32,
+        end: LeaseEnd,
+        out: &mut impl Outbox,
+    ) {
         let resource = self.leases[lease as usize].resource;
         let r = &mut self.keys.resources[resource as usize];
         r.holders.remove(&mut self.leases, lease, holder_link);
@@ -534,7 +540,7 @@ impl Engine {
         if l.two_phase {
             self.two_phase.remove(&(owner, resource));
         }
-        if end != LeaseEnd::Release && self.config.lock_delay_ms > 0 {
+        if end.delays() && self.config.lock_delay_ms > 0 {
             self.start_lock_delay(now, resource);
         }
         self.keys.touch(resource, now);
@@ -601,6 +607,7 @@ impl Engine {
         let (ns, first) = (r.ns(), r.queue.len() == 1);
         self.metrics.ns_mut(ns).waiters += 1;
         if first {
+            debug_assert!(!self.has_free_slot(resource), "queued with a free slot");
             self.keys.gained_waiters(resource);
         }
         if let Some(state) = self.clients.get_mut(client) {
@@ -669,7 +676,12 @@ impl Engine {
 
     /// Evicts holders of `resource` whose lease has passed but whose timer has not been handled
     /// yet (only possible while expiry work is spread over several turns), granting what frees up.
-    fn evict_expired_holders(&mut self, now: Millis, resource: u32, out: &mut impl Outbox) {
+    pub(super) fn evict_expired_holders(
+        &mut self,
+        now: Millis,
+        resource: u32,
+        out: &mut impl Outbox,
+    ) {
         // Holders first: the resource is at hand, while the wheel's next deadline looks at every
         // level, and an acquire of a free key (the common case) has no holder to look at.
         if self.keys.resources[resource as usize].holders.is_empty()
@@ -691,7 +703,7 @@ impl Engine {
         self.scratch = expired;
     }
 
-    /// Walks a list for invariant checks.
+    /// Collects the leases on a holder list, for invariant checks and `evict *`.
     pub(super) fn holders_of(&mut self, list: List, out: &mut Vec<u32>) {
         list.collect_into(&mut self.leases, holder_link, out);
     }

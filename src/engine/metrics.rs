@@ -17,7 +17,7 @@ use crate::protocol::Namespace;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NsMetrics {
     /// Lease ends by [`LeaseEnd`]: an array, so counting an end is one indexed addition.
-    ends: [u64; 3],
+    ends: [u64; 4],
     acquire_timeouts: u64,
     wait: Histogram,
     hold: Histogram,
@@ -50,6 +50,11 @@ impl NsMetrics {
         self.ends[LeaseEnd::Disconnect as usize]
     }
 
+    /// Leases an admin ended with `evict`/`sevict`.
+    pub fn evictions_total(&self) -> u64 {
+        self.ends[LeaseEnd::Evict as usize]
+    }
+
     /// `l`/`sl`/`w`/`sw` answered `timeout`: a wait that timed out, or a try (timeout 0) that
     /// found no free capacity.
     pub fn acquire_timeouts_total(&self) -> u64 {
@@ -61,7 +66,7 @@ impl NsMetrics {
         &self.wait
     }
 
-    /// Time from grant to release, expiry or disconnect release.
+    /// Time from grant to release, expiry, disconnect release or eviction.
     pub fn hold(&self) -> &Histogram {
         &self.hold
     }
@@ -161,6 +166,19 @@ pub(super) enum LeaseEnd {
     Expiry = 1,
     /// Its owner's connection ended (auto-release).
     Disconnect = 2,
+    /// An admin ended it with `evict`/`sevict`.
+    Evict = 3,
+}
+
+impl LeaseEnd {
+    /// Whether the slot rests for `--lock-delay` before its next grant: only when its holder
+    /// was lost uncleanly and may still be writing. An explicit release never delays, and
+    /// neither does an eviction: an operator evicts to unstick a key now, having decided the
+    /// holder is gone (the holder learns of it at its next renewal, as after an expiry).
+    #[inline]
+    pub(super) fn delays(self) -> bool {
+        matches!(self, LeaseEnd::Expiry | LeaseEnd::Disconnect)
+    }
 }
 
 /// The low 24 bits of a lease's grant time in milliseconds.

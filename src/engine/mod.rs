@@ -329,6 +329,7 @@ impl Engine {
             Request::Signal(cmd) => self.signal(client, cmd, out),
             Request::Check(cmd) => self.check(now, client, cmd, out),
             Request::Queue(cmd) => self.queue_state(client, cmd, out),
+            Request::Evict(cmd) => self.evict(now, client, cmd, out),
             Request::Stats | Request::Ping | Request::Auth(_) | Request::Info => {
                 out.reply(client, Response::Error);
                 Outcome::Answered

@@ -1,12 +1,16 @@
-//! Lock safety extensions: `check`/`scheck` (is this token or fence a current holder's?) and
-//! `q`/`sq` (the queue and the sender's place in it).
+//! Lock safety extensions: `check`/`scheck` (is this token or fence a current holder's?),
+//! `q`/`sq` (the queue and the sender's place in it) and `evict`/`sevict` (an admin ends
+//! leases now).
 //!
 //! Nothing here changes what a 1.x request sees: these are new commands, answered from the same
-//! state the 1.x commands keep.
+//! state the 1.x commands keep. Eviction ends a lease through the same path as a release or an
+//! expiry, so the freed capacity goes to the queue in FIFO order; it adds nothing to the acquire
+//! and release paths.
 
+use super::metrics::LeaseEnd;
 use super::{ClientId, Engine, Outbox, Outcome, TwoPhase};
 use crate::clock::Millis;
-use crate::protocol::request::{Check, CheckTarget, Queue};
+use crate::protocol::request::{Check, CheckTarget, Evict, EvictTarget, Queue};
 use crate::protocol::{Namespace, Response};
 
 /// Most queue entries one `q`/`sq` visits to find the sender's place: half of them walking
@@ -43,6 +47,13 @@ impl Engine {
     #[doc(hidden)]
     pub fn current_holder(&self, now: Millis, cmd: Check<'_>) -> Option<(u64, Millis)> {
         let Check { ns, key, target } = cmd;
+        let lease = self.lease_named(ns, key, target)?;
+        let expires = self.expiry(lease);
+        (expires > now).then_some((self.leases[lease as usize].token.fence, expires))
+    }
+
+    /// The lease of (`ns`, `key`) that `target` names, whether or not its lease has passed.
+    fn lease_named(&self, ns: Namespace, key: &[u8], target: CheckTarget) -> Option<u32> {
         let fence = match target {
             CheckTarget::Token(token) => token.fence,
             CheckTarget::Fence(fence) => fence,
@@ -57,9 +68,78 @@ impl Engine {
             CheckTarget::Token(token) => l.token == token,
             CheckTarget::Fence(_) => true,
         };
-        let expires = self.expiry(lease);
-        (same_token && resource.ns() == ns && *resource.key == *key && expires > now)
-            .then_some((fence, expires))
+        (same_token && resource.ns() == ns && *resource.key == *key).then_some(lease)
+    }
+
+    /// Marks `client` as an admin: it sent the admin token, so it may `evict`. Lasts until it
+    /// disconnects.
+    pub fn grant_admin(&mut self, client: ClientId) {
+        if let Some(state) = self.clients.get_mut(client) {
+            state.admin = true;
+        }
+    }
+
+    /// Whether `client` may `evict`.
+    pub fn is_admin(&self, client: ClientId) -> bool {
+        self.clients.get(client).is_some_and(|state| state.admin)
+    }
+
+    /// `evict` / `sevict`: `ok <n>`, having ended the `n` leases of the key that `cmd` names
+    /// (0 if none matched), or `error` without changing anything if `client` is not an admin.
+    ///
+    /// Each lease ends as a release would, so waiters are granted in FIFO order at once: an
+    /// eviction never starts a lock-delay (see [`LeaseEnd::delays`]). A holder whose lease has
+    /// already passed is ended as an expiry first, and is not counted.
+    pub(super) fn evict(
+        &mut self,
+        now: Millis,
+        client: ClientId,
+        cmd: Evict<'_>,
+        out: &mut impl Outbox,
+    ) -> Outcome {
+        if !self.is_admin(client) {
+            out.reply(client, Response::Error);
+            return Outcome::Answered;
+        }
+        let Evict { ns, key, target } = cmd;
+        let count = match self.keys.find(ns, key) {
+            None => 0,
+            Some(resource) => {
+                self.evict_expired_holders(now, resource, out);
+                self.evict_from(now, resource, ns, key, target, out)
+            }
+        };
+        out.reply(client, Response::Evicted { count });
+        Outcome::Answered
+    }
+
+    /// Ends the leases of `resource` (which is (`ns`, `key`)) that `target` names; returns how
+    /// many.
+    fn evict_from(
+        &mut self,
+        now: Millis,
+        resource: u32,
+        ns: Namespace,
+        key: &[u8],
+        target: EvictTarget,
+        out: &mut impl Outbox,
+    ) -> u64 {
+        let mut evicted = std::mem::take(&mut self.scratch);
+        match target {
+            EvictTarget::Holder(holder) => evicted.extend(self.lease_named(ns, key, holder)),
+            EvictTarget::All => {
+                let holders = self.keys.resources[resource as usize].holders;
+                self.holders_of(holders, &mut evicted);
+            }
+        }
+        // Collected first: each end grants waiters, who join the holder list being ended.
+        for &lease in &evicted {
+            self.end_lease(now, lease, LeaseEnd::Evict, out);
+        }
+        let count = evicted.len() as u64;
+        evicted.clear();
+        self.scratch = evicted;
+        count
     }
 
     /// `q` / `sq`: `ok <holders> <limit> <waiters> <position>`, where position is `client`'s

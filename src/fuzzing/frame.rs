@@ -8,7 +8,7 @@ use super::{Input, expand};
 use crate::protocol::frame::{Decoded, Frame, FrameDecoder};
 use crate::protocol::request::parse;
 use crate::protocol::request::{
-    Acquire, Auth, Check, Enqueue, Queue, Release, Renew, Signal, Subscription, Wait,
+    Acquire, Auth, Check, Enqueue, Evict, Queue, Release, Renew, Signal, Subscription, Wait,
 };
 use crate::protocol::response::{encode_request, push_len};
 use crate::protocol::{MAX_LINE, MAX_PAYLOAD_LINE, MAX_SECONDS, Namespace, Request};
@@ -273,7 +273,7 @@ fn check_fields(request: &Request<'_>) {
             assert!(timeout_s <= MAX_SECONDS, "timeout out of range");
         }
         Request::Stats | Request::Ping | Request::Info => {}
-        Request::Check(Check { key, .. }) => check_key(key),
+        Request::Check(Check { key, .. }) | Request::Evict(Evict { key, .. }) => check_key(key),
         Request::Queue(Queue { ns, key, limit }) => {
             check_key(key);
             assert!(

@@ -36,10 +36,12 @@ pub enum Command {
     Check(Namespace),
     /// `q` / `sq`: holders, limit, waiters and the sender's place in the queue (an extension).
     Queue(Namespace),
+    /// `evict` / `sevict`: end holders' leases now, on an admin connection (an extension).
+    Evict(Namespace),
 }
 
 /// How many commands the protocol has.
-pub const COMMAND_COUNT: usize = 21;
+pub const COMMAND_COUNT: usize = 23;
 
 /// Every command and its exact, case-sensitive name: the one place command names are spelled.
 /// Listed in [`Command::index`] order.
@@ -65,6 +67,8 @@ pub(super) const COMMANDS: [(&str, Command); COMMAND_COUNT] = [
     ("scheck", Command::Check(Namespace::Semaphore)),
     ("q", Command::Queue(Namespace::Lock)),
     ("sq", Command::Queue(Namespace::Semaphore)),
+    ("evict", Command::Evict(Namespace::Lock)),
+    ("sevict", Command::Evict(Namespace::Semaphore)),
 ];
 
 impl Command {
@@ -98,6 +102,8 @@ impl Command {
             b"scheck" => Command::Check(Semaphore),
             b"q" => Command::Queue(Lock),
             b"sq" => Command::Queue(Semaphore),
+            b"evict" => Command::Evict(Lock),
+            b"sevict" => Command::Evict(Semaphore),
             _ => return None,
         })
     }
@@ -126,6 +132,8 @@ impl Command {
             Command::Check(Namespace::Semaphore) => 18,
             Command::Queue(Namespace::Lock) => 19,
             Command::Queue(Namespace::Semaphore) => 20,
+            Command::Evict(Namespace::Lock) => 21,
+            Command::Evict(Namespace::Semaphore) => 22,
         }
     }
 

@@ -16,7 +16,9 @@ pub mod response;
 
 pub use self::command::{COMMAND_COUNT, Command};
 use crate::token::LeaseToken;
-use request::{Acquire, Auth, Check, Enqueue, Queue, Release, Renew, Signal, Subscription, Wait};
+use request::{
+    Acquire, Auth, Check, Enqueue, Evict, Queue, Release, Renew, Signal, Subscription, Wait,
+};
 
 /// Longest command line, key line and ordinary arg line, in bytes before the LF, CRs included.
 pub const MAX_LINE: usize = 256;
@@ -72,6 +74,8 @@ pub enum Request<'a> {
     Check(Check<'a>),
     /// `q` / `sq`: holders, limit, waiters and the sender's queue position (an extension).
     Queue(Queue<'a>),
+    /// `evict` / `sevict`: end holders' leases now; admin connections only (an extension).
+    Evict(Evict<'a>),
 }
 
 /// Why a request was rejected while parsing. On the wire every one of them is `error` and the
@@ -185,5 +189,10 @@ pub enum Response {
         waiters: u32,
         /// The asking connection's 1-based place among the waiters; 0 if it does not wait.
         position: u32,
+    },
+    /// `ok <count>`: `evict`/`sevict` ended this many leases (an extension).
+    Evicted {
+        /// Leases ended; 0 when nothing matched.
+        count: u64,
     },
 }

@@ -124,6 +124,46 @@ pub struct Queue<'a> {
     pub limit: Option<u64>,
 }
 
+/// Whose leases `evict` / `sevict` ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvictTarget {
+    /// The one holder a token or fence names, as `check` names it.
+    Holder(CheckTarget),
+    /// `*`: every holder of the key.
+    All,
+}
+
+impl From<CheckTarget> for EvictTarget {
+    fn from(holder: CheckTarget) -> EvictTarget {
+        EvictTarget::Holder(holder)
+    }
+}
+
+impl From<LeaseToken> for EvictTarget {
+    fn from(token: LeaseToken) -> EvictTarget {
+        EvictTarget::Holder(CheckTarget::Token(token))
+    }
+}
+
+impl From<u64> for EvictTarget {
+    /// A fence.
+    fn from(fence: u64) -> EvictTarget {
+        EvictTarget::Holder(CheckTarget::Fence(fence))
+    }
+}
+
+/// `evict` / `sevict`: end the named leases of the key now, as an operator action (an
+/// extension; only an admin connection may use it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Evict<'a> {
+    /// Lock or semaphore namespace.
+    pub ns: Namespace,
+    /// The resource key.
+    pub key: &'a [u8],
+    /// Which holders.
+    pub target: EvictTarget,
+}
+
 /// `auth`: the shared secret, trimmed of surrounding white space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Auth<'a> {
@@ -162,6 +202,7 @@ impl Request<'_> {
             Request::Info => Command::Info,
             Request::Check(Check { ns, .. }) => Command::Check(ns),
             Request::Queue(Queue { ns, .. }) => Command::Queue(ns),
+            Request::Evict(Evict { ns, .. }) => Command::Evict(ns),
             Request::Ping => Command::Ping,
             Request::Auth(_) => Command::Auth,
             Request::Listen(_) => Command::Listen,
@@ -207,7 +248,19 @@ pub fn parse_as<'a>(
         Command::Signal => signal(key(frame.key)?, arg),
         Command::Check(ns) => check(ns, key(frame.key)?, arg),
         Command::Queue(ns) => queue(ns, key(frame.key)?, arg),
+        Command::Evict(ns) => evict(ns, key(frame.key)?, arg),
     }
+}
+
+/// `evict` / `sevict`: the trimmed arg is `*`, or a token or fence as `check` takes it.
+fn evict<'a>(ns: Namespace, key: &'a [u8], arg: &[u8]) -> Result<Request<'a>, ProtoError> {
+    let text = non_empty_token(trim(arg))?;
+    let target = if text == b"*" {
+        EvictTarget::All
+    } else {
+        EvictTarget::Holder(check_target(text)?)
+    };
+    Ok(Request::Evict(Evict { ns, key, target }))
 }
 
 /// `q`: the arg line is ignored; `sq`: the whole trimmed arg is an optional limit.
@@ -226,17 +279,18 @@ fn queue<'a>(ns: Namespace, key: &'a [u8], arg: &[u8]) -> Result<Request<'a>, Pr
 
 /// `check` / `scheck`: the trimmed arg is a token (32 lower-case hex digits) or a fence (16).
 fn check<'a>(ns: Namespace, key: &'a [u8], arg: &[u8]) -> Result<Request<'a>, ProtoError> {
-    let text = non_empty_token(trim(arg))?;
+    let target = check_target(non_empty_token(trim(arg))?)?;
+    Ok(Request::Check(Check { ns, key, target }))
+}
+
+/// A token (32 lower-case hex digits) or a fence (16), as `check` and `evict` name a holder.
+fn check_target(text: &[u8]) -> Result<CheckTarget, ProtoError> {
     let target = match text.len() {
         TOKEN_LEN => LeaseToken::parse(text).map(CheckTarget::Token),
         16 => parse_fence(text).map(CheckTarget::Fence),
         _ => None,
     };
-    Ok(Request::Check(Check {
-        ns,
-        key,
-        target: target.ok_or(ProtoError::BadArguments)?,
-    }))
+    target.ok_or(ProtoError::BadArguments)
 }
 
 /// `l`: `T [L]`; `sl`: `T N [L]`.

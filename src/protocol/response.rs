@@ -7,7 +7,8 @@
 //! back.
 
 use super::request::{
-    Acquire, Auth, Check, CheckTarget, Enqueue, Queue, Release, Renew, Signal, Wait,
+    Acquire, Auth, Check, CheckTarget, Enqueue, Evict, EvictTarget, Queue, Release, Renew, Signal,
+    Wait,
 };
 use super::{Namespace, Request, Response};
 use crate::token::{LeaseToken, TOKEN_LEN, encode_fence};
@@ -114,7 +115,9 @@ fn parts(response: &Response) -> (Status, Tail) {
         Response::Granted { token, lease_s } => (Status::Ok, Tail::Grant(token, lease_s)),
         Response::Acquired { token, lease_s } => (Status::Acquired, Tail::Grant(token, lease_s)),
         Response::Renewed { lease_s } => (Status::Ok, Tail::Number(lease_s)),
-        Response::Delivered { count } => (Status::Ok, Tail::Number(count)),
+        Response::Delivered { count } | Response::Evicted { count } => {
+            (Status::Ok, Tail::Number(count))
+        }
         Response::Queued => (Status::Queued, Tail::Bare),
         Response::Timeout => (Status::Timeout, Tail::Bare),
         Response::Error => (Status::Error, Tail::Bare),
@@ -315,17 +318,13 @@ pub fn encode_request(request: &Request<'_>, out: &mut Vec<u8>) {
         }
         Request::Check(Check { key, target, .. }) => {
             line(out, key);
+            target_line(out, target);
+        }
+        Request::Evict(Evict { key, target, .. }) => {
+            line(out, key);
             match target {
-                CheckTarget::Token(token) => {
-                    let mut text = [0; TOKEN_LEN];
-                    token.encode(&mut text);
-                    line(out, &text);
-                }
-                CheckTarget::Fence(fence) => {
-                    let mut text = [0; 16];
-                    encode_fence(fence, &mut text);
-                    line(out, &text);
-                }
+                EvictTarget::Holder(target) => target_line(out, target),
+                EvictTarget::All => line(out, b"*"),
             }
         }
         Request::Queue(Queue { key, limit, .. }) => {
@@ -333,6 +332,22 @@ pub fn encode_request(request: &Request<'_>, out: &mut Vec<u8>) {
             let mut arg = ArgLine::new(out);
             arg.optional(limit);
             arg.finish();
+        }
+    }
+}
+
+/// The arg line naming a holder: its whole token, or its fence alone.
+fn target_line(out: &mut Vec<u8>, target: CheckTarget) {
+    match target {
+        CheckTarget::Token(token) => {
+            let mut text = [0; TOKEN_LEN];
+            token.encode(&mut text);
+            line(out, &text);
+        }
+        CheckTarget::Fence(fence) => {
+            let mut text = [0; 16];
+            encode_fence(fence, &mut text);
+            line(out, &text);
         }
     }
 }
@@ -503,6 +518,8 @@ mod tests {
                 b"ok 0000000000000001 1\n",
             ),
             (Response::Stale, b"stale\n"),
+            (Response::Evicted { count: 0 }, b"ok 0\n"),
+            (Response::Evicted { count: 3 }, b"ok 3\n"),
             (
                 Response::QueueState {
                     holders: 3,
@@ -705,6 +722,22 @@ mod tests {
                 }),
                 b"sq\npool\n4\n",
             ),
+            (
+                Request::Evict(Evict {
+                    ns: Namespace::Lock,
+                    key: b"k",
+                    target: EvictTarget::All,
+                }),
+                b"evict\nk\n*\n",
+            ),
+            (
+                Request::Evict(Evict {
+                    ns: Namespace::Semaphore,
+                    key: b"pool",
+                    target: EvictTarget::Holder(CheckTarget::Fence(0xab)),
+                }),
+                b"sevict\npool\n00000000000000ab\n",
+            ),
         ];
         for (request, wire) in cases {
             assert_eq!(encoded_request(request), *wire, "{request:?}");
@@ -764,6 +797,16 @@ mod tests {
                 ns: Namespace::Semaphore,
                 key: b"k",
                 limit: None,
+            }),
+            Request::Evict(Evict {
+                ns: Namespace::Lock,
+                key: b"k",
+                target: EvictTarget::Holder(CheckTarget::Token(TOKEN)),
+            }),
+            Request::Evict(Evict {
+                ns: Namespace::Semaphore,
+                key: b"k",
+                target: EvictTarget::All,
             }),
             Request::Enqueue(Enqueue {
                 ns: Namespace::Lock,

@@ -122,7 +122,7 @@ pub use self::transport::tls::load_server_config as load_tls;
 use self::warnings::WarnKind;
 use crate::budget::EVENT_CAPACITY;
 use crate::clock::{Clock, Millis};
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::engine::signal::SubscriptionLimits;
 use crate::engine::{Engine, EngineConfig};
 use crate::http::{Route, Status};
@@ -251,6 +251,10 @@ impl Server {
         };
         let auth = config.auth_token.as_ref().map(|t| t.expose().as_bytes());
         let mut dispatcher = Dispatcher::new(engine, limits, auth);
+        let admin = config.admin_token.as_ref().map(|t| t.expose().as_bytes());
+        dispatcher
+            .replace_secrets(None, admin)
+            .map_err(|why| stdio::Error::new(stdio::ErrorKind::InvalidInput, why))?;
         dispatcher.figures.start_time_s = unix_time_s();
         dispatcher.log_connections = config.log_connections;
         dispatcher.set_unix_peer_auth(config.unix_peer_auth);
@@ -347,7 +351,7 @@ impl Server {
 
     /// Has SIGHUP read `sources` again: the TLS certificate and key, the auth token file.
     pub fn reload_on_sighup(&mut self, sources: ReloadSources) {
-        if sources.tls.is_some() || sources.auth_token_file.is_some() {
+        if !sources.is_empty() {
             self.reloader = Some(Reloader::new(sources));
         }
     }
@@ -469,10 +473,10 @@ impl Server {
                 info!("received {name}, shutting down");
                 self.shutdown_requested.store(true, Ordering::Release);
             } else if let Some(reloader) = self.reloader.as_mut() {
-                info!("received {name}, reloading the TLS certificate and the auth token file");
+                info!("received {name}, reloading the TLS certificate and the token files");
                 reloader.request(&self.waker);
             } else {
-                info!("received {name}: nothing to reload (no TLS, no auth token file)");
+                info!("received {name}: nothing to reload (no TLS, no token file)");
             }
         }
     }
@@ -494,13 +498,22 @@ impl Server {
             Some(Err(why)) => warn!("reload: keeping the old TLS certificate: {why}"),
             None => {}
         }
-        match reloaded.auth_token {
-            Some(Ok(token)) => {
-                self.dispatcher.set_auth_token(token.expose().as_bytes());
-                info!("reload: new auth requests need the new token");
+        let auth = read_secret("auth", reloaded.auth_token);
+        let admin = read_secret("admin", reloaded.admin_token);
+        let replaced = self.dispatcher.replace_secrets(
+            auth.as_ref().map(|s| s.expose().as_bytes()),
+            admin.as_ref().map(|s| s.expose().as_bytes()),
+        );
+        match replaced {
+            Ok(()) => {
+                if auth.is_some() {
+                    info!("reload: new auth requests need the new token");
+                }
+                if admin.is_some() {
+                    info!("reload: new admin auth requests need the new admin token");
+                }
             }
-            Some(Err(why)) => warn!("reload: keeping the old auth token: {why}"),
-            None => {}
+            Err(why) => warn!("reload: keeping the old auth and admin tokens: {why}"),
         }
     }
 
@@ -732,6 +745,18 @@ fn readiness(event: &Event) -> Readiness {
 
 /// Seconds since the Unix epoch, now: when the server started, for
 /// `dflockd_start_time_seconds`.
+/// The secret a reload read, if it read one; one it could not read keeps the old setting, and
+/// the log says why (`which` names it).
+fn read_secret(which: &str, reloaded: Option<Result<Secret, String>>) -> Option<Secret> {
+    match reloaded? {
+        Ok(secret) => Some(secret),
+        Err(why) => {
+            warn!("reload: keeping the old {which} token: {why}");
+            None
+        }
+    }
+}
+
 fn unix_time_s() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

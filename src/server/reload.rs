@@ -1,8 +1,9 @@
-//! SIGHUP: the TLS certificate and key and the auth token file are read again, on a thread of
-//! their own (a file read must not block the loop), and the loop takes the result when it is
-//! ready. New TLS handshakes use the new certificate and new `auth` requests the new token;
-//! connections, locks, waiters and subscriptions are not touched. A file that cannot be read
-//! or does not parse keeps the old setting, and the log says why. No other setting reloads.
+//! SIGHUP: the TLS certificate and key and the auth and admin token files are read again, on a
+//! thread of their own (a file read must not block the loop), and the loop takes the result when
+//! it is ready. New TLS handshakes use the new certificate and new `auth` requests the new
+//! tokens; connections (admins included), locks, waiters and subscriptions are not touched. A
+//! file that cannot be read or does not parse keeps the old setting, and the log says why. No
+//! other setting reloads.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::thread;
 
 use mio::Waker;
 
-use crate::config::{Secret, TlsFiles, auth_token_from_file};
+use crate::config::{Secret, TlsFiles, admin_token_from_file, auth_token_from_file};
 
 use super::transport::tls::load_server_config;
 
@@ -22,6 +23,15 @@ pub struct ReloadSources {
     pub tls: Option<TlsFiles>,
     /// The auth token file, when the token came from one.
     pub auth_token_file: Option<PathBuf>,
+    /// The admin token file, when the admin token came from one.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+impl ReloadSources {
+    /// Whether there is anything to read again.
+    pub fn is_empty(&self) -> bool {
+        self.tls.is_none() && self.auth_token_file.is_none() && self.admin_token_file.is_none()
+    }
 }
 
 /// What a reload read: each part `None` when it has no file, else the new value or why not.
@@ -31,6 +41,8 @@ pub struct Reloaded {
     pub tls: Option<Result<Arc<rustls::ServerConfig>, String>>,
     /// The new auth token.
     pub auth_token: Option<Result<Secret, String>>,
+    /// The new admin token.
+    pub admin_token: Option<Result<Secret, String>>,
 }
 
 /// Runs reloads one at a time; a SIGHUP during a reload starts another after it.
@@ -93,12 +105,21 @@ fn read(sources: &ReloadSources) -> Reloaded {
             .tls
             .as_ref()
             .map(|files| load_server_config(&files.cert, &files.key)),
-        auth_token: sources.auth_token_file.as_ref().map(|path| {
-            path.to_str()
-                .ok_or_else(|| format!("{} is not valid UTF-8", path.display()))
-                .and_then(auth_token_from_file)
-        }),
+        auth_token: read_secret(sources.auth_token_file.as_ref(), auth_token_from_file),
+        admin_token: read_secret(sources.admin_token_file.as_ref(), admin_token_from_file),
     }
+}
+
+/// The secret in the file at `path`, if there is one, read and checked by `read`.
+fn read_secret(
+    path: Option<&PathBuf>,
+    read: fn(&str) -> Result<Secret, String>,
+) -> Option<Result<Secret, String>> {
+    path.map(|path| {
+        path.to_str()
+            .ok_or_else(|| format!("{} is not valid UTF-8", path.display()))
+            .and_then(read)
+    })
 }
 
 #[cfg(test)]
@@ -114,14 +135,19 @@ mod tests {
         let sources = ReloadSources {
             tls: None,
             auth_token_file: Some(path.clone()),
+            admin_token_file: Some(path.clone()),
         };
         let token = read(&sources)
             .auth_token
             .expect("a token file")
             .expect("valid");
         assert_eq!(token.expose(), "first");
+        let admin = read(&sources).admin_token.expect("a token file");
+        assert_eq!(admin.expect("valid").expose(), "first");
         std::fs::write(&path, "  \n").expect("write");
         assert!(read(&sources).auth_token.expect("a token file").is_err());
+        let admin = read(&sources).admin_token.expect("a token file");
+        assert!(admin.is_err_and(|why| why.contains("admin token")));
         std::fs::remove_file(&path).expect("remove");
         let missing = read(&sources).auth_token.expect("a token file");
         assert!(missing.is_err_and(|why| why.contains("cannot read")));

@@ -93,6 +93,7 @@ impl<T> Sources<'_, T> {
             releases: m.releases_total(),
             lease_expirations: m.lease_expirations_total(),
             disconnect_releases: m.disconnect_releases_total(),
+            evictions: m.evictions_total(),
             acquire_timeouts: m.acquire_timeouts_total(),
             contended: self
                 .engine
@@ -247,7 +248,7 @@ impl<T> Sources<'_, T> {
 
     fn write_namespaces(&self, out: &mut Vec<u8>) {
         type Pick = fn(&Engine, Namespace) -> u64;
-        let families: [(&str, Kind, &str, Pick); 8] = [
+        let families: [(&str, Kind, &str, Pick); 9] = [
             (
                 "dflockd_keys",
                 Kind::Gauge,
@@ -286,6 +287,12 @@ impl<T> Sources<'_, T> {
                 Kind::Counter,
                 "Holds released because the holder's connection ended.",
                 |e, ns| e.metrics().ns(ns).disconnect_releases_total(),
+            ),
+            (
+                "dflockd_evictions_total",
+                Kind::Counter,
+                "Holds ended by an admin's evict or sevict.",
+                |e, ns| e.metrics().ns(ns).evictions_total(),
             ),
             (
                 "dflockd_acquire_timeouts_total",

@@ -78,6 +78,12 @@ mod tests {
             "r orders 00000000000004d2..."
         );
         assert_eq!(request(&frame("auth", "_", "s3cret")), "auth _ <redacted>");
+        // An eviction names its lease by fence in the log, like a release.
+        assert_eq!(
+            request(&frame("evict", "orders", token)),
+            "evict orders 00000000000004d2..."
+        );
+        assert_eq!(request(&frame("sevict", "pool", "*")), "sevict pool *");
         let long = "x".repeat(100);
         assert_eq!(
             request(&frame("signal", "ch", &long)),

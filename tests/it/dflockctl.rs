@@ -739,3 +739,70 @@ fn top_shows_servers_side_by_side_with_rates_and_contended_keys() {
         "the live server is still shown: {text}"
     );
 }
+
+#[test]
+fn check_queue_and_evict_a_key_with_the_admin_token() {
+    let server = TestServer::start(&["--auth-token", "s3cret", "--admin-token", "adm1n"]);
+    let addr = server.addr.to_string();
+    let mut holder = server.connect();
+    assert_eq!(holder.request("auth", "_", "s3cret"), "ok");
+    let token = holder.lock("k", "0 60");
+    let mut waiter = server.connect();
+    assert_eq!(waiter.request("auth", "_", "s3cret"), "ok");
+    waiter.send("l", "k", "60");
+    wait_until("the waiter queues", PROMPTLY, || {
+        holder.request("q", "k", "") == "ok 1 1 1 0"
+    });
+    let as_user = |args: &[&str]| output(dflockctl(&addr).arg("--auth-token=s3cret").args(args));
+    let stdout = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
+
+    let queued = as_user(&["queue", "k"]);
+    assert_eq!(
+        stdout(&queued),
+        "k: 1/1 held, 1 waiting\n",
+        "{}",
+        stderr(&queued)
+    );
+    let json = as_user(&["queue", "pool", "--semaphore", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(value["key"], "pool");
+    assert_eq!(
+        (value["holders"].as_u64(), value["limit"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    let current = as_user(&["check", "k", &token]);
+    assert_eq!(current.status.code(), Some(0));
+    assert!(
+        stdout(&current).starts_with(&format!("current {} ", &token[..16])),
+        "{}",
+        stdout(&current)
+    );
+    let bad = as_user(&["check", "k", "xyz"]);
+    assert_eq!(bad.status.code(), Some(64), "{}", stderr(&bad));
+
+    let refused = as_user(&["evict", "k"]);
+    assert_eq!(refused.status.code(), Some(65));
+    assert!(
+        stderr(&refused).contains("admin token"),
+        "{}",
+        stderr(&refused)
+    );
+    let evicted =
+        output(dflockctl(&addr).args(["--auth-token", "adm1n", "evict", "k", &token[..16]]));
+    assert_eq!(evicted.status.code(), Some(0), "{}", stderr(&evicted));
+    assert_eq!(stdout(&evicted), "1\n");
+    assert!(waiter.read_line().starts_with("ok "));
+
+    let stale = as_user(&["check", "k", &token]);
+    assert_eq!(
+        (stale.status.code(), stdout(&stale)),
+        (Some(1), "stale\n".to_owned())
+    );
+    let everyone = output(
+        dflockctl(&addr)
+            .env("DFLOCKD_AUTH_TOKEN", "adm1n")
+            .args(["evict", "k"]),
+    );
+    assert_eq!(stdout(&everyone), "1\n", "{}", stderr(&everyone));
+}

@@ -1,5 +1,6 @@
 //! Integration tests over real TCP and Unix sockets against the real `dflockd` binary.
 
+mod admin;
 mod alloc;
 mod auth;
 mod bench_tool;

@@ -17,9 +17,9 @@ use crate::support::{Client, REPLY_TIMEOUT, TestServer, grant, stats_entry, wait
 pub(crate) const SETTLE: Duration = Duration::from_secs(10);
 
 /// Every `command` label value: the protocol's commands and `other`.
-const COMMANDS: [&str; 22] = [
+const COMMANDS: [&str; 24] = [
     "l", "r", "n", "e", "w", "sl", "sr", "sn", "se", "sw", "stats", "ping", "auth", "listen",
-    "unlisten", "signal", "info", "check", "scheck", "q", "sq", "other",
+    "unlisten", "signal", "info", "check", "scheck", "q", "sq", "evict", "sevict", "other",
 ];
 
 /// Every `status` label value: the first words of responses.
@@ -50,7 +50,7 @@ const REASONS: [&str; 5] = [
 ];
 
 /// The families labelled by namespace, other than the histograms.
-const NS_FAMILIES: [(&str, Kind); 8] = [
+const NS_FAMILIES: [(&str, Kind); 9] = [
     ("dflockd_keys", Kind::Gauge),
     ("dflockd_holders", Kind::Gauge),
     ("dflockd_waiters", Kind::Gauge),
@@ -58,6 +58,7 @@ const NS_FAMILIES: [(&str, Kind); 8] = [
     ("dflockd_releases_total", Kind::Counter),
     ("dflockd_lease_expirations_total", Kind::Counter),
     ("dflockd_disconnect_releases_total", Kind::Counter),
+    ("dflockd_evictions_total", Kind::Counter),
     ("dflockd_acquire_timeouts_total", Kind::Counter),
 ];
 

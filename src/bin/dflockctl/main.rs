@@ -1,6 +1,6 @@
 //! `dflockctl`: dflockd from the shell. Runs a command while holding a lock or a semaphore
-//! slot (renewing it, and stopping the command if the lock is lost), shows server state,
-//! publishes and prints signals, and pings servers.
+//! slot (renewing it, and stopping the command if the lock is lost), shows server state and a
+//! key's queue, checks and evicts holders, publishes and prints signals, and pings servers.
 //!
 //! It owns argument handling, process supervision and output formatting; every byte on the
 //! wire goes through the crate's client library (`dflockd::client`).
@@ -19,11 +19,13 @@ use dflockd::protocol::MAX_SECONDS;
 
 use crate::inspect::{ping, stats};
 use crate::run::{RunArgs, run};
+use crate::safety::{check, evict, queue};
 use crate::signals::{emit, listen};
 use crate::top::top;
 
 mod inspect;
 mod run;
+mod safety;
 mod signals;
 #[cfg(test)]
 mod tests;
@@ -48,6 +50,8 @@ mod exit {
     pub const CANNOT_EXECUTE: u8 = 126;
     /// `run`: the command was not found.
     pub const NOT_FOUND: u8 = 127;
+    /// `check`: the token or fence is not a current holder's.
+    pub const STALE: u8 = 1;
 }
 
 /// The "Exit status" table at the end of `--help`.
@@ -59,13 +63,17 @@ fn exit_status_help() -> String {
             "run: the command's own exit status (128+N when signal N ended it)",
         ),
         (
+            exit::STALE.to_string(),
+            "check: the token or fence is stale (not a current holder's)",
+        ),
+        (
             exit::USAGE.to_string(),
             "invalid command line or settings (unreadable token or CA file, bad payload, ...)",
         ),
         (
             exit::REFUSED.to_string(),
             "the server refused the request (error_limit_mismatch, error_max_locks,\n\
-             error_max_waiters; listen: an invalid pattern)",
+             error_max_waiters; listen: an invalid pattern; evict: not an admin)",
         ),
         (
             exit::UNAVAILABLE.to_string(),
@@ -251,6 +259,43 @@ enum Cmd {
     },
     /// Check that every server answers, printing the round-trip time.
     Ping,
+    /// Ask whether a token or fence belongs to a current holder of KEY: prints "current FENCE
+    /// LEASE-LEFT" (exit 0) or "stale" (exit 1).
+    Check {
+        /// The lock (or, with --semaphore, semaphore) key.
+        key: String,
+        /// A whole token (32 hex digits) or its fence (the first 16).
+        target: String,
+        /// KEY names a semaphore.
+        #[arg(long)]
+        semaphore: bool,
+    },
+    /// Show KEY's holders, capacity and waiters.
+    Queue {
+        /// The lock (or, with --semaphore, semaphore) key.
+        key: String,
+        /// KEY names a semaphore.
+        #[arg(long)]
+        semaphore: bool,
+        /// Print one JSON object (key, holders, limit, waiters, position) instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End leases of KEY now, as an operator: the holder with TOKEN or FENCE, or every holder
+    /// (`*`, the default). The next waiters are granted at once; the evicted holders find out
+    /// at their next renewal. Prints how many leases ended. Needs the server's admin token,
+    /// given as the auth token (--auth-token, --auth-token-file or their variables); without
+    /// it the server refuses (exit 65).
+    Evict {
+        /// The lock (or, with --semaphore, semaphore) key.
+        key: String,
+        /// A token (32 hex digits), a fence (16), or `*` for every holder.
+        #[arg(default_value = "*")]
+        target: String,
+        /// KEY names a semaphore.
+        #[arg(long)]
+        semaphore: bool,
+    },
     /// A live view of every server, side by side, redrawn each interval: rates of grants,
     /// releases, lost leases, timeouts and signals, the gauges, and each server's most
     /// contended keys (from the `info` command). Exits 69 if a server did not answer.
@@ -330,6 +375,21 @@ fn main() -> ExitCode {
             count,
         } => client().and_then(|client| listen(&client, &patterns, group.as_deref(), count)),
         Cmd::Ping => client().and_then(|client| ping(&client)),
+        Cmd::Check {
+            key,
+            target,
+            semaphore,
+        } => client().and_then(|client| check(&client, &key, &target, semaphore)),
+        Cmd::Queue {
+            key,
+            semaphore,
+            json,
+        } => client().and_then(|client| queue(&client, &key, semaphore, json)),
+        Cmd::Evict {
+            key,
+            target,
+            semaphore,
+        } => client().and_then(|client| evict(&client, &key, &target, semaphore)),
         Cmd::Top {
             once,
             json,

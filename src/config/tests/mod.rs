@@ -112,7 +112,7 @@ fn ids(list: &[u32]) -> String {
 }
 
 /// (flag, variable, documented default, two distinct non-default values) for every setting with a
-/// plain value; TLS and the auth token have their own tests.
+/// plain value; TLS and the auth and admin tokens have their own tests.
 #[rustfmt::skip]
 const CASES: &[(&str, &str, &str, &str, &str)] = &[
     ("host", "DFLOCKD_HOST", "127.0.0.1", "::1", "example.org"),
@@ -263,7 +263,14 @@ fn command_is_well_formed() {
 fn tables_cover_every_setting() {
     let mut tested: Vec<&str> = CASES.iter().map(|case| case.0).collect();
     tested.extend(SWITCHES.iter().map(|switch| switch.0));
-    tested.extend(["tls-cert", "tls-key", "auth-token", "auth-token-file"]);
+    tested.extend([
+        "tls-cert",
+        "tls-key",
+        "auth-token",
+        "auth-token-file",
+        "admin-token",
+        "admin-token-file",
+    ]);
     tested.sort_unstable();
     let mut all: Vec<&str> = SETTINGS.iter().map(|setting| setting.flag).collect();
     all.sort_unstable();
@@ -297,6 +304,7 @@ fn defaults_match_the_documented_values() {
     }
     assert!(defaults.tls.is_none());
     assert!(defaults.auth_token.is_none());
+    assert!(defaults.admin_token.is_none() && defaults.admin_token_file.is_none());
     assert_eq!(defaults.bind_address(), "127.0.0.1:6388");
 }
 

@@ -1,5 +1,5 @@
-//! The auth token's sources, trimming and checks, and the TLS files: settings whose values are
-//! secrets or files.
+//! The auth and admin tokens' sources, trimming and checks, and the TLS files: settings whose
+//! values are secrets or files.
 
 use super::*;
 
@@ -184,4 +184,87 @@ fn tls_files_are_configured_together() {
         "{message}"
     );
     assert_eq!(invalid(&["--tls-cert="], &[]).0, Origin::Flag("tls-cert"));
+}
+
+fn admin(args: &[&str], env: &[(&str, &str)]) -> Option<String> {
+    config(args, env)
+        .admin_token
+        .map(|secret| secret.expose().to_owned())
+}
+
+#[test]
+fn admin_token_sources_follow_the_auth_token_precedence() {
+    let cli_file = TempFile::with(b" from-cli-file\n");
+    let env_file = TempFile::with(b"from-env-file");
+    let all_env = [
+        ("DFLOCKD_ADMIN_TOKEN", "from-env"),
+        ("DFLOCKD_ADMIN_TOKEN_FILE", env_file.path()),
+    ];
+    let cli_token = ["--admin-token", "from-cli"];
+    let cli_file_args = ["--admin-token-file", cli_file.path()];
+    let both_flags = [cli_token.as_slice(), cli_file_args.as_slice()].concat();
+    assert_eq!(admin(&both_flags, &all_env).as_deref(), Some("from-cli"));
+    assert_eq!(
+        admin(&cli_file_args, &all_env).as_deref(),
+        Some("from-cli-file")
+    );
+    assert_eq!(admin(&[], &all_env).as_deref(), Some("from-env"));
+    assert_eq!(admin(&[], &all_env[1..]).as_deref(), Some("from-env-file"));
+    assert_eq!(admin(&[], &[]), None);
+    // Only a token read from a file is read again on SIGHUP.
+    let from_file = config(&cli_file_args, &[]);
+    assert_eq!(
+        from_file.admin_token_file.as_deref(),
+        Some(std::path::Path::new(cli_file.path()))
+    );
+    assert!(config(&cli_token, &all_env).admin_token_file.is_none());
+    // Neither needs the other.
+    let only_admin = config(&cli_token, &[]);
+    assert!(only_admin.auth_token.is_none());
+}
+
+#[test]
+fn unusable_admin_tokens_are_errors_that_name_the_admin_token() {
+    let blank = TempFile::with(b" \r\n");
+    for (args, flag) in [
+        (vec!["--admin-token", "  "], "admin-token"),
+        (vec!["--admin-token", "a\nb"], "admin-token"),
+        (vec!["--admin-token-file", blank.path()], "admin-token-file"),
+        (vec!["--admin-token-file="], "admin-token-file"),
+    ] {
+        let (origin, problem) = invalid(&args, &[]);
+        assert_eq!(origin, Origin::Flag(flag), "{args:?}");
+        assert!(problem.contains("admin token"), "{args:?}: {problem}");
+    }
+    let (origin, problem) = invalid(&[], &[("DFLOCKD_ADMIN_TOKEN", " ")]);
+    assert_eq!(origin, Origin::Env("DFLOCKD_ADMIN_TOKEN"));
+    assert!(problem.contains("without an admin token"), "{problem}");
+}
+
+#[test]
+fn an_admin_token_equal_to_the_auth_token_is_refused_without_showing_it() {
+    let file = TempFile::with(b"  same-secret \n");
+    for (args, env) in [
+        (
+            vec![
+                "--auth-token",
+                "same-secret",
+                "--admin-token",
+                " same-secret",
+            ],
+            vec![],
+        ),
+        (
+            vec!["--admin-token-file", file.path()],
+            vec![("DFLOCKD_AUTH_TOKEN", "same-secret")],
+        ),
+    ] {
+        let message = conflict(&args, &env);
+        assert!(message.contains("admin token"), "{message}");
+        assert!(!message.contains("same-secret"), "{message}");
+    }
+    let distinct = config(&["--auth-token", "a", "--admin-token", "b"], &[]);
+    assert_eq!(distinct.admin_token.as_ref().map(Secret::expose), Some("b"));
+    let debug = format!("{distinct:?}");
+    assert!(!debug.contains("\"b\""), "{debug}");
 }

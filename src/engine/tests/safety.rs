@@ -1,6 +1,9 @@
-//! Lock safety extensions: `check`/`scheck` answers around expiry and release.
+//! Lock safety extensions: `check`/`scheck` answers around expiry and release, `q`/`sq`,
+//! `--lock-delay`, and `evict`/`sevict` by an admin and by anyone else.
 
 use super::harness::{Harness, acquired, config, granted};
+use crate::engine::ClientId;
+use crate::protocol::Namespace::{Lock, Semaphore};
 use crate::protocol::Response;
 use crate::token::LeaseToken;
 
@@ -332,5 +335,177 @@ fn stats_shows_a_lock_delay_only_while_one_is_in_force() {
     h.at(1_400);
     granted(h.reply(b), 33);
     assert!(!h.stats().contains("lock_delay_ms"), "{}", h.stats());
+    h.finish();
+}
+
+/// A harness with one admin client (who has sent the admin token) and the clients asked for.
+fn with_admin(h: &mut Harness) -> ClientId {
+    let admin = h.client();
+    h.engine.grant_admin(admin);
+    admin
+}
+
+fn evicted(count: u64) -> Response {
+    Response::Evicted { count }
+}
+
+#[test]
+fn evicting_a_lock_holder_grants_the_next_waiter_and_kills_its_token() {
+    let mut h = Harness::with_defaults();
+    let admin = with_admin(&mut h);
+    let [a, b, c] = [h.client(), h.client(), h.client()];
+    let ta = granted(h.ask(a, "l", "k", "0 30"), 30);
+    h.block(b, "l", "k", "60 5");
+    h.block(c, "l", "k", "60 5");
+    h.at(1_000);
+
+    assert_eq!(h.ask(admin, "evict", "k", &ta.to_string()), evicted(1));
+    let tb = granted(h.reply(b), 5);
+    h.quiet(c);
+    // The evicted token is dead, as after an expiry.
+    assert_eq!(h.ask(a, "r", "k", &ta.to_string()), Response::Error);
+    assert_eq!(h.ask(a, "n", "k", &ta.to_string()), Response::Error);
+    assert_eq!(h.ask(a, "check", "k", &ta.to_string()), Response::Stale);
+    assert_eq!(h.ask(a, "check", "k", &fence_text(ta)), Response::Stale);
+    assert_eq!(
+        h.ask(a, "check", "k", &tb.to_string()),
+        checked(tb.fence, 5_000)
+    );
+    // Evicting it again matches nothing.
+    assert_eq!(h.ask(admin, "evict", "k", &ta.to_string()), evicted(0));
+    h.quiet(c);
+    assert_eq!(h.engine.metrics().ns(Lock).evictions_total(), 1);
+    assert_eq!(h.engine.metrics().ns(Lock).releases_total(), 0);
+    h.finish();
+}
+
+#[test]
+fn evicting_by_fence_ends_the_holder_with_that_fence() {
+    let mut h = Harness::with_defaults();
+    let admin = with_admin(&mut h);
+    let [a, b] = [h.client(), h.client()];
+    let ta = granted(h.ask(a, "sl", "pool", "0 2"), 33);
+    let tb = granted(h.ask(b, "sl", "pool", "0 2"), 33);
+    assert_eq!(h.ask(admin, "sevict", "pool", &fence_text(ta)), evicted(1));
+    assert_eq!(h.ask(a, "scheck", "pool", &ta.to_string()), Response::Stale);
+    assert_eq!(
+        h.ask(b, "sn", "pool", &tb.to_string()),
+        Response::Renewed { lease_s: 33 }
+    );
+    // The namespace and the key must match.
+    assert_eq!(h.ask(admin, "evict", "pool", &fence_text(tb)), evicted(0));
+    assert_eq!(h.ask(admin, "sevict", "other", &fence_text(tb)), evicted(0));
+    assert_eq!(h.ask(admin, "sevict", "nothing", "*"), evicted(0));
+    assert_eq!(h.ask(b, "sr", "pool", &tb.to_string()), Response::Ok);
+    h.finish();
+}
+
+#[test]
+fn evicting_every_holder_of_a_semaphore_grants_as_many_waiters_in_fifo_order() {
+    let mut h = Harness::with_defaults();
+    let admin = with_admin(&mut h);
+    let holders = [h.client(), h.client(), h.client()];
+    let waiters = [h.client(), h.client(), h.client(), h.client()];
+    let held: Vec<LeaseToken> = holders
+        .iter()
+        .map(|&c| granted(h.ask(c, "sl", "pool", "0 3 60"), 60))
+        .collect();
+    for &w in &waiters {
+        h.block(w, "sl", "pool", "60 3 10");
+    }
+    assert_eq!(h.ask(admin, "sevict", "pool", "*"), evicted(3));
+    // The first three waiters, in arrival order: fences grow with every grant.
+    let fences: Vec<u64> = waiters[..3]
+        .iter()
+        .map(|&w| granted(h.reply(w), 10).fence)
+        .collect();
+    assert!(fences.is_sorted(), "{fences:?}");
+    h.quiet(waiters[3]);
+    for (&c, token) in holders.iter().zip(&held) {
+        assert_eq!(h.ask(c, "sr", "pool", &token.to_string()), Response::Error);
+    }
+    assert_eq!(h.ask(admin, "sq", "pool", ""), queue_state(3, 3, 1, 0));
+    assert_eq!(h.engine.metrics().ns(Semaphore).evictions_total(), 3);
+    h.finish();
+}
+
+#[test]
+fn a_non_admin_evict_is_an_error_and_changes_nothing() {
+    let mut h = Harness::with_defaults();
+    let [a, b, other] = [h.client(), h.client(), h.client()];
+    let ta = granted(h.ask(a, "l", "k", "0 30"), 30);
+    h.block(b, "l", "k", "60");
+    let before = h.stats();
+    for arg in [ta.to_string(), fence_text(ta), "*".to_owned()] {
+        assert_eq!(h.ask(other, "evict", "k", &arg), Response::Error);
+        assert_eq!(h.ask(a, "evict", "k", &arg), Response::Error);
+    }
+    assert_eq!(h.stats(), before);
+    assert_eq!(h.engine.metrics().ns(Lock).evictions_total(), 0);
+    h.quiet(b);
+    assert_eq!(
+        h.ask(a, "check", "k", &ta.to_string()),
+        checked(ta.fence, 30_000)
+    );
+    assert_eq!(h.ask(a, "r", "k", &ta.to_string()), Response::Ok);
+    granted(h.reply(b), 33);
+    h.finish();
+}
+
+#[test]
+fn an_eviction_does_not_start_a_lock_delay() {
+    let mut h = with_lock_delay(250);
+    let admin = with_admin(&mut h);
+    let [a, b] = [h.client(), h.client()];
+    granted(h.ask(a, "l", "k", "0 30"), 30);
+    h.block(b, "l", "k", "10 5");
+    h.at(100);
+    assert_eq!(h.ask(admin, "evict", "k", "*"), evicted(1));
+    granted(h.reply(b), 5);
+    assert!(!h.stats().contains("lock_delay_ms"), "{}", h.stats());
+    h.finish();
+}
+
+#[test]
+fn a_holder_whose_lease_passed_is_an_expiry_not_an_eviction() {
+    let mut h = Harness::with_defaults();
+    let admin = with_admin(&mut h);
+    let a = h.client();
+    let ta = granted(h.ask(a, "l", "k", "0 1"), 1);
+    // Its timer has not run yet: the eviction finds it expired and does not count it.
+    h.skip_to(1_000);
+    assert_eq!(h.ask(admin, "evict", "k", &ta.to_string()), evicted(0));
+    let m = h.engine.metrics().ns(Lock);
+    assert_eq!((m.lease_expirations_total(), m.evictions_total()), (1, 0));
+    h.finish();
+}
+
+#[test]
+fn an_evicted_two_phase_grant_can_no_longer_be_collected() {
+    let mut h = Harness::with_defaults();
+    let admin = with_admin(&mut h);
+    let [a, b] = [h.client(), h.client()];
+    let ta = granted(h.ask(a, "l", "k", "0 30"), 30);
+    assert_eq!(h.ask(b, "e", "k", "20"), Response::Queued);
+    assert_eq!(h.ask(a, "r", "k", &ta.to_string()), Response::Ok);
+    // b was granted silently; the admin evicts everyone before b collects.
+    assert_eq!(h.ask(admin, "evict", "k", "*"), evicted(1));
+    assert_eq!(h.ask(b, "w", "k", "0"), Response::ErrorNotEnqueued);
+    h.finish();
+}
+
+#[test]
+fn the_first_waiter_may_queue_on_a_key_whose_only_slot_rests() {
+    let mut h = with_lock_delay(250);
+    let [a, b, observer] = [h.client(), h.client(), h.client()];
+    granted(h.ask(a, "l", "k", "0 1"), 1);
+    h.at(1_000);
+    // Nobody holds the key, yet it is taken: b is its first waiter, and it is contended.
+    h.block(b, "l", "k", "10 5");
+    assert_eq!(h.ask(observer, "q", "k", ""), queue_state(0, 1, 1, 0));
+    let contended = h.engine.contended(Lock, 10, h.now);
+    assert_eq!((contended.len(), contended[0].holder_serial), (1, 0));
+    h.at(1_250);
+    granted(h.reply(b), 5);
     h.finish();
 }

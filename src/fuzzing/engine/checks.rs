@@ -130,6 +130,7 @@ impl Harness {
                     limit,
                     since: now,
                     deadline,
+                    maybe_gone: false,
                 });
             }
             Request::Wait(_) => {
@@ -193,14 +194,12 @@ impl Harness {
                 }
                 self.unanswered_pushes = 0;
             }
-            Request::Stats
-            | Request::Ping
-            | Request::Auth(_)
-            | Request::Info
-            | Request::Check(_)
-            | Request::Queue(_) => {
+            Request::Stats | Request::Ping | Request::Auth(_) | Request::Info => {
                 unreachable!("not generated")
             }
+            Request::Check(check) => self.check_answered(check, response),
+            Request::Queue(_) => self.queue_answered(slot, op, response),
+            Request::Evict(_) => self.evict_answered(response),
         }
     }
 
@@ -315,10 +314,7 @@ impl Harness {
         // Whether the earlier two-phase state certainly still exists: a queued entry (or the
         // silent lease it became) lives at least `lease` past its enqueue.
         let certain = match (queued, holder) {
-            (Some(p), _) => {
-                let w = &self.model.queues[&resource][p];
-                w.since.plus_secs(w.lease_s) > now
-            }
+            (Some(p), _) => self.model.queues[&resource][p].certainly_exists(now),
             (None, Some(h)) => self.model.holders[h].certainly_live(now),
             (None, None) => false,
         };
@@ -360,6 +356,7 @@ impl Harness {
                     limit: op.limit,
                     since: now,
                     deadline: Millis::MAX,
+                    maybe_gone: false,
                 });
             }
             other => self.resource_refusal(op, other),
@@ -372,9 +369,9 @@ impl Harness {
             .model
             .position(resource, |w| w.client == client && w.two_phase)
         {
-            let (since, lease) = {
+            let (since, lease, maybe_gone) = {
                 let w = &self.model.queues[&resource][p];
-                (w.since, w.lease_s)
+                (w.since, w.lease_s, w.maybe_gone)
             };
             if response == Response::Timeout {
                 assert_eq!(op.timeout_s, 0, "immediate timeout with a wait time");
@@ -399,7 +396,7 @@ impl Harness {
                 }
                 Response::ErrorLeaseExpired | Response::ErrorNotEnqueued => {
                     assert!(
-                        since.plus_secs(lease) <= now,
+                        since.plus_secs(lease) <= now || maybe_gone,
                         "{response:?} before the lease could end"
                     );
                 }

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 
 use self::model::{Expiry, Holder, Model, Pending, serial_of};
 use self::ops::{CHANNELS, FAR_MS, Op, SLOTS, SMALL_STEPS_MS};
+use self::safety::EvictPlan;
 use crate::clock::Millis;
 use crate::engine::{ClientId, Engine, EngineConfig, Outbox, Outcome, Push};
 use crate::fuzzing::{Input, engine_config};
@@ -25,6 +26,7 @@ use crate::token::{LeaseToken, TokenIssuer};
 mod checks;
 mod model;
 mod ops;
+mod safety;
 
 /// An effect the engine produced.
 #[derive(Debug)]
@@ -119,6 +121,10 @@ struct Harness {
     /// Publishers of the `signal`s that wait behind or in a publish spanning calls, in the order
     /// they are answered; a publisher that left is never answered.
     publishes: VecDeque<ClientId>,
+    /// The slots whose current client was made an admin.
+    admins: [bool; SLOTS],
+    /// What the `evict` being applied is expected to do.
+    evict_plan: Option<EvictPlan>,
 }
 
 impl Harness {
@@ -135,6 +141,8 @@ impl Harness {
             model: Model::default(),
             unanswered_pushes: 0,
             publishes: VecDeque::new(),
+            admins: [false; SLOTS],
+            evict_plan: None,
             out: Recorder {
                 events: Vec::new(),
                 connected: [None; SLOTS],
@@ -156,6 +164,15 @@ impl Harness {
         id.generation += 1;
         self.engine.connect(*id, serial_of(*id));
         self.out.connected[slot] = Some(*id);
+        self.admins[slot] = false;
+    }
+
+    /// The client of `slot` sent the admin token: it may evict until it leaves.
+    fn make_admin(&mut self, slot: usize) {
+        if self.connected(slot) {
+            self.engine.grant_admin(self.ids[slot]);
+            self.admins[slot] = true;
+        }
     }
 
     fn disconnect(&mut self, slot: usize) {
@@ -210,6 +227,7 @@ impl Harness {
         }
         let client = self.ids[slot];
         let request = op.request();
+        self.evict_plan = self.plan_evict(slot, op);
         let outcome = self.engine.apply(self.now, client, &request, &mut self.out);
         let settled = self.settle(Call::Apply(client));
         match (outcome, settled.answer) {
@@ -370,7 +388,8 @@ impl Harness {
             200..=204 => self.now = self.now.plus_ms(input.number::<6>()),
             205..=224 => self.expire(input.flag()),
             225..=229 => self.cancel_waits(),
-            _ => self.out.room[slot] = u32::from(input.byte() % 4),
+            230..=249 => self.out.room[slot] = u32::from(input.byte() % 4),
+            _ => self.make_admin(slot),
         }
         self.check();
     }
@@ -402,8 +421,10 @@ impl Harness {
 }
 
 /// The `engine` target: several clients, arbitrary requests over a small vocabulary of keys,
-/// tokens (reusing tokens actually granted), patterns and channels, disconnects, shutdown
-/// cancels, and clock moves small and huge, with or without running the timers.
+/// tokens (reusing tokens actually granted, whole or as fences), patterns and channels,
+/// `check`/`scheck`, `q`/`sq` and `evict`/`sevict` (from clients made admins by the input, and
+/// from others), disconnects, shutdown cancels, and clock moves small and huge, with or without
+/// running the timers.
 ///
 /// Checks after every step: the engine's own invariants; every reply goes to a connected client
 /// with a request in progress, exactly once per request, and only a blocking `l`/`sl`/`w`/`sw`
@@ -414,11 +435,16 @@ impl Harness {
 /// answered at once (at least its pushes for one that spanned calls of `expire`, where departed
 /// subscribers are counted but sent nothing), which only go to clients with room. The signal
 /// budget is picked from the input (down to one unit), so `listen`, `unlisten` and `signal` also
-/// wait behind a publish in progress and are answered by `expire`. At the end every wait is answered once time passes, and after every
-/// client leaves and the clock moves far ahead the engine is empty.
+/// wait behind a publish in progress and are answered by `expire`. `check` reports a fence only
+/// for a lease the model knows may be live (never `stale` for a certainly live one); `q` stays
+/// within the model's bounds; an admin's `evict` ends the leases it names, counts them within the
+/// model's bounds and grants the freed capacity in FIFO order; anyone else's is `error` and
+/// leaves `stats` and every counter exactly as they were. At the end every wait is answered
+/// once time passes, and after every client leaves and the clock moves far ahead the engine is
+/// empty.
 pub fn engine(data: &[u8]) {
     let mut input = Input::new(data);
-    let mut harness = Harness::new(engine_config(&mut input));
+    let mut harness = Harness::new(engine_config(&mut input, false));
     // Small budgets make publishes span calls of `expire`, with requests arriving meanwhile.
     let budget = *input.pick(&[1, 4, 64, crate::budget::SIGNAL_BUDGET]);
     harness.engine.set_signal_budget(budget);

@@ -100,6 +100,18 @@ pub(super) struct Waiter {
     pub(super) since: Millis,
     /// When its blocked request times out.
     pub(super) deadline: Millis,
+    /// An admin evicted every holder of the resource while this two-phase waiter was queued
+    /// unblocked: it may have been granted silently before, and then evicted, so it may be
+    /// gone. Nothing certain is concluded from it any more.
+    pub(super) maybe_gone: bool,
+}
+
+impl Waiter {
+    /// Whether the engine certainly still has this entry, queued or granted silently: blocked
+    /// on, or a two-phase one whose silent lease (if any) cannot have ended yet.
+    pub(super) fn certainly_exists(&self, now: Millis) -> bool {
+        self.blocked || (!self.maybe_gone && self.since.plus_secs(self.lease_s) > now)
+    }
 }
 
 /// A client's request waiting in the engine.
@@ -169,7 +181,7 @@ impl Model {
                 },
                 token: None,
                 two_phase: true,
-                certain: true,
+                certain: !waiter.maybe_gone,
             });
         }
     }
@@ -207,11 +219,14 @@ impl Model {
 
     /// The limit of `resource` if it certainly exists: someone waits on it or certainly holds it.
     pub(super) fn certain_limit(&self, resource: Resource, now: Millis) -> Option<u64> {
-        let waiting = self.queues.get(&resource).into_iter().flatten().find(|w| {
-            // An unblocked two-phase waiter may have been granted silently, but then its lease
-            // runs at least until `since + lease`.
-            w.blocked || w.since.plus_secs(w.lease_s) > now
-        });
+        // An unblocked two-phase waiter may have been granted silently, but then its lease
+        // runs at least until `since + lease` (unless an eviction may have ended it).
+        let waiting = self
+            .queues
+            .get(&resource)
+            .into_iter()
+            .flatten()
+            .find(|w| w.certainly_exists(now));
         let holding = self
             .holders
             .iter()
@@ -233,6 +248,29 @@ impl Model {
                 (blocked, undecided + 1)
             }
         })
+    }
+
+    /// How many leases on `resource` the engine may hold at `now`: at least the certainly live
+    /// ones; at most every one the model has not forgotten (with `ended`, also those that have
+    /// certainly ended but whose timer may not have run) plus every unblocked two-phase waiter
+    /// (which may have been granted silently).
+    pub(super) fn resource_holder_bounds(
+        &self,
+        resource: Resource,
+        now: Millis,
+        ended: bool,
+    ) -> (u64, u64) {
+        let ours = || self.holders.iter().filter(|h| h.resource == resource);
+        let live = ours().filter(|h| h.certainly_live(now)).count() as u64;
+        let maybe = ours().filter(|h| ended || h.expiry.hi > now).count() as u64;
+        let undecided = self
+            .queues
+            .get(&resource)
+            .into_iter()
+            .flatten()
+            .filter(|w| !w.blocked)
+            .count() as u64;
+        (live, maybe + undecided)
     }
 
     /// How many leases on `key` (both namespaces) the engine may hold: at least the certainly

@@ -2,8 +2,12 @@
 
 use super::model::{Resource, TokenText};
 use crate::fuzzing::Input;
-use crate::protocol::request::{Acquire, Enqueue, Release, Renew, Signal, Subscription, Wait};
+use crate::protocol::request::{
+    Acquire, Check, CheckTarget, Enqueue, Evict, EvictTarget, Queue, Release, Renew, Signal,
+    Subscription, Wait,
+};
 use crate::protocol::{MAX_SECONDS, Namespace, Request};
+use crate::token::LeaseToken;
 
 pub(super) const SLOTS: usize = 4;
 pub(super) const KEYS: [&[u8]; 3] = [b"a", b"b", b"c"];
@@ -30,7 +34,8 @@ pub(super) struct Op {
     pub(super) limit: u64,
     pub(super) lease_s: Option<u64>,
     pub(super) token: Vec<u8>,
-    /// Picks the pattern of `listen`/`unlisten` and the channel of `signal`.
+    /// Picks the pattern of `listen`/`unlisten` and the channel of `signal`; whether `check`
+    /// and `evict` name a token or its fence (or everyone), and whether `sq` names a limit.
     pub(super) text: usize,
     pub(super) group: &'static [u8],
 }
@@ -40,7 +45,7 @@ impl Op {
     /// kind, namespace, key, timeout, limit, lease, token choice, unknown token, pattern or
     /// channel, group.
     pub(super) fn read(input: &mut Input<'_>, seen: &[TokenText]) -> Op {
-        let kind = input.byte() % 12;
+        let kind = input.byte() % 16;
         let ns = if input.flag() {
             Namespace::Semaphore
         } else {
@@ -119,10 +124,41 @@ impl Op {
                 pattern: PATTERNS[self.text % PATTERNS.len()],
                 group: self.group,
             }),
-            _ => Request::Signal(Signal {
+            10 | 11 => Request::Signal(Signal {
                 channel: CHANNELS[self.text % CHANNELS.len()],
                 payload: b"p",
             }),
+            12 => Request::Check(Check {
+                ns,
+                key,
+                target: self.holder(),
+            }),
+            13 => Request::Queue(Queue {
+                ns,
+                key,
+                limit: (ns == Namespace::Semaphore && self.text % 2 == 1).then_some(self.limit),
+            }),
+            _ => Request::Evict(Evict {
+                ns,
+                key,
+                target: match self.text % 3 {
+                    0 => EvictTarget::All,
+                    _ => EvictTarget::Holder(self.holder()),
+                },
+            }),
+        }
+    }
+
+    /// The token as `check` and `evict` name a holder: whole, or only its fence. A token that
+    /// does not parse stands for the all-zero one, which is never issued.
+    pub(super) fn holder(&self) -> CheckTarget {
+        let token = LeaseToken::parse(&self.token).unwrap_or(LeaseToken {
+            fence: 0,
+            random: 0,
+        });
+        match self.text % 2 {
+            0 => CheckTarget::Token(token),
+            _ => CheckTarget::Fence(token.fence),
         }
     }
 }

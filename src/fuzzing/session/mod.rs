@@ -36,6 +36,8 @@ use self::peer::{Peer, Rules};
 const PEERS: usize = 3;
 /// The shared secret when authentication is on.
 const SECRET: &[u8] = b"s3cret";
+/// The admin secret when an admin token is configured.
+const ADMIN_SECRET: &[u8] = b"adm1n";
 /// Further ahead than any deadline the vocabulary can set.
 const FAR_MS: u64 = 10_000_000_000_000_000;
 /// Busy turns in a row without progress after which the loop is declared stuck.
@@ -44,7 +46,7 @@ const QUIET_TURNS: usize = 64;
 /// than the requests any input can send).
 const SETTLE_TURNS: usize = 1 << 20;
 
-const COMMANDS: [&[u8]; 20] = [
+const COMMANDS: [&[u8]; 26] = [
     b"l",
     b"r",
     b"n",
@@ -61,13 +63,19 @@ const COMMANDS: [&[u8]; 20] = [
     b"listen",
     b"unlisten",
     b"signal",
+    b"check",
+    b"scheck",
+    b"q",
+    b"sq",
+    b"evict",
+    b"sevict",
     b"L",
     b"l ",
     b"",
     b"x",
 ];
 const KEYS: [&[u8]; 8] = [b"a", b"b", b"a.b", b"a.*", b"a.>", b">", b"k k", b""];
-const FIELDS: [&[u8]; 14] = [
+const FIELDS: [&[u8]; 16] = [
     b"0",
     b"1",
     b"2",
@@ -82,6 +90,8 @@ const FIELDS: [&[u8]; 14] = [
     b"p",
     b"hello world",
     SECRET,
+    ADMIN_SECRET,
+    b"*",
 ];
 const ENDINGS: [&[u8]; 3] = [b"\n", b"\r\n", b"\r\r\n"];
 const SEPARATORS: [&[u8]; 3] = [b" ", b"\t", b"  "];
@@ -118,7 +128,7 @@ fn slot_of(peers: &[Option<Peer>; PEERS], id: ClientId) -> Option<usize> {
 
 impl World {
     fn new(input: &mut Input<'_>) -> World {
-        let config = engine_config(input);
+        let config = engine_config(input, true);
         let soft_output = *input.pick(&[1, 64, 4096, 262_144]);
         let hard_output = soft_output + *input.pick(&[0, 40, 65_537]);
         let limits = SessionLimits {
@@ -132,17 +142,20 @@ impl World {
             write_timeout_ms: 0,
             tls_handshake_timeout_ms: 0,
         };
-        let auth = input.flag();
+        // One byte: bit 0 turns authentication on, bit 1 configures an admin token.
+        let secrets = input.byte();
+        let (auth, admin) = (secrets & 1 == 1, secrets & 2 == 2);
         let read_timeout_ms = limits.read_timeout_ms;
         let mut engine = Engine::new(config.clone(), TokenIssuer::deterministic(0x5e55));
         // Small budgets make publishes span turns, with requests of others arriving meanwhile.
         engine.set_signal_budget(*input.pick(&[1, 3, 16, crate::budget::SIGNAL_BUDGET]));
         World {
-            dispatcher: Dispatcher::new(engine, limits, auth.then_some(SECRET)),
+            dispatcher: World::dispatcher(engine, limits, auth, admin),
             peers: [None, None, None],
             rules: Rules {
                 config,
                 auth,
+                admin,
                 draining: false,
             },
             read_timeout_ms,
@@ -151,6 +164,20 @@ impl World {
             to_flush: Vec::new(),
             tokens: Vec::new(),
         }
+    }
+
+    fn dispatcher(
+        engine: Engine,
+        limits: SessionLimits,
+        auth: bool,
+        admin: bool,
+    ) -> Dispatcher<MemoryStream> {
+        let mut dispatcher = Dispatcher::new(engine, limits, auth.then_some(SECRET));
+        if admin {
+            let distinct = dispatcher.replace_secrets(None, Some(ADMIN_SECRET));
+            assert!(distinct.is_ok(), "the two secrets differ");
+        }
+        dispatcher
     }
 
     fn connect(&mut self, slot: usize) {
@@ -444,7 +471,10 @@ impl World {
                 self.tokens.push(text);
             }
             match peer.unanswered.pop_front() {
-                Some(frame) => self.rules.check_answer(&frame, peer.answered, reply),
+                Some(frame) => {
+                    self.rules
+                        .check_answer(&frame, peer.answered, reply, &mut peer.admin)
+                }
                 None => {
                     // An over-long line or an expired read deadline: `error` (`error_auth`
                     // before authentication), then the connection closes.
@@ -465,8 +495,10 @@ impl World {
         }
     }
 
-    /// The per-connection properties, after every operation.
+    /// The per-connection properties, after every operation, and the engine's invariants (with
+    /// `--lock-delay` on: a slot in its delay counts as taken, so nothing is granted meanwhile).
     fn check(&mut self) {
+        self.dispatcher.engine.check_invariants();
         let owned: usize = self
             .dispatcher
             .connections()
@@ -647,7 +679,9 @@ impl World {
             "connections left after every peer left: {:?}",
             conns.iter().map(|c| c.phase()).collect::<Vec<_>>()
         );
-        for _ in 0..2 {
+        // Three jumps: a lease that runs out in the first starts its lock-delay from then, the
+        // delay ends in the second and arms the idle GC, which collects the key in the third.
+        for _ in 0..3 {
             self.now = self.now.plus_ms(FAR_MS);
             while self.dispatcher.start_turn(self.now) {}
         }
@@ -663,18 +697,23 @@ impl World {
 
 /// The `session` target: three peers talk to the request path over the loop's turn structure.
 ///
-/// Input: engine configuration, session limits (soft and hard output caps from 1 byte up, so
-/// backpressure and slow consumers are reachable), authentication on or off, then operations:
+/// Input: engine configuration (`--lock-delay` on or off), session limits (soft and hard output
+/// caps from 1 byte up, so backpressure and slow consumers are reachable), authentication and an
+/// admin token each on or off, then operations:
 /// connect, compose requests (protocol words, random bytes, CRLF variants, lines at and past the
 /// limits, harvested tokens), hand composed bytes to the kernel in arbitrary pieces, half-close,
 /// set how much the peer reads, reset, begin the drain, and run a loop turn (sleeping if idle).
 ///
 /// Checks after every operation: each response line is well formed and a valid answer to the
-/// request it pairs with in order (lease echoes, authentication, drain), at most one closing
+/// request it pairs with in order (lease echoes, authentication with either secret, an `auth`
+/// with the admin token making a peer an admin, `evict` answered `error` on any other peer and
+/// with a count on an admin, `check` reporting only the fence it was asked about, drain), at
+/// most one closing
 /// `error` answers no request; `sig` pushes are well formed; responses equal the requests
 /// processed minus the one waiting; input within its cap; output within its cap but for one
-/// line; closes finish. At the end every peer leaves, no connection is left, and the engine is
-/// empty once the clock is far ahead.
+/// line; closes finish; the engine's invariants, among them that no grant happens while a
+/// lock-delay is in force. At the end every peer leaves, no connection is left, and the engine
+/// is empty once the clock is far ahead.
 pub fn session(data: &[u8]) {
     let mut input = Input::new(data);
     let mut world = World::new(&mut input);

@@ -34,6 +34,8 @@ pub(super) struct Peer {
     /// that answered no request.
     pub(super) answered: usize,
     pub(super) terminal: bool,
+    /// The peer sent the admin token and was answered `ok`: it may evict.
+    pub(super) admin: bool,
 }
 
 impl Peer {
@@ -56,6 +58,7 @@ impl Peer {
             processed_count: 0,
             answered: 0,
             terminal: false,
+            admin: false,
         }
     }
 
@@ -101,13 +104,22 @@ impl Peer {
 pub(super) struct Rules {
     pub(super) config: EngineConfig,
     pub(super) auth: bool,
+    /// An admin token is configured.
+    pub(super) admin: bool,
     pub(super) draining: bool,
 }
 
 impl Rules {
     /// Panics unless `reply` is a valid answer to the request framed as `frame`, the
-    /// `index`-th request of its connection.
-    pub(super) fn check_answer(&self, frame: &[Vec<u8>; 3], index: usize, reply: Reply) {
+    /// `index`-th request of its connection; `admin` is whether the connection is an admin,
+    /// which an `auth` with the admin token makes it.
+    pub(super) fn check_answer(
+        &self,
+        frame: &[Vec<u8>; 3],
+        index: usize,
+        reply: Reply,
+        admin: &mut bool,
+    ) {
         let shown = || {
             let text: Vec<String> = frame
                 .iter()
@@ -129,19 +141,36 @@ impl Rules {
             arg: &frame[2],
         };
         let parsed = parse(&framed);
+        let offered = match parsed {
+            Ok(Request::Auth(Auth { token })) => Some(token),
+            _ => None,
+        };
+        let admin_token = self.admin && offered == Some(ADMIN_SECRET);
         if self.auth && index == 0 {
-            let authenticated =
-                matches!(parsed, Ok(Request::Auth(Auth { token })) if token == SECRET);
+            let authenticated = offered == Some(SECRET) || admin_token;
             let expected = if authenticated {
                 Reply::Ok
             } else {
                 Reply::Bare(Response::ErrorAuth)
             };
             assert_eq!(reply, expected, "authentication: {}", shown());
+            *admin = admin_token;
+            return;
+        }
+        if offered.is_some() {
+            // Past the handshake only the admin token is accepted, once (spec §7.9 otherwise).
+            let expected = if admin_token && !*admin {
+                Reply::Ok
+            } else {
+                Reply::Bare(Response::Error)
+            };
+            assert_eq!(reply, expected, "auth after the handshake: {}", shown());
+            *admin |= admin_token;
             return;
         }
         let valid = match parsed {
             Err(_) => reply == Reply::Bare(Response::Error),
+            Ok(Request::Evict(_)) if !*admin => reply == Reply::Bare(Response::Error),
             Ok(request) => self.fits(&request, reply),
         };
         assert!(valid, "invalid response: {}", shown());
@@ -197,6 +226,8 @@ impl Rules {
                 },
                 other => other == Reply::Bare(R::Stale),
             },
+            // An admin's (any other is answered `error`, before this).
+            Request::Evict(_) => matches!(reply, Reply::Number(_)),
             Request::Queue(_) => match reply {
                 Reply::Queue([holders, limit, waiters, position]) => {
                     holders <= limit.max(1) && position <= waiters

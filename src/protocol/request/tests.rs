@@ -143,6 +143,34 @@ fn accepted_requests() {
                 target: CheckTarget::Fence(255),
             }),
         ),
+        // evict / sevict: `*`, a token or a fence, trimmed.
+        (
+            b"evict\nk\n * \n",
+            Request::Evict(Evict {
+                ns: Lock,
+                key: b"k",
+                target: EvictTarget::All,
+            }),
+        ),
+        (
+            b"sevict\npool\n00000000000000ff\n",
+            Request::Evict(Evict {
+                ns: Semaphore,
+                key: b"pool",
+                target: EvictTarget::Holder(CheckTarget::Fence(255)),
+            }),
+        ),
+        (
+            b"evict\nk\n0123456789abcdeffedcba9876543210\n",
+            Request::Evict(Evict {
+                ns: Lock,
+                key: b"k",
+                target: EvictTarget::Holder(CheckTarget::Token(LeaseToken {
+                    fence: 0x0123_4567_89ab_cdef,
+                    random: 0xfedc_ba98_7654_3210,
+                })),
+            }),
+        ),
         // q ignores its arg line; sq takes an optional limit.
         (
             b"q\nk\nanything at all\n",
@@ -293,6 +321,12 @@ fn rejected_requests_and_their_codes() {
         (b"check\nk\n00000000000000001\n", 8),
         (b"check\nk\n0000000000000001 0000000000000001\n", 8),
         (b"check\nk\n0123456789ABCDEFfedcba9876543210\n", 8),
+        // evict / sevict: the key (5), an empty arg (7), or neither `*`, a token nor a fence (8).
+        (b"evict\n\n*\n", 5),
+        (b"evict\nk\n\n", 7),
+        (b"sevict\nk\n**\n", 8),
+        (b"evict\nk\n* 0000000000000001\n", 8),
+        (b"evict\nk\nall\n", 8),
         // sq: the optional limit's syntax (4), then its range (13).
         (b"q\n\n\n", 5),
         (b"sq\nk\n1 2\n", 4),

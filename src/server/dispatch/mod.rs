@@ -117,6 +117,9 @@ pub struct Dispatcher<T> {
     pub(super) conns: Connections<T>,
     /// The shared secret, if authentication is on.
     auth_token: Option<Box<[u8]>>,
+    /// The secret whose `auth` makes a connection an admin, if one is configured; never equal
+    /// to `auth_token`.
+    admin_token: Option<Box<[u8]>>,
     /// Log each connection's open and close at info level (`--log-connections`).
     pub(super) log_connections: bool,
     /// The start of the current turn: for durations in log lines, where no `now` is passed.
@@ -196,6 +199,7 @@ impl<T: Stream> Dispatcher<T> {
             engine,
             conns: Connections::new(),
             auth_token: auth_token.map(Box::from),
+            admin_token: None,
             log_connections: false,
             turn_started: Millis::ZERO,
             unix_peer_auth: false,
@@ -229,10 +233,23 @@ impl<T: Stream> Dispatcher<T> {
         }
     }
 
-    /// Replaces the shared secret that later `auth` requests must carry (SIGHUP); connections
-    /// that authenticated stay so.
-    pub fn set_auth_token(&mut self, token: &[u8]) {
-        self.auth_token = Some(Box::from(token));
+    /// Replaces the secrets later `auth` requests are compared with (at start-up for the admin
+    /// token, on SIGHUP for both); `None` keeps a secret as it is. Connections that
+    /// authenticated, or became admins, stay so. A pair in which the admin token would equal the
+    /// auth token is refused, and neither changes.
+    pub fn replace_secrets(
+        &mut self,
+        auth: Option<&[u8]>,
+        admin: Option<&[u8]>,
+    ) -> Result<(), &'static str> {
+        let auth = auth.or(self.auth_token.as_deref());
+        let admin = admin.or(self.admin_token.as_deref());
+        if auth.is_some() && auth == admin {
+            return Err(crate::config::SAME_SECRETS);
+        }
+        self.auth_token = auth.map(Box::from);
+        self.admin_token = admin.map(Box::from);
+        Ok(())
     }
 
     /// The limits in force.
@@ -662,8 +679,7 @@ impl<T: Stream> Dispatcher<T> {
             Request::Stats => self.start_stats(id, now),
             Request::Info => self.info(id, now),
             Request::Ping => self.answer(id, now, Response::Ok),
-            // Not configured, or already authenticated: `auth` is not an operation (spec §7.9).
-            Request::Auth(_) => self.answer(id, now, Response::Error),
+            Request::Auth(request::Auth { token }) => self.authenticate_admin(id, now, token),
             _ => {
                 let (engine, mut router) =
                     split(&mut self.engine, &mut self.queues, &mut self.conns, now);
@@ -692,15 +708,51 @@ impl<T: Stream> Dispatcher<T> {
             _ => b"",
         };
         let expected = self.auth_token.as_deref().unwrap_or_default();
-        let matches = bool::from(offered.ct_eq(expected)) && matches!(parsed, Ok(Request::Auth(_)));
-        if matches {
+        // Both comparisons always run, so timing does not tell which secret matched.
+        let user = bool::from(offered.ct_eq(expected));
+        let admin = self.is_admin_token(offered);
+        if matches!(parsed, Ok(Request::Auth(_))) && (user | admin) {
             if let Some(conn) = self.conns.get(id) {
                 conn.auth = AuthState::Open;
+            }
+            if admin {
+                self.engine.grant_admin(id);
             }
             self.answer(id, now, Response::Ok);
         } else {
             self.fail_auth(id, now);
         }
+    }
+
+    /// `auth` on a connection past the handshake (or on a server without an auth token): the
+    /// admin token makes it an admin (`ok`). Anything else keeps the 1.x answer, `error` with
+    /// the connection left open (spec §7.9), so nothing changes for 1.x clients; a wrong token
+    /// while an admin token is configured is logged, since it may be someone guessing it.
+    fn authenticate_admin(&mut self, id: ClientId, now: Millis, offered: &[u8]) {
+        let admin = self.is_admin_token(offered);
+        if admin && !self.engine.is_admin(id) {
+            self.engine.grant_admin(id);
+            self.answer(id, now, Response::Ok);
+            return;
+        }
+        if !admin && self.admin_token.is_some() {
+            if let Some(conn) = self.conns.get_ref(id) {
+                if let Some(suppressed) = self.queues.warnings.admit(WarnKind::AuthFailure, now) {
+                    warn!(
+                        "conn {} {}: admin authentication failed{suppressed}",
+                        conn.serial, conn.peer
+                    );
+                }
+            }
+        }
+        self.answer(id, now, Response::Error);
+    }
+
+    /// Whether `offered` is the admin token, compared in constant time.
+    fn is_admin_token(&self, offered: &[u8]) -> bool {
+        self.admin_token
+            .as_deref()
+            .is_some_and(|admin| bool::from(offered.ct_eq(admin)))
     }
 
     fn fail_auth(&mut self, id: ClientId, now: Millis) {
