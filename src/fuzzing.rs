@@ -115,6 +115,7 @@ fn engine_config(input: &mut Input<'_>) -> EngineConfig {
         auto_release_on_disconnect: flags & 1 == 0,
         // The engine model grants freed capacity at once; it does not know lock-delay.
         lock_delay_ms: 0,
+        lock_events: flags & 2 != 0,
     }
 }
 
