@@ -26,16 +26,6 @@ impl From<LeaseEnd> for LockEvent {
     }
 }
 
-/// A lease an event is about.
-#[derive(Clone, Copy)]
-pub(super) struct LeaseFacts {
-    pub(super) resource: u32,
-    pub(super) fence: u64,
-    pub(super) owner: Owner,
-    /// When it was asked for (for `granted`) or granted (for the events that end it).
-    pub(super) since: Millis,
-}
-
 /// Who is being talked about and what to say about them, before it is written out.
 struct Facts {
     resource: u32,
@@ -56,27 +46,55 @@ impl Engine {
         self.signals.has_reserved_patterns()
     }
 
-    /// Publishes `event` about `lease`: `granted`, or the event of how it ended.
+    /// Publishes `granted` for `lease`, just granted, which was asked for at `asked_at`.
     #[cold]
     #[inline(never)]
-    pub(super) fn lease_event(
+    pub(super) fn grant_event(
         &mut self,
         now: Millis,
-        event: LockEvent,
-        lease: LeaseFacts,
+        lease: u32,
+        asked_at: Millis,
         out: &mut impl Outbox,
     ) {
-        let took = now.since(lease.since);
-        let granted = event == LockEvent::Granted;
         let facts = Facts {
-            resource: lease.resource,
-            fence: Some(lease.fence),
-            conn: lease.owner.serial,
-            client: lease.owner.client,
-            waited_ms: granted.then_some(took),
-            held_ms: (!granted).then_some(took),
+            waited_ms: Some(now.since(asked_at)),
+            ..self.lease_facts(lease)
         };
-        self.publish_event(event, facts, out);
+        self.publish_event(LockEvent::Granted, facts, out);
+    }
+
+    /// Publishes how `lease` ends (`released`, `expired`, ...), just before it does: its queue
+    /// is as the end finds it, before the freed capacity is granted.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn lease_end_event(
+        &mut self,
+        now: Millis,
+        lease: u32,
+        end: LeaseEnd,
+        out: &mut impl Outbox,
+    ) {
+        let l = &self.leases[lease as usize];
+        let granted = self.metrics.granted_at(l.granted, l.token.fence);
+        let facts = Facts {
+            held_ms: Some(now.since(granted)),
+            ..self.lease_facts(lease)
+        };
+        self.publish_event(end.into(), facts, out);
+    }
+
+    /// What every event about `lease` says.
+    fn lease_facts(&self, lease: u32) -> Facts {
+        let l = &self.leases[lease as usize];
+        let Owner { client, serial } = l.owner;
+        Facts {
+            resource: l.resource,
+            fence: Some(l.token.fence),
+            conn: serial,
+            client,
+            waited_ms: None,
+            held_ms: None,
+        }
     }
 
     /// Publishes `event` (`queued` or `timeout`) about `client`'s wait for `resource`, which

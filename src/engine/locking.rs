@@ -5,7 +5,6 @@
 //! alike. The invariant every operation preserves: a resource with waiters has no free capacity
 //! (freed capacity is granted to the head of the queue at once).
 
-use super::events::LeaseFacts;
 use super::keyspace::KeyError;
 use super::list::{Link, List};
 use super::metrics::LeaseEnd;
@@ -512,14 +511,7 @@ impl Engine {
         }
         self.keys.touch(resource, now);
         if self.events_wanted() {
-            let owner = self.leases[lease as usize].owner;
-            let facts = LeaseFacts {
-                resource,
-                fence: token.fence,
-                owner,
-                since: enqueued_at,
-            };
-            self.lease_event(now, LockEvent::Granted, facts, out);
+            self.grant_event(now, lease, enqueued_at, out);
         }
         lease
     }
@@ -536,6 +528,9 @@ impl Engine {
     /// Ends a holder (release, expiry, renew of an expired lease, disconnect) and passes the freed
     /// capacity to the queue.
     fn end_lease(&mut self, now: Millis, lease: u32, end: LeaseEnd, out: &mut impl Outbox) {
+        if self.events_wanted() {
+            self.lease_end_event(now, lease, end, out);
+        }
         let resource = self.leases[lease as usize].resource;
         let r = &mut self.keys.resources[resource as usize];
         r.holders.remove(&mut self.leases, lease, holder_link);
@@ -560,15 +555,6 @@ impl Engine {
         });
         if l.two_phase {
             self.two_phase.remove(&(owner, resource));
-        }
-        if self.events_wanted() {
-            let facts = LeaseFacts {
-                resource,
-                fence: l.token.fence,
-                owner: l.owner,
-                since: self.metrics.granted_at(l.granted, l.token.fence),
-            };
-            self.lease_event(now, end.into(), facts, out);
         }
         if end != LeaseEnd::Release && self.config.lock_delay_ms > 0 {
             self.start_lock_delay(now, resource);

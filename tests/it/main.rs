@@ -9,6 +9,7 @@ mod config;
 mod deploy;
 mod dflockctl;
 mod disconnect;
+mod events;
 mod fuzz_replay;
 mod hostile;
 mod http_endpoint;

@@ -34,6 +34,9 @@ pub(super) struct Peer {
     /// that answered no request.
     pub(super) answered: usize,
     pub(super) terminal: bool,
+    /// Whether a `listen` for a pattern starting with `$` was sent: only such a pattern may
+    /// receive a lock event.
+    pub(super) reserved_listener: bool,
 }
 
 impl Peer {
@@ -56,6 +59,7 @@ impl Peer {
             processed_count: 0,
             answered: 0,
             terminal: false,
+            reserved_listener: false,
         }
     }
 
@@ -69,6 +73,9 @@ impl Peer {
         while !self.framing_over {
             match naive_frame(&self.delivered[self.framed..]) {
                 Naive::Frame { frame, consumed } => {
+                    if let Ok(Request::Listen(sub)) = parse(&frame) {
+                        self.reserved_listener |= is_reserved_channel(sub.pattern);
+                    }
                     self.unanswered.push_back([
                         frame.cmd.to_vec(),
                         frame.key.to_vec(),
@@ -188,6 +195,11 @@ impl Rules {
             Request::Auth(_) => reply == Reply::Bare(R::Error),
             Request::Listen(_) | Request::Unlisten(_) => {
                 matches!(reply, Reply::Ok | Reply::Bare(R::Error))
+            }
+            Request::Signal(signal)
+                if self.config.lock_events && is_reserved_channel(signal.channel) =>
+            {
+                reply == Reply::Bare(R::Error)
             }
             Request::Signal(_) => matches!(reply, Reply::Number(_)),
             Request::Check(check) => match reply {
