@@ -79,6 +79,18 @@ pub fn namespace_token(ns: Namespace) -> &'static str {
     }
 }
 
+/// The namespace and event of an event channel (`$lock.granted.jobs`, `$sem.timeout`), or
+/// `None` if `channel` is not one.
+pub fn parse_event_channel(channel: &str) -> Option<(Namespace, LockEvent)> {
+    let mut tokens = channel.splitn(3, '.');
+    let ns = match tokens.next()? {
+        "$lock" => Namespace::Lock,
+        "$sem" => Namespace::Semaphore,
+        _ => return None,
+    };
+    Some((ns, LockEvent::from_name(tokens.next()?)?))
+}
+
 /// Whether `channel` is reserved for the server's events: its first token starts with `$`.
 pub fn is_reserved_channel(channel: &[u8]) -> bool {
     channel.first() == Some(&RESERVED_MARK)
@@ -179,6 +191,18 @@ mod tests {
         assert!(is_reserved_channel(b"$lock.granted.k"));
         assert!(is_reserved_channel(b"$"));
         assert!(!is_reserved_channel(b"a.$lock"));
+        let parsed = |channel| parse_event_channel(channel);
+        assert_eq!(
+            parsed("$lock.granted.a.b"),
+            Some((Namespace::Lock, LockEvent::Granted))
+        );
+        assert_eq!(
+            parsed("$sem.timeout"),
+            Some((Namespace::Semaphore, LockEvent::Timeout))
+        );
+        for other in ["$lock", "$lock.lost.k", "lock.granted.k", "$semx.granted"] {
+            assert_eq!(parsed(other), None, "{other}");
+        }
     }
 
     #[test]

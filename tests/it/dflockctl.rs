@@ -739,3 +739,48 @@ fn top_shows_servers_side_by_side_with_rates_and_contended_keys() {
         "the live server is still shown: {text}"
     );
 }
+
+#[test]
+fn events_prints_lock_events_as_they_happen() {
+    let server = TestServer::start(&["--lock-events"]);
+    let mut text = listen_in_background(&server, &["events", "--count", "3"], "$sem.>");
+    let mut json = listen_in_background(
+        &server,
+        &["events", "--json", "--count", "1", "$lock.released.>"],
+        "$lock.released.>",
+    );
+    let client = Client::new([server.addr.to_string()]).expect("valid");
+    let guard = client.lock("jobs").acquire(PROMPTLY).expect("lock");
+    let fence = format!("{:016x}", guard.fence());
+    guard.release().expect("release");
+    let slot = client.semaphore("pool", 2).acquire(PROMPTLY).expect("slot");
+    drop(slot);
+
+    assert_eq!(wait_code(&mut text, PROMPTLY), Some(0), "exits after 3");
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut text.stdout.take().expect("piped"), &mut printed)
+        .expect("read events output");
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 3, "{printed}");
+    assert!(
+        lines[0].starts_with(&format!("granted lock jobs fence={fence} conn=")),
+        "{printed}"
+    );
+    assert!(lines[0].ends_with(" waited_ms=0 waiters=0"), "{printed}");
+    assert!(
+        lines[1].starts_with(&format!("released lock jobs fence={fence} ")),
+        "{printed}"
+    );
+    assert!(lines[1].contains(" held_ms="), "{printed}");
+    assert!(lines[2].starts_with("granted semaphore pool "), "{printed}");
+
+    assert_eq!(wait_code(&mut json, PROMPTLY), Some(0), "exits after 1");
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut json.stdout.take().expect("piped"), &mut printed)
+        .expect("read events output");
+    let event: serde_json::Value = serde_json::from_str(printed.trim_end()).expect("one JSON line");
+    assert_eq!(event["event"], "released");
+    assert_eq!(event["ns"], "lock");
+    assert_eq!(event["key"], "jobs");
+    assert_eq!(event["fence"], fence.as_str());
+}

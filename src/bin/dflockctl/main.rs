@@ -17,11 +17,13 @@ use dflockd::client::{Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, Error
 use dflockd::config;
 use dflockd::protocol::MAX_SECONDS;
 
+use crate::events::events;
 use crate::inspect::{ping, stats};
 use crate::run::{RunArgs, run};
 use crate::signals::{emit, listen};
 use crate::top::top;
 
+mod events;
 mod inspect;
 mod run;
 mod signals;
@@ -249,6 +251,25 @@ enum Cmd {
               value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
     },
+    /// Print lock and semaphore events as they happen, from the first server, until the
+    /// connection ends (or --count events arrived). Needs a server started with --lock-events.
+    ///
+    /// One line per event: "EVENT NS KEY field=value...", for example "granted lock jobs
+    /// fence=18ebc16ce40e4eb1 conn=7 waited_ms=0 waiters=0". Events are granted, released,
+    /// expired, disconnected, evicted, queued and timeout; the fields are those of the event's
+    /// JSON payload (see the README).
+    Events {
+        /// Event channels or patterns to follow (`$lock.expired.>`, `$sem.*.pool`). Default:
+        /// every event, `$lock.>` and `$sem.>`.
+        patterns: Vec<String>,
+        /// Print each event as one JSON object: its payload plus "event" and "ns".
+        #[arg(long)]
+        json: bool,
+        /// Exit (0) after printing this many events.
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+    },
     /// Check that every server answers, printing the round-trip time.
     Ping,
     /// A live view of every server, side by side, redrawn each interval: rates of grants,
@@ -329,6 +350,11 @@ fn main() -> ExitCode {
             group,
             count,
         } => client().and_then(|client| listen(&client, &patterns, group.as_deref(), count)),
+        Cmd::Events {
+            patterns,
+            json,
+            count,
+        } => client().and_then(|client| events(&client, &patterns, json, count)),
         Cmd::Ping => client().and_then(|client| ping(&client)),
         Cmd::Top {
             once,
