@@ -238,6 +238,50 @@ fn run_stops_the_command_when_the_lock_is_lost() {
 }
 
 #[test]
+fn run_stops_the_command_as_soon_as_the_server_reports_the_lease_expired() {
+    let server = TestServer::start(&["--lock-events"]);
+    let dir = TempDir::new();
+    let (token_file, marker) = (dir.path("token"), dir.path("terminated"));
+    let script = format!(
+        "echo $DFLOCKD_LOCK_TOKEN > {token_file}; \
+         trap 'echo term > {marker}; kill $!; exit 0' TERM; sleep 60 & wait"
+    );
+    let mut child = dflockctl(&server.addr.to_string())
+        .args(["run", "--lease", "30", "k", "sh", "-c", &script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dflockctl");
+    wait_until("the command runs and the guard listens", PROMPTLY, || {
+        let listening = server.stats()["signal_channels"]
+            .as_array()
+            .is_some_and(|channels| channels.len() == 2);
+        listening && lines(&token_file).len() == 1
+    });
+    // Let the shell install its trap, then cut the lease to a second from another connection:
+    // dflockctl's own renewal is 15 s away, and its clock still says the lease runs for 30.
+    thread::sleep(Duration::from_millis(300));
+    let token =
+        dflockd::token::LeaseToken::parse(lines(&token_file)[0].as_bytes()).expect("a token");
+    let cut = Instant::now();
+    Client::new([server.addr.to_string()])
+        .expect("valid")
+        .connect(0)
+        .expect("connect")
+        .renew(dflockd::client::Kind::Lock, "k", &token, Some(1))
+        .expect("renew");
+    assert_eq!(wait_code(&mut child, Duration::from_secs(10)), Some(76));
+    let took = cut.elapsed();
+    assert!(took < Duration::from_secs(3), "stopped after {took:?}");
+    assert_eq!(lines(&marker), ["term"]);
+    let mut message = String::new();
+    let stderr = child.stderr.take().expect("piped");
+    for line in BufReader::new(stderr).lines() {
+        message.push_str(&line.expect("stderr line"));
+    }
+    assert!(message.contains("the lease expired"), "{message}");
+}
+
+#[test]
 fn stats_emit_listen_and_ping() {
     let server = TestServer::start(&[]);
     let addr = server.addr.to_string();

@@ -214,7 +214,8 @@ enum Cmd {
     /// the command while renewing the lease in the background, releases when the command
     /// exits, and exits with the command's status. The command gets DFLOCKD_LOCK_KEY,
     /// DFLOCKD_LOCK_TOKEN, DFLOCKD_LOCK_FENCE (decimal) and DFLOCKD_LOCK_LEASE (seconds) in its
-    /// environment. If the lock is lost while the command runs (renewal refused, server gone),
+    /// environment. If the lock is lost while the command runs (renewal refused, server gone,
+    /// or the lease expired or was evicted as a server with --lock-events reports at once),
     /// the command gets SIGTERM, then SIGKILL after --grace seconds, and dflockctl exits with
     /// 76. SIGTERM and SIGHUP sent to dflockctl are passed on to the command; Ctrl-C reaches the
     /// command from the terminal, and dflockctl waits for it to exit before releasing.
