@@ -50,6 +50,13 @@ pub const EXPIRE_BUDGET: usize = 1024;
 /// publish that does not fit continues next turn while its publisher waits.
 pub const SIGNAL_BUDGET: u64 = 8_192;
 
+/// Signal operations waiting behind a publish at which lock events (`--lock-events`) are
+/// dropped, and counted, rather than queued. Requests that queue there have a client waiting
+/// for each, but events have no publisher to hold back, and a busy server with many event
+/// subscribers could make them faster than a turn's [`SIGNAL_BUDGET`] delivers them. About
+/// 300 bytes each while they wait: 5 MB at most.
+pub const EVENT_BACKLOG: usize = 16_384;
+
 /// Table slots a step of a `stats` listing looks at: about 40 KB of JSON, a fraction of a
 /// millisecond.
 pub const STATS_STEP: usize = 1024;

@@ -121,6 +121,7 @@ fn engine_config(input: &mut Input<'_>, lock_delay: bool) -> EngineConfig {
             (true, 2) => 1,
             (true, _) => 700,
         },
+        lock_events: flags & 8 != 0,
     }
 }
 

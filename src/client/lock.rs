@@ -6,9 +6,11 @@
 //! of the lease (0.5 by default, up to 10 % earlier at random so many holders do not renew in
 //! step), resetting the lease to its full length each time. The holder is told of a loss when a
 //! renewal is refused, when the lease runs out without one, or when the connection ends (the
-//! pump is always reading, so a server that closes the connection is noticed at once). This
-//! module decides *when* to renew and what counts as lost; the wire exchanges live in the conn
-//! module.
+//! pump is always reading, so a server that closes the connection is noticed at once). With
+//! [`Lock::watch_events`], a server running with `--lock-events` also tells it: the guard's
+//! connection listens to the `expired` and `evicted` events of its key, and the event naming
+//! its fence is the loss, the moment the server decides it. This module decides *when* to renew
+//! and what counts as lost; the wire exchanges live in the conn module.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -21,6 +23,9 @@ use super::conn::{self, Connection, Grant, parse_renewed, renew_request, token_t
 use super::error::{Error, Result};
 use super::session::{Hooks, Link, Session};
 use super::{Client, Kind, Signal};
+use crate::protocol::Request;
+use crate::protocol::events::{EventPayload, LockEvent, event_channel, parse_event_channel};
+use crate::protocol::request::Subscription;
 use crate::token::{LeaseToken, TOKEN_LEN};
 
 /// Renewal at half the lease unless told otherwise.
@@ -33,8 +38,11 @@ const RENEW_JITTER: f64 = 0.1;
 pub enum Loss {
     /// The server refused a renewal: the lease had expired, or someone released the token.
     Refused,
-    /// The lease ran out without a renewal (renewal off, or no answer in time).
+    /// The lease ran out without a renewal (renewal off, or no answer in time), by the local
+    /// clock or by the server's `expired` event ([`Lock::watch_events`]).
     Expired,
+    /// The server took the lease away (its `evicted` event, [`Lock::watch_events`]).
+    Evicted,
     /// The connection ended (the text says how); with auto-release on, as servers run by
     /// default, the server released the lock when it noticed.
     Disconnected(String),
@@ -45,6 +53,7 @@ impl fmt::Display for Loss {
         match self {
             Loss::Refused => f.write_str("the server refused to renew the lease"),
             Loss::Expired => f.write_str("the lease expired without renewal"),
+            Loss::Evicted => f.write_str("the server evicted the holder"),
             Loss::Disconnected(why) => write!(f, "the connection ended: {why}"),
         }
     }
@@ -59,6 +68,8 @@ struct Resource {
     lease_s: Option<u64>,
     /// Fraction of the lease after which to renew; `None`: no background renewal.
     renew_at: Option<f64>,
+    /// Whether the guard listens to the server's lock events about its lease.
+    watch_events: bool,
 }
 
 impl Resource {
@@ -69,6 +80,7 @@ impl Resource {
             key: key.to_owned(),
             lease_s: None,
             renew_at: Some(DEFAULT_RENEW_AT),
+            watch_events: false,
         }
     }
 
@@ -127,6 +139,17 @@ macro_rules! acquire_methods {
         /// up to 10 % earlier at random.
         pub fn renew_at(mut self, fraction: f64) -> Self {
             self.0.renew_at = Some(fraction);
+            self
+        }
+
+        /// Also learns of a lost grant from the server's lock events (servers started with
+        /// `--lock-events`): the guard's connection listens to the `expired` and `evicted`
+        /// events of the key, and one naming the guard's fence is reported as
+        /// [`Loss::Expired`] or [`Loss::Evicted`] as soon as it arrives, instead of at the next
+        /// renewal. A server without lock events sends none, and losses are found by renewal
+        /// as usual; the two subscriptions count against the server's subscription limits.
+        pub fn watch_events(mut self) -> Self {
+            self.0.watch_events = true;
             self
         }
 
@@ -293,8 +316,14 @@ impl Guard {
             kind: resource.kind,
             key: resource.key.clone(),
             token: token_text(&grant.token),
+            fence: grant.fence(),
             lease_s: resource.lease_s,
             renew_at: resource.renew_at,
+            events: if resource.watch_events {
+                Watch::Wanted(Instant::now())
+            } else {
+                Watch::Off
+            },
         };
         let options = resource.client.options();
         let session = Session::start(conn, options.io_timeout, options.heartbeat, keeper)?;
@@ -476,14 +505,71 @@ fn unit_random() -> f64 {
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Where a guard's subscription to the lock events of its lease stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watch {
+    /// Not asked for ([`Lock::watch_events`]).
+    Off,
+    /// Asked for at this time; the pump sends the `listen`s at its first tick, before any
+    /// renewal.
+    Wanted(Instant),
+    /// Sent; this many answers are still to come, before any renewal's.
+    Listening(usize),
+}
+
+/// The events that tell a holder its lease is gone.
+const LOSS_EVENTS: [LockEvent; 2] = [LockEvent::Expired, LockEvent::Evicted];
+
 /// The session hooks of a guard: renewal and loss detection, on the pump thread.
 struct Keeper {
     state: Arc<Mutex<Holding>>,
     kind: Kind,
     key: String,
     token: [u8; TOKEN_LEN],
+    fence: u64,
     lease_s: Option<u64>,
     renew_at: Option<f64>,
+    events: Watch,
+}
+
+impl Keeper {
+    /// Listens to the loss events of the key on the guard's own connection. Their answers come
+    /// before any renewal's, since renewals are only sent from later ticks.
+    fn listen_to_events(&mut self, link: &Link) {
+        let mut sent = 0;
+        for event in LOSS_EVENTS {
+            let mut channel = Vec::new();
+            event_channel(
+                self.kind.namespace(),
+                event,
+                self.key.as_bytes(),
+                &mut channel,
+            );
+            let request = Request::Listen(Subscription {
+                pattern: &channel,
+                group: b"",
+            });
+            // A failed send shuts the connection down, and `closed` then reports the loss.
+            if link.send(&request).is_ok() {
+                sent += 1;
+            }
+        }
+        self.events = Watch::Listening(sent);
+    }
+
+    /// The loss a pushed signal reports, if it is a loss event about this guard's lease.
+    fn loss_in(&self, signal: &Signal) -> Option<Loss> {
+        let (ns, event) = parse_event_channel(&signal.channel)?;
+        let payload: EventPayload<'_> = serde_json::from_str(&signal.payload).ok()?;
+        let ours = ns == self.kind.namespace()
+            && payload.key == self.key.as_str()
+            && payload.fence_value() == Some(self.fence);
+        match event {
+            LockEvent::Expired if ours => Some(Loss::Expired),
+            LockEvent::Evicted if ours => Some(Loss::Evicted),
+            _ => None,
+        }
+    }
 }
 
 impl Hooks for Keeper {
@@ -492,6 +578,9 @@ impl Hooks for Keeper {
         if state.loss.is_some() || state.released {
             return None;
         }
+        if let Watch::Wanted(since) = self.events {
+            return Some(since);
+        }
         match (state.renewing_since, state.next_renewal) {
             (None, Some(next)) => Some(next.min(state.expires)),
             _ => Some(state.expires),
@@ -499,6 +588,9 @@ impl Hooks for Keeper {
     }
 
     fn tick(&mut self, now: Instant, link: &Link) {
+        if let Watch::Wanted(_) = self.events {
+            self.listen_to_events(link);
+        }
         {
             let mut state = lock(&self.state);
             if state.loss.is_some() || state.released {
@@ -524,6 +616,11 @@ impl Hooks for Keeper {
     }
 
     fn reply(&mut self, line: &str) {
+        if let Watch::Listening(due @ 1..) = self.events {
+            // A refused `listen` (a subscription limit) leaves renewal to find losses.
+            self.events = Watch::Listening(due - 1);
+            return;
+        }
         let mut state = lock(&self.state);
         let Some(sent) = state.renewing_since.take() else {
             return;
@@ -534,8 +631,11 @@ impl Hooks for Keeper {
         }
     }
 
-    fn push(&mut self, _signal: Signal) {
-        // A holder's connection never subscribes; a stray push carries nothing for it.
+    fn push(&mut self, signal: Signal) {
+        // The only subscriptions of a holder's connection are its loss events.
+        if let Some(loss) = self.loss_in(&signal) {
+            lock(&self.state).lose(loss);
+        }
     }
 
     fn closed(&mut self, why: &str) {

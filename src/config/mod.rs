@@ -71,6 +71,9 @@ pub struct Config {
     /// How long a slot lost uncleanly (lease expiry, release by disconnect) stays ungranted, in
     /// milliseconds; 0 = off.
     pub lock_delay_ms: u64,
+    /// Whether lock and semaphore events are published on the reserved `$lock.`/`$sem.` signal
+    /// channels (which clients may then not publish on).
+    pub lock_events: bool,
     /// Cap on signal subscriptions per connection; 0 = unlimited.
     pub max_subscriptions: u64,
     /// Most bytes of patterns and group names one connection may subscribe to; 0 = unlimited.

@@ -143,6 +143,7 @@ impl Resolver<'_> {
             max_connections_per_ip: self.get(&MAX_CONNECTIONS_PER_IP, count(0))?,
             max_waiters: self.get(&MAX_WAITERS, count(0))?,
             lock_delay_ms: self.get(&LOCK_DELAY, millis(0))?,
+            lock_events: self.get(&LOCK_EVENTS, parse_bool)?,
             max_subscriptions: self.get(&MAX_SUBSCRIPTIONS, count(0))?,
             max_subscription_bytes: self.get(&MAX_SUBSCRIPTION_BYTES, count(0))?,
             max_total_subscriptions: self.get(&MAX_TOTAL_SUBSCRIPTIONS, count(0))?,

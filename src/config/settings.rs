@@ -237,6 +237,13 @@ pub(super) const LOCK_DELAY: Setting = Setting::value(
     Some("0"),
     "After a holder is lost uncleanly (lease expiry, disconnect), its slot is not granted again for MS milliseconds; 0 = off",
 );
+pub(super) const LOCK_EVENTS: Setting = Setting::switch(
+    "lock-events",
+    "no-lock-events",
+    "DFLOCKD_LOCK_EVENTS",
+    "false",
+    "Publish lock and semaphore events (granted, released, expired, ...) on the reserved signal channels $lock.<event>.<key> and $sem.<event>.<key>; clients may then not signal on $ channels, and patterns starting with a wildcard do not match them",
+);
 pub(super) const MAX_SUBSCRIPTIONS: Setting = Setting::value(
     "max-subscriptions",
     "DFLOCKD_MAX_SUBSCRIPTIONS",
@@ -439,6 +446,7 @@ pub(super) const SETTINGS: &[&Setting] = &[
     &MAX_CONNECTIONS_PER_IP,
     &MAX_WAITERS,
     &LOCK_DELAY,
+    &LOCK_EVENTS,
     &MAX_SUBSCRIPTIONS,
     &MAX_SUBSCRIPTION_BYTES,
     &MAX_TOTAL_SUBSCRIPTIONS,

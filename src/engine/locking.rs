@@ -10,6 +10,7 @@ use super::list::{Link, List};
 use super::metrics::LeaseEnd;
 use super::{ClientId, Due, Engine, Lease, LockDelay, Outbox, Outcome, Owner, TwoPhase, Waiter};
 use crate::clock::Millis;
+use crate::protocol::events::LockEvent;
 use crate::protocol::request::{Acquire, Enqueue, Release, Renew, Wait};
 use crate::protocol::{Namespace, Response};
 use crate::timer::TimerId;
@@ -70,7 +71,7 @@ impl Engine {
             Err(response) => return self.answer(client, response, out),
         };
         let response = if self.can_grant_now(resource) {
-            let lease = self.new_lease(now, resource, client, lease_s, false, now);
+            let lease = self.new_lease(now, resource, client, lease_s, false, now, out);
             Response::Granted {
                 token: self.leases[lease as usize].token,
                 lease_s,
@@ -80,11 +81,14 @@ impl Engine {
         } else if timeout_s == 0 {
             // A try-lock never jumps the queue: it would have joined at the tail, so it fails.
             self.metrics.ns_mut(ns).count_timeout();
+            if self.events_wanted() {
+                self.wait_event(now, LockEvent::Timeout, resource, client, now, out);
+            }
             Response::Timeout
         } else {
             let deadline = now.plus_secs(timeout_s);
             let mode = WaitMode::Blocking { deadline };
-            self.add_waiter(now, resource, client, lease_s, mode);
+            self.add_waiter(now, resource, client, lease_s, mode, out);
             self.settle(now, resource);
             return Outcome::Waiting;
         };
@@ -166,7 +170,7 @@ impl Engine {
             Err(response) => return self.answer(client, response, out),
         };
         let response = if self.can_grant_now(resource) {
-            let lease = self.new_lease(now, resource, client, lease_s, true, now);
+            let lease = self.new_lease(now, resource, client, lease_s, true, now, out);
             self.two_phase
                 .insert((client, resource), TwoPhase::Granted { lease, lease_s });
             Response::Acquired {
@@ -176,7 +180,8 @@ impl Engine {
         } else if self.queue_is_full(resource) {
             Response::ErrorMaxWaiters
         } else {
-            let waiter = self.add_waiter(now, resource, client, lease_s, WaitMode::TwoPhase);
+            let mode = WaitMode::TwoPhase;
+            let waiter = self.add_waiter(now, resource, client, lease_s, mode, out);
             self.two_phase
                 .insert((client, resource), TwoPhase::Queued(waiter));
             Response::Queued
@@ -223,8 +228,7 @@ impl Engine {
                 }
             }
             Some(TwoPhase::Queued(waiter)) if timeout_s == 0 => {
-                self.remove_waiter(now, waiter);
-                self.metrics.ns_mut(ns).count_timeout();
+                self.time_out(now, waiter, out);
                 Response::Timeout
             }
             Some(TwoPhase::Queued(waiter)) => {
@@ -313,12 +317,22 @@ impl Engine {
         let resource = self.waiters[waiter as usize].resource;
         self.evict_expired_holders(now, resource, out);
         if is_current(self) {
-            let client = self.waiters[waiter as usize].client;
-            self.remove_waiter(now, waiter);
-            let ns = self.keys.resources[resource as usize].ns();
-            self.metrics.ns_mut(ns).count_timeout();
+            let client = self.time_out(now, waiter, out);
             out.reply(client, Response::Timeout);
         }
+    }
+
+    /// Takes a waiter whose wait ran out out of its queue, counting the timeout; returns its
+    /// client, whose request the caller answers `timeout`.
+    fn time_out(&mut self, now: Millis, waiter: u32, out: &mut impl Outbox) -> ClientId {
+        let w = self.remove_waiter(now, waiter);
+        let ns = self.keys.resources[w.resource as usize].ns();
+        self.metrics.ns_mut(ns).count_timeout();
+        if self.events_wanted() {
+            let event = LockEvent::Timeout;
+            self.wait_event(now, event, w.resource, w.client, w.enqueued_at, out);
+        }
+        w.client
     }
 
     /// Drops every waiter of a departing client.
@@ -448,6 +462,7 @@ impl Engine {
 
     /// Creates a holder of `resource` for `owner`, with its expiry timer. `enqueued_at` is when
     /// the grant was asked for: `now` for a grant at once, else when the waiter joined the queue.
+    #[allow(clippy::too_many_arguments)] // each is a fact of the grant; a struct would only rename them
     fn new_lease(
         &mut self,
         now: Millis,
@@ -456,6 +471,7 @@ impl Engine {
         lease_s: u64,
         two_phase: bool,
         enqueued_at: Millis,
+        out: &mut impl Outbox,
     ) -> u32 {
         let token = self.tokens.issue();
         let ns = self.keys.resources[resource as usize].ns();
@@ -494,6 +510,9 @@ impl Engine {
             debug_assert!(false, "lease granted to unknown client {owner:?}");
         }
         self.keys.touch(resource, now);
+        if self.events_wanted() {
+            self.grant_event(now, lease, enqueued_at, out);
+        }
         lease
     }
 
@@ -515,6 +534,9 @@ impl Engine {
         end: LeaseEnd,
         out: &mut impl Outbox,
     ) {
+        if self.events_wanted() {
+            self.lease_end_event(now, lease, end, out);
+        }
         let resource = self.leases[lease as usize].resource;
         let r = &mut self.keys.resources[resource as usize];
         r.holders.remove(&mut self.leases, lease, holder_link);
@@ -558,8 +580,15 @@ impl Engine {
             };
             let w = self.unlink_waiter(waiter);
             let collected = w.two_phase && !w.answer_on_grant;
-            let lease =
-                self.new_lease(now, resource, w.client, w.lease_s, collected, w.enqueued_at);
+            let lease = self.new_lease(
+                now,
+                resource,
+                w.client,
+                w.lease_s,
+                collected,
+                w.enqueued_at,
+                out,
+            );
             if w.two_phase {
                 if collected {
                     let lease_s = w.lease_s;
@@ -590,6 +619,7 @@ impl Engine {
         client: ClientId,
         lease_s: u64,
         mode: WaitMode,
+        out: &mut impl Outbox,
     ) -> u32 {
         let waiter = self.waiters.insert(Waiter {
             resource,
@@ -617,6 +647,9 @@ impl Engine {
         }
         if let WaitMode::Blocking { deadline } = mode {
             self.block_on(waiter, deadline);
+        }
+        if self.events_wanted() {
+            self.wait_event(now, LockEvent::Queued, resource, client, now, out);
         }
         waiter
     }
@@ -659,8 +692,8 @@ impl Engine {
     }
 
     /// Removes a waiter that will not be granted (timeout, cancel, disconnect) along with its
-    /// two-phase state.
-    pub(super) fn remove_waiter(&mut self, now: Millis, waiter: u32) {
+    /// two-phase state, and returns it.
+    pub(super) fn remove_waiter(&mut self, now: Millis, waiter: u32) -> Waiter {
         let w = self.unlink_waiter(waiter);
         if w.two_phase {
             self.two_phase.remove(&(w.client, w.resource));
@@ -672,6 +705,7 @@ impl Engine {
         );
         self.keys.touch(w.resource, now);
         self.settle(now, w.resource);
+        w
     }
 
     /// Evicts holders of `resource` whose lease has passed but whose timer has not been handled

@@ -93,6 +93,7 @@ pub struct EngineMetrics {
     namespaces: [NsMetrics; 2],
     signals_published: u64,
     signal_deliveries: u64,
+    lock_events_dropped: u64,
     /// Recovers the grant time of a lease from its fence and low bits; see [`GrantStamp`].
     grant_epochs: GrantEpochs,
 }
@@ -111,6 +112,21 @@ impl EngineMetrics {
     /// Signal pushes handed to subscribers' outputs.
     pub fn signal_deliveries_total(&self) -> u64 {
         self.signal_deliveries
+    }
+
+    /// Lock events dropped because too many signal operations were waiting
+    /// ([`EVENT_BACKLOG`](crate::budget::EVENT_BACKLOG)).
+    pub fn lock_events_dropped_total(&self) -> u64 {
+        self.lock_events_dropped
+    }
+
+    pub(super) fn count_dropped_event(&mut self) {
+        self.lock_events_dropped += 1;
+    }
+
+    /// When the lease with `stamp` and `fence` was granted.
+    pub(super) fn granted_at(&self, stamp: GrantStamp, fence: u64) -> Millis {
+        self.grant_epochs.granted_at(stamp, fence)
     }
 
     pub(super) fn ns_mut(&mut self, ns: Namespace) -> &mut NsMetrics {

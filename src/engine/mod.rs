@@ -12,6 +12,7 @@
 //! wait for and subscribe to (and, with auto-release, everything they hold).
 
 mod clients;
+mod events;
 mod fences;
 mod idle;
 mod invariants;
@@ -81,6 +82,9 @@ pub struct EngineConfig {
     /// How long a slot lost uncleanly (lease expiry, release by disconnect) stays ungranted, in
     /// milliseconds; 0 = off (`--lock-delay`).
     pub lock_delay_ms: u64,
+    /// Whether lock and semaphore changes are published on reserved `$lock.`/`$sem.` channels,
+    /// with the `$` rule in force (`--lock-events`).
+    pub lock_events: bool,
 }
 
 impl Default for EngineConfig {
@@ -95,6 +99,7 @@ impl Default for EngineConfig {
             gc_max_idle_ms: 60_000,
             auto_release_on_disconnect: true,
             lock_delay_ms: 0,
+            lock_events: false,
         }
     }
 }
@@ -252,6 +257,11 @@ impl Engine {
     /// An empty engine.
     pub fn new(config: EngineConfig, tokens: TokenIssuer) -> Engine {
         debug_assert!(config.gc_interval_ms > 0, "gc interval must be positive");
+        let signals = if config.lock_events {
+            SignalIndex::with_dollar_rule()
+        } else {
+            SignalIndex::default()
+        };
         Engine {
             config,
             tokens,
@@ -265,7 +275,7 @@ impl Engine {
             disconnect_budget: EXPIRE_BUDGET,
             timers: TimerWheel::new(),
             gc_timer: None,
-            signals: SignalIndex::default(),
+            signals,
             signal_work: SignalWork::default(),
             line_gauge: LineGauge::default(),
             scratch: Vec::new(),

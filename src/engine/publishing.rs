@@ -9,7 +9,8 @@
 //! once the publish completes: each publish sees exactly the subscriptions it would have seen had it
 //! run in one go at the moment it arrived, and signals reach every subscriber in the order they were
 //! accepted. The requester of a queued operation waits for its answer. Departed subscribers' entries
-//! are reclaimed with the units left over.
+//! are reclaimed with the units left over. Lock events (`events.rs`) are publishes without a
+//! publisher and take their turn in the same queue.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -18,13 +19,14 @@ use super::signal::{self, ClientSubscriptions, ListenOutcome, UnlistenOutcome};
 use super::{ClientId, Engine, Outbox, Outcome};
 use crate::budget::SIGNAL_BUDGET;
 use crate::protocol::Response;
+use crate::protocol::events::is_reserved_channel;
 use crate::protocol::request::{Signal, Subscription};
 
 /// A signal operation waiting for the publish in progress.
 #[derive(Debug)]
 pub(super) enum SignalOp {
     Publish {
-        /// Who waits for `ok <count>`; `None` once that client has left.
+        /// Who waits for `ok <count>`; `None` once that client has left, and for a lock event.
         client: Option<ClientId>,
         line: PushLine,
     },
@@ -51,7 +53,7 @@ pub(super) enum Change {
 /// The publish in progress: who asked and what its copies carry.
 #[derive(Debug)]
 struct Current {
-    /// Who waits for `ok <count>`; `None` once that client has left.
+    /// Who waits for `ok <count>`; `None` once that client has left, and for a lock event.
     publisher: Option<ClientId>,
     line: PushLine,
 }
@@ -157,7 +159,8 @@ impl Engine {
     }
 
     /// `signal`: publishes now if the index is free and this turn's units suffice; otherwise the
-    /// publisher waits for its count.
+    /// publisher waits for its count. With lock events on, reserved channels (`$...`) are the
+    /// server's own: publishing on one is `error`.
     pub(super) fn signal(
         &mut self,
         client: ClientId,
@@ -165,27 +168,54 @@ impl Engine {
         out: &mut impl Outbox,
     ) -> Outcome {
         let Signal { channel, payload } = cmd;
+        if self.config.lock_events && is_reserved_channel(channel) {
+            out.reply(client, Response::Error);
+            return Outcome::Answered;
+        }
         self.metrics.count_publish();
+        match self.publish(Some(client), channel, payload, out) {
+            Some(count) => {
+                out.reply(client, Response::Delivered { count });
+                Outcome::Answered
+            }
+            None => Outcome::Waiting,
+        }
+    }
+
+    /// Publishes `payload` on `channel`: now if the index is free, returning the delivery count
+    /// if this turn's units suffice; otherwise it continues (or waits its turn) in later calls of
+    /// [`Engine::expire`], which answer `publisher` (none for a lock event) with the count.
+    pub(super) fn publish(
+        &mut self,
+        publisher: Option<ClientId>,
+        channel: &[u8],
+        payload: &[u8],
+        out: &mut impl Outbox,
+    ) -> Option<u64> {
         let push = Push::new(channel, payload, &self.line_gauge);
         let work = &mut self.signal_work;
         if work.busy() {
             work.queue.push_back(SignalOp::Publish {
-                client: Some(client),
+                client: publisher,
                 line: push.into_line(),
             });
-            return Outcome::Waiting;
+            return None;
         }
         self.signals.begin_publish(channel);
         let delivered = self.metrics.deliveries_mut();
         if let Some(count) = continue_publish(&mut self.signals, work, &push, delivered, out) {
-            out.reply(client, Response::Delivered { count });
-            return Outcome::Answered;
+            return Some(count);
         }
         self.signal_work.current = Some(Current {
-            publisher: Some(client),
+            publisher,
             line: push.into_line(),
         });
-        Outcome::Waiting
+        None
+    }
+
+    /// Signal operations waiting behind the publish in progress.
+    pub(super) fn signal_work_backlog(&self) -> usize {
+        self.signal_work.queue.len()
     }
 
     /// Takes a departing client's subscriptions out of the index, or queues that behind the

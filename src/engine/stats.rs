@@ -143,7 +143,7 @@ struct ChannelEntry<'a> {
 }
 
 /// Keys are raw bytes; JSON wants text. Invalid UTF-8 becomes U+FFFD (spec §10).
-fn text(bytes: &[u8]) -> Cow<'_, str> {
+pub(super) fn text(bytes: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(bytes)
 }
 

@@ -1,5 +1,6 @@
 //! The `subject` target: the [`SignalIndex`] against a model built on the naive matcher
-//! [`pattern_matches`] and a restatement of the pattern rules of spec §13.2.
+//! [`pattern_matches_with_rule`] and a restatement of the pattern rules of spec §13.2, with or
+//! without the `$` rule of lock events.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,15 +8,17 @@ use super::Input;
 use crate::engine::ClientId;
 use crate::engine::signal::{
     ChannelCursor, ClientSubscriptions, DeliverySink, ListenOutcome, SignalIndex,
-    SubscriptionLimits, UnlistenOutcome, pattern_matches,
+    SubscriptionLimits, UnlistenOutcome, pattern_matches_with_rule,
 };
+use crate::protocol::events::is_reserved_channel;
 
 /// Clients taking part; each slot gets a new generation whenever its client leaves.
 const CLIENTS: usize = 5;
-/// Pattern tokens: literals, the empty token, both wildcards and two invalid mixtures.
-const PATTERN_TOKENS: [&[u8]; 8] = [b"a", b"b", b"", b"*", b">", b"a*", b"ab", b"b>"];
+/// Pattern tokens: literals, the empty token, both wildcards, two invalid mixtures and a
+/// reserved token (first in a channel, it makes the channel one the `$` rule guards).
+const PATTERN_TOKENS: [&[u8]; 9] = [b"a", b"b", b"", b"*", b">", b"a*", b"ab", b"b>", b"$a"];
 /// Channel tokens: the literals above (channels never hold wildcards).
-const CHANNEL_TOKENS: [&[u8]; 4] = [b"a", b"b", b"", b"ab"];
+const CHANNEL_TOKENS: [&[u8]; 5] = [b"a", b"b", b"", b"ab", b"$a"];
 const GROUPS: [&[u8]; 3] = [b"", b"g", b"h"];
 
 /// A (pattern, group) pair; an empty group means not grouped.
@@ -33,6 +36,8 @@ struct Model {
     subscriptions: BTreeMap<ClientId, BTreeSet<Subscription>>,
     groups: BTreeMap<Subscription, Group>,
     limits: SubscriptionLimits,
+    /// Whether the `$` rule is in force.
+    dollar_rule: bool,
 }
 
 /// Spec §13.2: a token holding `*` must be `*`, one holding `>` must be `>` and come last.
@@ -165,6 +170,9 @@ impl Model {
     /// turns.
     fn publish(&mut self, channel: &[u8], room: &[bool; CLIENTS]) -> Expected {
         let has_room = |client: &ClientId| room[client.index as usize];
+        let rule = self.dollar_rule;
+        let pattern_matches =
+            |pattern: &[u8], channel| pattern_matches_with_rule(pattern, channel, rule);
         let mut expected = Expected {
             copies: BTreeMap::new(),
             must_evict: BTreeSet::new(),
@@ -287,6 +295,20 @@ fn publish(input: &mut Input<'_>, index: &mut SignalIndex, model: &mut Model, sl
 fn check(index: &SignalIndex, model: &Model, slots: &[Slot]) {
     index.check_invariants();
     assert_eq!(index.len(), model.total(), "subscription total");
+    // Some subscribed pattern can reach a reserved channel exactly when the rule is in force
+    // and a pattern starting with `$` is subscribed (counting departed ones not yet reclaimed).
+    let reserved = model
+        .subscriptions
+        .values()
+        .flatten()
+        .any(|(pattern, _)| is_reserved_channel(pattern));
+    if !index.has_departed() {
+        assert_eq!(
+            index.has_reserved_patterns(),
+            model.dollar_rule && reserved,
+            "reserved patterns"
+        );
+    }
     for slot in slots {
         assert_eq!(
             index.subscription_count(&slot.handle),
@@ -329,7 +351,7 @@ fn check(index: &SignalIndex, model: &Model, slots: &[Slot]) {
 
 /// The `subject` target: subscribe, unsubscribe, leave and publish in arbitrary order.
 ///
-/// Input: the subscription cap, then operations on five clients over a small vocabulary of
+/// Input: whether the `$` rule is in force, the subscription cap, then operations on five clients over a small vocabulary of
 /// tokens (so patterns overlap), with a per-publish mask of clients whose buffers are full and a
 /// number of units per slice of the publish. Departed clients' entries are reclaimed when the
 /// input says, a few units at a time, so publishes meet departed clients not yet reclaimed.
@@ -338,12 +360,19 @@ fn check(index: &SignalIndex, model: &Model, slots: &[Slot]) {
 /// and one copy per matching queue group to the first member with room in round-robin order from
 /// the group's turn; the count equals the copies; slow non-grouped subscribers and one member of
 /// each all-full group are evicted, nobody else, nobody twice and nobody offered anything after;
-/// the index's own invariants, counts and `stats` lines. At the end every client leaves and the
-/// index must be empty.
+/// the index's own invariants, counts and `stats` lines. Under the `$` rule a pattern starting
+/// with a wildcard must never receive a channel starting with `$` (the model's matcher says so
+/// independently of the index's). At the end every client leaves and the index must be empty.
 pub fn subject(data: &[u8]) {
     let mut input = Input::new(data);
-    let mut index = SignalIndex::new();
+    let dollar_rule = input.flag();
+    let mut index = if dollar_rule {
+        SignalIndex::with_dollar_rule()
+    } else {
+        SignalIndex::new()
+    };
     let mut model = Model {
+        dollar_rule,
         limits: SubscriptionLimits {
             per_client: *input.pick(&[0, 1, 2, 4]),
             bytes_per_client: *input.pick(&[0, 0, 3, 8]),

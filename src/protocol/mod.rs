@@ -4,12 +4,14 @@
 //!   scans (spec §2).
 //! - [`request`] turns a frame into a typed [`Request`], validating every field once (spec §3, §7).
 //! - [`response`] turns a [`Response`] or a signal push into bytes. Every wire string lives there.
+//! - [`events`] names the reserved channels and payload of lock events (`--lock-events`).
 //! - The command table ([`request::Command`]: names, namespaces, arg line limits) is read by both
 //!   framing and parsing, so neither depends on the other.
 //!
 //! Nothing here touches sockets or the clock.
 
 mod command;
+pub mod events;
 pub mod frame;
 pub mod request;
 pub mod response;

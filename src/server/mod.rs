@@ -788,5 +788,6 @@ fn engine_config(config: &Config) -> EngineConfig {
         gc_max_idle_ms: config.gc_max_idle_s.saturating_mul(1000),
         auto_release_on_disconnect: config.auto_release_on_disconnect,
         lock_delay_ms: config.lock_delay_ms,
+        lock_events: config.lock_events,
     }
 }

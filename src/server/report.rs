@@ -357,6 +357,13 @@ impl<T> Sources<'_, T> {
         );
         metrics::write_single(
             out,
+            "dflockd_lock_events_dropped_total",
+            Kind::Counter,
+            "Lock events dropped because too many signal operations were waiting.",
+            &m.lock_events_dropped_total(),
+        );
+        metrics::write_single(
+            out,
             "dflockd_http_requests_total",
             Kind::Counter,
             "Requests the monitoring endpoint answered.",

@@ -221,6 +221,102 @@ fn without_renewal_the_lease_expires_and_the_holder_is_told() {
     assert!(next.fence() > guard.fence());
 }
 
+/// Shortens the lease of `token` on `key` to one second from now, from another connection (any
+/// connection may renew a token): the holder's own renewal is then many seconds away.
+fn cut_lease(client: &Client, kind: Kind, key: &str, token: &dflockd::token::LeaseToken) {
+    let renewed = client
+        .connect(0)
+        .expect("connect")
+        .renew(kind, key, token, Some(1))
+        .expect("renew");
+    assert_eq!(renewed, 1);
+}
+
+#[test]
+fn a_guard_watching_events_learns_of_an_expiry_as_the_server_decides_it() {
+    let server = TestServer::start(&["--lock-events"]);
+    let client = client(&server);
+    let watching = client
+        .lock("k")
+        .lease(30)
+        .watch_events()
+        .acquire(Duration::ZERO)
+        .expect("acquire");
+    let slot = client
+        .semaphore("pool", 2)
+        .lease(30)
+        .watch_events()
+        .acquire(Duration::ZERO)
+        .expect("acquire a slot");
+    // Another holder of the same pool is not concerned by the first slot's events.
+    let other_slot = client
+        .semaphore("pool", 2)
+        .lease(30)
+        .watch_events()
+        .acquire(Duration::ZERO)
+        .expect("acquire a second slot");
+    wait_until("both guards listen", PROMPTLY, || {
+        server.stats()["signal_channels"]
+            .as_array()
+            .is_some_and(|channels| channels.len() == 4)
+    });
+    let (lost, lost_slot) = (watching.loss_channel(), slot.loss_channel());
+    let cut = Instant::now();
+    cut_lease(&client, Kind::Lock, "k", &watching.token());
+    cut_lease(&client, Kind::Semaphore { limit: 2 }, "pool", &slot.token());
+    assert_eq!(lost.recv_timeout(PROMPTLY), Ok(Loss::Expired));
+    assert_eq!(lost_slot.recv_timeout(PROMPTLY), Ok(Loss::Expired));
+    // At the server's expiry, a second after the cut, not at the next renewal 15 s away.
+    let took = cut.elapsed();
+    assert!(took < Duration::from_secs(3), "told after {took:?}");
+    assert!(!other_slot.is_lost());
+}
+
+#[test]
+fn a_guard_watching_events_learns_of_an_eviction_at_once() {
+    let server = TestServer::start(&["--lock-events", "--admin-token", "adm1n"]);
+    let client = client(&server);
+    let guard = client
+        .lock("k")
+        .lease(30)
+        .watch_events()
+        .acquire(Duration::ZERO)
+        .expect("acquire");
+    wait_until("the guard listens", PROMPTLY, || {
+        server.stats()["signal_channels"]
+            .as_array()
+            .is_some_and(|channels| channels.len() == 2)
+    });
+    let lost = guard.loss_channel();
+    let mut admin = server.connect();
+    assert_eq!(admin.request("auth", "_", "adm1n"), "ok");
+    assert_eq!(admin.request("evict", "k", "*"), "ok 1");
+    assert_eq!(lost.recv_timeout(PROMPTLY), Ok(Loss::Evicted));
+    assert!(guard.is_lost());
+}
+
+#[test]
+fn a_guard_watching_events_on_a_server_without_them_relies_on_renewal() {
+    let server = TestServer::start(&[]);
+    let client = client(&server);
+    let guard = client
+        .lock("k")
+        .lease(30)
+        .watch_events()
+        .acquire(Duration::ZERO)
+        .expect("acquire");
+    let lost = guard.loss_channel();
+    cut_lease(&client, Kind::Lock, "k", &guard.token());
+    // The lease runs out at the server, which says nothing: the holder only learns it when it
+    // renews next.
+    assert_eq!(
+        lost.recv_timeout(Duration::from_secs(2)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert!(matches!(guard.renew(), Err(Error::Rejected)));
+    assert_eq!(lost.recv_timeout(PROMPTLY), Ok(Loss::Refused));
+}
+
 #[test]
 fn manual_renewal_extends_a_lease_without_background_renewal() {
     let server = TestServer::start(&[]);

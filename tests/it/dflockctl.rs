@@ -238,6 +238,50 @@ fn run_stops_the_command_when_the_lock_is_lost() {
 }
 
 #[test]
+fn run_stops_the_command_as_soon_as_the_server_reports_the_lease_expired() {
+    let server = TestServer::start(&["--lock-events"]);
+    let dir = TempDir::new();
+    let (token_file, marker) = (dir.path("token"), dir.path("terminated"));
+    let script = format!(
+        "echo $DFLOCKD_LOCK_TOKEN > {token_file}; \
+         trap 'echo term > {marker}; kill $!; exit 0' TERM; sleep 60 & wait"
+    );
+    let mut child = dflockctl(&server.addr.to_string())
+        .args(["run", "--lease", "30", "k", "sh", "-c", &script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dflockctl");
+    wait_until("the command runs and the guard listens", PROMPTLY, || {
+        let listening = server.stats()["signal_channels"]
+            .as_array()
+            .is_some_and(|channels| channels.len() == 2);
+        listening && lines(&token_file).len() == 1
+    });
+    // Let the shell install its trap, then cut the lease to a second from another connection:
+    // dflockctl's own renewal is 15 s away, and its clock still says the lease runs for 30.
+    thread::sleep(Duration::from_millis(300));
+    let token =
+        dflockd::token::LeaseToken::parse(lines(&token_file)[0].as_bytes()).expect("a token");
+    let cut = Instant::now();
+    Client::new([server.addr.to_string()])
+        .expect("valid")
+        .connect(0)
+        .expect("connect")
+        .renew(dflockd::client::Kind::Lock, "k", &token, Some(1))
+        .expect("renew");
+    assert_eq!(wait_code(&mut child, Duration::from_secs(10)), Some(76));
+    let took = cut.elapsed();
+    assert!(took < Duration::from_secs(3), "stopped after {took:?}");
+    assert_eq!(lines(&marker), ["term"]);
+    let mut message = String::new();
+    let stderr = child.stderr.take().expect("piped");
+    for line in BufReader::new(stderr).lines() {
+        message.push_str(&line.expect("stderr line"));
+    }
+    assert!(message.contains("the lease expired"), "{message}");
+}
+
+#[test]
 fn stats_emit_listen_and_ping() {
     let server = TestServer::start(&[]);
     let addr = server.addr.to_string();
@@ -805,4 +849,49 @@ fn check_queue_and_evict_a_key_with_the_admin_token() {
             .args(["evict", "k"]),
     );
     assert_eq!(stdout(&everyone), "1\n", "{}", stderr(&everyone));
+}
+
+#[test]
+fn events_prints_lock_events_as_they_happen() {
+    let server = TestServer::start(&["--lock-events"]);
+    let mut text = listen_in_background(&server, &["events", "--count", "3"], "$sem.>");
+    let mut json = listen_in_background(
+        &server,
+        &["events", "--json", "--count", "1", "$lock.released.>"],
+        "$lock.released.>",
+    );
+    let client = Client::new([server.addr.to_string()]).expect("valid");
+    let guard = client.lock("jobs").acquire(PROMPTLY).expect("lock");
+    let fence = format!("{:016x}", guard.fence());
+    guard.release().expect("release");
+    let slot = client.semaphore("pool", 2).acquire(PROMPTLY).expect("slot");
+    drop(slot);
+
+    assert_eq!(wait_code(&mut text, PROMPTLY), Some(0), "exits after 3");
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut text.stdout.take().expect("piped"), &mut printed)
+        .expect("read events output");
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 3, "{printed}");
+    assert!(
+        lines[0].starts_with(&format!("granted lock jobs fence={fence} conn=")),
+        "{printed}"
+    );
+    assert!(lines[0].ends_with(" waited_ms=0 waiters=0"), "{printed}");
+    assert!(
+        lines[1].starts_with(&format!("released lock jobs fence={fence} ")),
+        "{printed}"
+    );
+    assert!(lines[1].contains(" held_ms="), "{printed}");
+    assert!(lines[2].starts_with("granted semaphore pool "), "{printed}");
+
+    assert_eq!(wait_code(&mut json, PROMPTLY), Some(0), "exits after 1");
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut json.stdout.take().expect("piped"), &mut printed)
+        .expect("read events output");
+    let event: serde_json::Value = serde_json::from_str(printed.trim_end()).expect("one JSON line");
+    assert_eq!(event["event"], "released");
+    assert_eq!(event["ns"], "lock");
+    assert_eq!(event["key"], "jobs");
+    assert_eq!(event["fence"], fence.as_str());
 }

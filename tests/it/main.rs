@@ -10,6 +10,7 @@ mod config;
 mod deploy;
 mod dflockctl;
 mod disconnect;
+mod events;
 mod fuzz_replay;
 mod hostile;
 mod http_endpoint;

@@ -63,7 +63,7 @@ const NS_FAMILIES: [(&str, Kind); 9] = [
 ];
 
 /// The families without labels.
-const SINGLES: [(&str, Kind); 11] = [
+const SINGLES: [(&str, Kind); 12] = [
     ("dflockd_connections", Kind::Gauge),
     ("dflockd_connections_accepted_total", Kind::Counter),
     ("dflockd_auth_failures_total", Kind::Counter),
@@ -75,6 +75,7 @@ const SINGLES: [(&str, Kind); 11] = [
     ("dflockd_subscriptions", Kind::Gauge),
     ("dflockd_signals_published_total", Kind::Counter),
     ("dflockd_signal_deliveries_total", Kind::Counter),
+    ("dflockd_lock_events_dropped_total", Kind::Counter),
 ];
 
 /// A server with the monitoring endpoint on an ephemeral loopback port, plus `extra` flags.

@@ -17,12 +17,14 @@ use dflockd::client::{Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, Error
 use dflockd::config;
 use dflockd::protocol::MAX_SECONDS;
 
+use crate::events::events;
 use crate::inspect::{ping, stats};
 use crate::run::{RunArgs, run};
 use crate::safety::{check, evict, queue};
 use crate::signals::{emit, listen};
 use crate::top::top;
 
+mod events;
 mod inspect;
 mod run;
 mod safety;
@@ -220,7 +222,8 @@ enum Cmd {
     /// the command while renewing the lease in the background, releases when the command
     /// exits, and exits with the command's status. The command gets DFLOCKD_LOCK_KEY,
     /// DFLOCKD_LOCK_TOKEN, DFLOCKD_LOCK_FENCE (decimal) and DFLOCKD_LOCK_LEASE (seconds) in its
-    /// environment. If the lock is lost while the command runs (renewal refused, server gone),
+    /// environment. If the lock is lost while the command runs (renewal refused, server gone,
+    /// or the lease expired or was evicted as a server with --lock-events reports at once),
     /// the command gets SIGTERM, then SIGKILL after --grace seconds, and dflockctl exits with
     /// 76. SIGTERM and SIGHUP sent to dflockctl are passed on to the command; Ctrl-C reaches the
     /// command from the terminal, and dflockctl waits for it to exit before releasing.
@@ -253,6 +256,25 @@ enum Cmd {
         #[arg(long, value_name = "G")]
         group: Option<String>,
         /// Exit (0) after printing this many signals.
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+    },
+    /// Print lock and semaphore events as they happen, from the first server, until the
+    /// connection ends (or --count events arrived). Needs a server started with --lock-events.
+    ///
+    /// One line per event: "EVENT NS KEY field=value...", for example "granted lock jobs
+    /// fence=18ebc16ce40e4eb1 conn=7 waited_ms=0 waiters=0". Events are granted, released,
+    /// expired, disconnected, evicted, queued and timeout; the fields are those of the event's
+    /// JSON payload (see the README).
+    Events {
+        /// Event channels or patterns to follow (`$lock.expired.>`, `$sem.*.pool`). Default:
+        /// every event, `$lock.>` and `$sem.>`.
+        patterns: Vec<String>,
+        /// Print each event as one JSON object: its payload plus "event" and "ns".
+        #[arg(long)]
+        json: bool,
+        /// Exit (0) after printing this many events.
         #[arg(long, value_name = "N",
               value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
@@ -374,6 +396,11 @@ fn main() -> ExitCode {
             group,
             count,
         } => client().and_then(|client| listen(&client, &patterns, group.as_deref(), count)),
+        Cmd::Events {
+            patterns,
+            json,
+            count,
+        } => client().and_then(|client| events(&client, &patterns, json, count)),
         Cmd::Ping => client().and_then(|client| ping(&client)),
         Cmd::Check {
             key,

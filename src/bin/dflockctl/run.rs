@@ -160,17 +160,19 @@ pub(crate) fn acquire(
     }
 }
 
+/// Joins the queue of the lock or semaphore. The guard watches the server's lock events, so a
+/// server with `--lock-events` reports a lost lease at once rather than at the next renewal.
 pub(crate) fn enqueue(client: &Client, args: &RunArgs) -> Result<Enqueued, Error> {
     match args.limit {
         Some(limit) => {
-            let semaphore = client.semaphore(&args.key, limit);
+            let semaphore = client.semaphore(&args.key, limit).watch_events();
             match args.lease {
                 Some(lease) => semaphore.lease(lease).enqueue(),
                 None => semaphore.enqueue(),
             }
         }
         None => {
-            let lock = client.lock(&args.key);
+            let lock = client.lock(&args.key).watch_events();
             match args.lease {
                 Some(lease) => lock.lease(lease).enqueue(),
                 None => lock.enqueue(),

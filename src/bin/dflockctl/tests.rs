@@ -177,3 +177,59 @@ fn stats_render_only_busy_sections() {
          idle\n  KEY  KIND       IDLE\n  s    semaphore  1.0s\n"
     );
 }
+
+#[test]
+fn events_print_one_line_per_event_as_text_or_json() {
+    use super::events::{json_line, text_line};
+    use dflockd::client::Signal;
+
+    let signal = |channel: &str, payload: &str| Signal {
+        channel: channel.to_owned(),
+        payload: payload.to_owned(),
+    };
+    let granted = signal(
+        "$lock.granted.jobs",
+        r#"{"key":"jobs","fence":"18ebc16ce40e4eb1","conn":7,"waited_ms":0,"waiters":2}"#,
+    );
+    assert_eq!(
+        text_line(&granted),
+        "granted lock jobs fence=18ebc16ce40e4eb1 conn=7 waited_ms=0 waiters=2"
+    );
+    let timeout = signal(
+        "$sem.timeout",
+        r#"{"key":"a*","conn":3,"peer":"unix:uid=1,pid=2","waited_ms":40,"waiters":0}"#,
+    );
+    assert_eq!(
+        text_line(&timeout),
+        "timeout semaphore a* peer=unix:uid=1,pid=2 conn=3 waited_ms=40 waiters=0"
+    );
+    let json: serde_json::Value = serde_json::from_str(&json_line(&granted)).expect("JSON");
+    assert_eq!(json["event"], "granted");
+    assert_eq!(json["ns"], "lock");
+    assert_eq!(json["fence"], "18ebc16ce40e4eb1");
+    // Anything else a pattern matched is shown as it came.
+    let other = signal("news", "hello");
+    assert_eq!(text_line(&other), "news hello");
+    let json: serde_json::Value = serde_json::from_str(&json_line(&other)).expect("JSON");
+    assert_eq!(json["payload"], "hello");
+}
+
+#[test]
+fn events_take_optional_patterns() {
+    let cli = parse(&["events"]).expect("no pattern needed");
+    assert!(
+        matches!(cli.command, Cmd::Events { ref patterns, json: false, count: None } if patterns.is_empty())
+    );
+    let cli = parse(&["events", "--json", "--count", "3", "$lock.expired.>"]).expect("valid");
+    let Cmd::Events {
+        patterns,
+        json,
+        count,
+    } = cli.command
+    else {
+        panic!("not events");
+    };
+    assert_eq!(patterns, ["$lock.expired.>"]);
+    assert!(json);
+    assert_eq!(count, Some(3));
+}

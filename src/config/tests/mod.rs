@@ -71,6 +71,7 @@ fn field(config: &Config, flag: &str) -> String {
         "max-connections-per-ip" => config.max_connections_per_ip.to_string(),
         "max-waiters" => config.max_waiters.to_string(),
         "lock-delay" => config.lock_delay_ms.to_string(),
+        "lock-events" => config.lock_events.to_string(),
         "max-subscriptions" => config.max_subscriptions.to_string(),
         "max-subscription-bytes" => config.max_subscription_bytes.to_string(),
         "max-total-subscriptions" => config.max_total_subscriptions.to_string(),
@@ -153,6 +154,7 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
 const SWITCHES: &[(&str, &str, &str, bool)] = &[
     ("auto-release-on-disconnect", "no-auto-release-on-disconnect", "DFLOCKD_AUTO_RELEASE_ON_DISCONNECT", true),
     ("debug", "no-debug", "DFLOCKD_DEBUG", false),
+    ("lock-events", "no-lock-events", "DFLOCKD_LOCK_EVENTS", false),
     ("tcp", "no-tcp", "DFLOCKD_TCP", true),
     ("unix-peer-auth", "no-unix-peer-auth", "DFLOCKD_UNIX_PEER_AUTH", false),
     ("busy-poll", "no-busy-poll", "DFLOCKD_BUSY_POLL", false),
@@ -200,6 +202,7 @@ const BAD_VALUES: &[(&str, &str, &str)] = &[
     ("cpu", "DFLOCKD_CPU", "4294967296"),
     ("auto-release-on-disconnect", "DFLOCKD_AUTO_RELEASE_ON_DISCONNECT", "maybe"),
     ("debug", "DFLOCKD_DEBUG", "on"),
+    ("lock-events", "DFLOCKD_LOCK_EVENTS", "yes please"),
     ("busy-poll", "DFLOCKD_BUSY_POLL", "2"),
     ("log-connections", "DFLOCKD_LOG_CONNECTIONS", "sometimes"),
     ("log-format", "DFLOCKD_LOG_FORMAT", "xml"),

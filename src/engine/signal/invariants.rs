@@ -2,6 +2,7 @@
 
 use super::pattern::classify_pattern;
 use super::{Member, PatternKind, SignalIndex, Target, group_key, to_slot};
+use crate::protocol::events::is_reserved_channel;
 
 impl SignalIndex {
     /// Panics unless every table agrees with every other (back-pointers, map entries, filed wildcards,
@@ -99,5 +100,11 @@ impl SignalIndex {
             wildcards,
             "filed patterns without an entry"
         );
+        let reserved = self
+            .patterns
+            .iter()
+            .filter(|(_, entry)| self.dollar_rule && is_reserved_channel(&entry.pattern))
+            .count();
+        assert_eq!(reserved, self.reserved_patterns, "reserved patterns");
     }
 }

@@ -41,10 +41,13 @@ use std::collections::VecDeque;
 use std::mem;
 
 use self::order::JoinOrder;
-pub use self::pattern::{PatternKind, classify_pattern, pattern_matches};
+pub use self::pattern::{
+    PatternKind, classify_pattern, pattern_matches, pattern_matches_with_rule,
+};
 use self::publish::Publishing;
 use self::wildcards::{Anchor, Wildcards};
 use super::ClientId;
+use crate::protocol::events::is_reserved_channel;
 use crate::slots::Slots;
 use crate::table::IncrementalMap;
 
@@ -174,6 +177,12 @@ pub struct SignalIndex {
     group_key: Vec<u8>,
     /// Buffers of the last publish, kept for the next one.
     spare: Publishing,
+    /// Whether the `$` rule is in force (lock events on): see `pattern.rs`.
+    dollar_rule: bool,
+    /// Under the `$` rule, the pattern entries whose pattern starts with `$` (`$lock.>`): the
+    /// only ones a reserved channel can reach, so none means a lock event need not even be
+    /// written. Always 0 without the rule.
+    reserved_patterns: usize,
 }
 
 /// A subscribed pattern and everyone subscribed to it. It exists while `plain` or `groups` is non-empty.
@@ -258,6 +267,29 @@ impl SignalIndex {
     /// An empty index.
     pub fn new() -> SignalIndex {
         SignalIndex::default()
+    }
+
+    /// An empty index with the `$` rule in force, as the server runs it with lock events on: a
+    /// pattern whose first token is a wildcard never matches a channel whose first token starts
+    /// with `$`.
+    pub fn with_dollar_rule() -> SignalIndex {
+        SignalIndex {
+            dollar_rule: true,
+            ..SignalIndex::default()
+        }
+    }
+
+    /// Whether the `$` rule is in force and some pattern could match a reserved channel (one
+    /// starting with `$`): O(1), so a lock event can be skipped before it is built when nobody
+    /// could receive it. A departed client's patterns count until they are reclaimed.
+    #[inline]
+    pub fn has_reserved_patterns(&self) -> bool {
+        self.reserved_patterns != 0
+    }
+
+    /// Whether `pattern` counts in `reserved_patterns`.
+    fn counts_as_reserved(&self, pattern: &[u8]) -> bool {
+        self.dollar_rule && is_reserved_channel(pattern)
     }
 
     /// Subscribes `client` to `pattern` as a member of `group` (empty = non-grouped), spec §7.10 and §13.3.
@@ -552,6 +584,7 @@ impl SignalIndex {
             groups: Vec::new(),
         });
         self.pattern_slots.insert(pattern.into(), slot);
+        self.reserved_patterns += usize::from(self.counts_as_reserved(pattern));
         slot
     }
 
@@ -674,6 +707,7 @@ impl SignalIndex {
         }
         let entry = self.patterns.remove(slot as usize);
         self.pattern_slots.remove(&entry.pattern);
+        self.reserved_patterns -= usize::from(self.counts_as_reserved(&entry.pattern));
         if let Some(anchor) = entry.anchor {
             if let Some(moved) = self.wildcards.remove(&entry.pattern, anchor) {
                 let moved = &mut self.patterns[moved as usize];

@@ -1,5 +1,11 @@
 //! Channel and pattern syntax (spec §13.2): validation, the matcher the index uses, and a
 //! reference matcher written for obviousness that tests and fuzz targets compare it with.
+//!
+//! With lock events on, the `$` rule applies on top (as in MQTT): a pattern whose first token is
+//! a wildcard never matches a reserved channel, one whose first token starts with `$`. So `>`
+//! and `*.granted.k` see no lock event, while `$lock.>` and `$lock.*.k` do.
+
+use crate::protocol::events::is_reserved_channel;
 
 /// Separates the tokens of channels and patterns.
 pub(super) const SEPARATOR: u8 = b'.';
@@ -55,6 +61,26 @@ pub(super) fn wildcard_matches(pattern: &[u8], channel: &[u8]) -> bool {
     }
 }
 
+/// Whether the `$` rule keeps the valid `pattern` from matching `channel`: the channel is
+/// reserved and the pattern starts with a wildcard token. A valid pattern whose first byte is
+/// `*` or `>` has that wildcard as its whole first token, so one byte decides.
+#[inline]
+pub(super) fn hidden_by_dollar_rule(pattern: &[u8], channel: &[u8]) -> bool {
+    is_reserved_channel(channel) && matches!(pattern.first(), Some(b'*' | b'>'))
+}
+
+/// Reference matcher under the `$` rule (see the module docs) when `dollar_rule` is set, and
+/// [`pattern_matches`] otherwise. Like it, written for obviousness: the index never calls it.
+pub fn pattern_matches_with_rule(pattern: &[u8], channel: &[u8], dollar_rule: bool) -> bool {
+    let first_pattern_token = tokens(pattern).next().unwrap_or_default();
+    let first_channel_token = tokens(channel).next().unwrap_or_default();
+    let wildcard_first = first_pattern_token == ANY_TOKEN || first_pattern_token == REST_TOKEN;
+    if dollar_rule && wildcard_first && first_channel_token.starts_with(b"$") {
+        return false;
+    }
+    pattern_matches(pattern, channel)
+}
+
 /// Reference matcher, written for obviousness rather than speed (it allocates): does the valid `pattern`
 /// match `channel`? The index never calls it; tests and the differential fuzz target compare the index
 /// against it.
@@ -103,5 +129,56 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_dollar_rule_hides_reserved_channels_from_wildcard_first_patterns_only() {
+        let patterns = [
+            ">",
+            "*",
+            "*.granted.k",
+            "*.>",
+            "$lock.>",
+            "$lock.*.k",
+            "$lock.granted.k",
+            "a.>",
+        ];
+        let channels = ["$lock.granted.k", "$lock", "a.$x", "a.b", "$", "x"];
+        for pattern in patterns {
+            for channel in channels {
+                let (p, c) = (pattern.as_bytes(), channel.as_bytes());
+                let fast = wildcard_matches(p, c) && !hidden_by_dollar_rule(p, c);
+                let literal = classify_pattern(p) == Some(PatternKind::Literal);
+                if !literal {
+                    assert_eq!(
+                        fast,
+                        pattern_matches_with_rule(p, c, true),
+                        "{pattern} on {channel}"
+                    );
+                }
+                assert_eq!(
+                    pattern_matches_with_rule(p, c, false),
+                    pattern_matches(p, c)
+                );
+            }
+        }
+        assert!(!pattern_matches_with_rule(b">", b"$lock.granted.k", true));
+        assert!(!pattern_matches_with_rule(
+            b"*.granted.k",
+            b"$lock.granted.k",
+            true
+        ));
+        assert!(pattern_matches_with_rule(
+            b"$lock.>",
+            b"$lock.granted.k",
+            true
+        ));
+        assert!(pattern_matches_with_rule(
+            b"$lock.*.k",
+            b"$lock.granted.k",
+            true
+        ));
+        assert!(pattern_matches_with_rule(b"a.>", b"a.$x", true));
+        assert!(pattern_matches_with_rule(b">", b"$lock.granted.k", false));
     }
 }

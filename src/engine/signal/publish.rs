@@ -131,6 +131,7 @@ impl SignalIndex {
             let patterns = &self.patterns;
             let complete = self.wildcards.scan(
                 &publishing.channel,
+                self.dollar_rule,
                 &mut cursor,
                 |slot| &patterns[slot as usize].pattern,
                 &mut publishing.matched,

@@ -18,9 +18,10 @@
 
 use std::collections::HashMap;
 
+use crate::protocol::events::is_reserved_channel;
 use crate::table::IncrementalMap;
 
-use super::pattern::{ANY_TOKEN, REST_TOKEN, tokens, wildcard_matches};
+use super::pattern::{ANY_TOKEN, REST_TOKEN, hidden_by_dollar_rule, tokens, wildcard_matches};
 
 /// Channels whose scan results are cached; the cache is emptied when full.
 const CACHE_ENTRIES: usize = 256;
@@ -175,10 +176,13 @@ impl Wildcards {
 
     /// Continues the scan of `channel` at `cursor`, appending the slot of each matching pattern to
     /// `matched` (each once) and spending a unit per lookup and [`candidate_cost`] per candidate. Returns `true` when the scan is complete, `false` when `units` ran out first.
+    /// With `dollar_rule`, patterns starting with a wildcard do not match a reserved channel
+    /// (see `pattern.rs`): the unanchored list, all such patterns, is skipped whole.
     /// The patterns must not change between the calls of one scan.
     pub(super) fn scan<'p>(
         &mut self,
         channel: &[u8],
+        dollar_rule: bool,
         cursor: &mut ScanCursor,
         pattern_of: impl Fn(u32) -> &'p [u8],
         matched: &mut Vec<u32>,
@@ -191,9 +195,10 @@ impl Wildcards {
             key,
             ..
         } = self;
+        let hide_wildcard_first = dollar_rule && is_reserved_channel(channel);
         loop {
             let list: &[u32] = if cursor.position == UNANCHORED {
-                unanchored
+                if hide_wildcard_first { &[] } else { unanchored }
             } else if cursor.position >= *depth || cursor.offset > channel.len() {
                 return true;
             } else {
@@ -210,7 +215,8 @@ impl Wildcards {
                 let pattern = pattern_of(slot);
                 spend(units, candidate_cost(pattern));
                 cursor.at += 1;
-                if wildcard_matches(pattern, channel) {
+                let hidden = hide_wildcard_first && hidden_by_dollar_rule(pattern, channel);
+                if !hidden && wildcard_matches(pattern, channel) {
                     matched.push(slot);
                 }
             }

@@ -10,6 +10,7 @@
 //! reply before the client's next request, so no response goes unchecked.
 
 mod disconnects;
+mod events;
 mod expiry;
 mod fifo;
 mod harness;

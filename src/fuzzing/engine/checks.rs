@@ -8,6 +8,7 @@ use crate::clock::Millis;
 use crate::engine::signal::SubscriptionLimits;
 use crate::engine::{ClientId, ServerFigures};
 use crate::fuzzing::subject::valid_pattern;
+use crate::protocol::events::is_reserved_channel;
 use crate::protocol::request::{Acquire, Release, Renew};
 use crate::protocol::{Namespace, Request, Response};
 
@@ -173,6 +174,11 @@ impl Harness {
                 if let Some(expected) = expected {
                     assert_eq!(response, expected, "{request:?}");
                 }
+            }
+            Request::Signal(signal)
+                if self.config.lock_events && is_reserved_channel(signal.channel) =>
+            {
+                assert_eq!(response, Response::Error, "a signal on a reserved channel");
             }
             Request::Signal(_) => {
                 // Answered at once: no subscriber left while it was on its way.

@@ -14,13 +14,14 @@
 use std::collections::VecDeque;
 
 use self::model::{Expiry, Holder, Model, Pending, serial_of};
-use self::ops::{CHANNELS, FAR_MS, Op, SLOTS, SMALL_STEPS_MS};
+use self::ops::{CHANNELS, FAR_MS, KEYS, Op, SLOTS, SMALL_STEPS_MS};
 use self::safety::EvictPlan;
 use crate::clock::Millis;
 use crate::engine::{ClientId, Engine, EngineConfig, Outbox, Outcome, Push};
 use crate::fuzzing::{Input, engine_config};
-use crate::protocol::Response;
+use crate::protocol::events::{EventPayload, LockEvent, event_channel, is_reserved_channel};
 use crate::protocol::request::{Check, CheckTarget};
+use crate::protocol::{Namespace, Request, Response};
 use crate::token::{LeaseToken, TokenIssuer};
 
 mod checks;
@@ -33,6 +34,8 @@ mod safety;
 enum Event {
     Reply(ClientId, Response),
     Push(ClientId),
+    /// A lock event pushed to this client (`--lock-events`).
+    Announcement(ClientId),
     Evict(ClientId),
 }
 
@@ -45,6 +48,11 @@ struct Recorder {
     /// Like the server's closing connections, they have no room, and evicting one again (a
     /// later publish of the same call) is ignored.
     evicted: Vec<ClientId>,
+    /// Whether lock events are on: pushes on reserved channels are then events.
+    lock_events: bool,
+    /// Whether the client in each slot has asked to listen to a pattern starting with `$`:
+    /// under the `$` rule no other pattern can receive an event.
+    reserved_listener: [bool; SLOTS],
 }
 
 impl Recorder {
@@ -54,6 +62,31 @@ impl Recorder {
             Some(client),
             "{what} for {client:?}, which is not connected"
         );
+    }
+}
+
+impl Recorder {
+    /// Panics unless a lock event went to a client that may receive it (the `$` rule) and its
+    /// channel and payload name one of the vocabulary's keys.
+    fn check_lock_event(&self, client: ClientId, channel: &[u8], payload: &[u8]) {
+        assert!(
+            self.reserved_listener[client.index as usize],
+            "the $ rule: event on {channel:?} to {client:?}, which listens to no $ pattern"
+        );
+        let payload: EventPayload<'_> =
+            serde_json::from_slice(payload).expect("an event payload is JSON");
+        let key = KEYS
+            .iter()
+            .find(|key| **key == payload.key.as_bytes())
+            .unwrap_or_else(|| panic!("event about unknown key {:?}", payload.key));
+        let known = [Namespace::Lock, Namespace::Semaphore].iter().any(|&ns| {
+            LockEvent::ALL.iter().any(|&event| {
+                let mut expected = Vec::new();
+                event_channel(ns, event, key, &mut expected);
+                expected == channel
+            })
+        });
+        assert!(known, "event channel {channel:?}");
     }
 }
 
@@ -70,12 +103,17 @@ impl Outbox for Recorder {
 
     fn push(&mut self, client: ClientId, line: &Push<'_>) {
         self.check_connected(client, "push");
-        assert_eq!(line.payload(), b"p", "push payload");
-        let channel = line.channel();
-        assert!(CHANNELS.contains(&channel), "push on channel {channel:?}");
         let room = &mut self.room[client.index as usize];
         assert!(*room > 0, "push to {client:?} without room");
         *room -= 1;
+        let channel = line.channel();
+        if self.lock_events && is_reserved_channel(channel) {
+            self.check_lock_event(client, channel, line.payload());
+            self.events.push(Event::Announcement(client));
+            return;
+        }
+        assert_eq!(line.payload(), b"p", "push payload");
+        assert!(CHANNELS.contains(&channel), "push on channel {channel:?}");
         self.events.push(Event::Push(client));
     }
 
@@ -129,6 +167,7 @@ struct Harness {
 
 impl Harness {
     fn new(config: EngineConfig) -> Harness {
+        let lock_events = config.lock_events;
         Harness {
             engine: Engine::new(config.clone(), TokenIssuer::deterministic(0x5eed)),
             config,
@@ -148,6 +187,8 @@ impl Harness {
                 connected: [None; SLOTS],
                 room: [2; SLOTS],
                 evicted: Vec::new(),
+                lock_events,
+                reserved_listener: [false; SLOTS],
             },
         }
     }
@@ -165,6 +206,7 @@ impl Harness {
         self.engine.connect(*id, serial_of(*id));
         self.out.connected[slot] = Some(*id);
         self.admins[slot] = false;
+        self.out.reserved_listener[slot] = false;
     }
 
     /// The client of `slot` sent the admin token: it may evict until it leaves.
@@ -228,6 +270,9 @@ impl Harness {
         let client = self.ids[slot];
         let request = op.request();
         self.evict_plan = self.plan_evict(slot, op);
+        if let Request::Listen(sub) = request {
+            self.out.reserved_listener[slot] |= is_reserved_channel(sub.pattern);
+        }
         let outcome = self.engine.apply(self.now, client, &request, &mut self.out);
         let settled = self.settle(Call::Apply(client));
         match (outcome, settled.answer) {
@@ -266,6 +311,9 @@ impl Harness {
                     assert!(!evicted.contains(&client), "push after eviction");
                     settled.pushes += 1;
                     self.unanswered_pushes += 1;
+                }
+                Event::Announcement(client) => {
+                    assert!(!evicted.contains(&client), "event after eviction");
                 }
                 Event::Evict(client) => {
                     assert!(!evicted.contains(&client), "{client:?} evicted twice");

@@ -14,9 +14,21 @@ pub(super) const KEYS: [&[u8]; 3] = [b"a", b"b", b"c"];
 pub(super) const LEASES: [Option<u64>; 5] = [None, Some(1), Some(2), Some(7), Some(MAX_SECONDS)];
 pub(super) const TIMEOUTS: [u64; 5] = [0, 1, 3, 60, MAX_SECONDS];
 pub(super) const LIMITS: [u64; 3] = [1, 2, 3];
-pub(super) const PATTERNS: [&[u8]; 7] = [b"a", b"a.b", b"a.*", b"a.>", b">", b"*", b"a*"];
+/// With lock events on, the last two receive events and the wildcard-first ones must not.
+pub(super) const PATTERNS: [&[u8]; 9] = [
+    b"a",
+    b"a.b",
+    b"a.*",
+    b"a.>",
+    b">",
+    b"*",
+    b"a*",
+    b"$lock.>",
+    b"$sem.*.a",
+];
 pub(super) const GROUPS: [&[u8]; 3] = [b"", b"g", b"h"];
-pub(super) const CHANNELS: [&[u8]; 4] = [b"a", b"a.b", b"b.c", b"a.b.c"];
+/// The last is reserved: refused with lock events on, an ordinary channel without.
+pub(super) const CHANNELS: [&[u8]; 5] = [b"a", b"a.b", b"b.c", b"a.b.c", b"$lock.x"];
 /// Tokens that match no lease: malformed, and well-formed but never issued.
 pub(super) const UNKNOWN_TOKENS: [&[u8]; 2] = [b"nope", b"00000000000000000000000000000000"];
 /// Further ahead than any deadline the vocabulary can set (MAX_SECONDS is 9.2e15 ms).

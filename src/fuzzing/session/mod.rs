@@ -19,6 +19,7 @@ use super::{Input, engine_config};
 use crate::budget::{PUSH_WRITES_PER_TURN, READ_CHUNK};
 use crate::clock::Millis;
 use crate::engine::{ClientId, Engine, EngineConfig};
+use crate::protocol::events::is_reserved_channel;
 use crate::protocol::frame::Frame;
 use crate::protocol::request::parse;
 use crate::protocol::request::{Acquire, Auth, CheckTarget, Enqueue, Renew};
@@ -74,7 +75,19 @@ const COMMANDS: [&[u8]; 26] = [
     b"",
     b"x",
 ];
-const KEYS: [&[u8]; 8] = [b"a", b"b", b"a.b", b"a.*", b"a.>", b">", b"k k", b""];
+/// `$lock.>` and `$lock.*.a` receive lock events (`--lock-events`), which `>` and `a.*` must not.
+const KEYS: [&[u8]; 10] = [
+    b"a",
+    b"b",
+    b"a.b",
+    b"a.*",
+    b"a.>",
+    b">",
+    b"k k",
+    b"",
+    b"$lock.>",
+    b"$lock.*.a",
+];
 const FIELDS: [&[u8]; 16] = [
     b"0",
     b"1",
@@ -461,8 +474,12 @@ impl World {
         {
             let line = &peer.received[peer.parsed..peer.parsed + len];
             peer.parsed += len + 1;
-            let Line::Reply(reply) = parse_line(line) else {
-                continue;
+            let reply = match parse_line(line) {
+                Line::Reply(reply) => reply,
+                Line::Push => {
+                    self.check_dollar_rule(peer, line);
+                    continue;
+                }
             };
             assert!(!peer.terminal, "a line after the closing error");
             if let Reply::Granted(token, _) | Reply::Acquired(token, _) = reply {
@@ -492,6 +509,19 @@ impl World {
         }
         if !closed {
             assert!(!peer.terminal, "connection open after its closing error");
+        }
+    }
+
+    /// Panics if, with lock events on, a push on a reserved channel reached a peer that never
+    /// asked to listen to a pattern starting with `$`: under the `$` rule no other can match.
+    fn check_dollar_rule(&self, peer: &Peer, push: &[u8]) {
+        let channel = push[b"sig ".len()..].split(|&b| b == b' ').next();
+        if self.rules.config.lock_events && channel.is_some_and(is_reserved_channel) {
+            assert!(
+                peer.reserved_listener,
+                "the $ rule: {:?} reached a peer without a $ pattern",
+                String::from_utf8_lossy(push)
+            );
         }
     }
 

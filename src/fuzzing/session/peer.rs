@@ -36,6 +36,9 @@ pub(super) struct Peer {
     pub(super) terminal: bool,
     /// The peer sent the admin token and was answered `ok`: it may evict.
     pub(super) admin: bool,
+    /// Whether a `listen` for a pattern starting with `$` was sent: only such a pattern may
+    /// receive a lock event.
+    pub(super) reserved_listener: bool,
 }
 
 impl Peer {
@@ -59,6 +62,7 @@ impl Peer {
             answered: 0,
             terminal: false,
             admin: false,
+            reserved_listener: false,
         }
     }
 
@@ -72,6 +76,9 @@ impl Peer {
         while !self.framing_over {
             match naive_frame(&self.delivered[self.framed..]) {
                 Naive::Frame { frame, consumed } => {
+                    if let Ok(Request::Listen(sub)) = parse(&frame) {
+                        self.reserved_listener |= is_reserved_channel(sub.pattern);
+                    }
                     self.unanswered.push_back([
                         frame.cmd.to_vec(),
                         frame.key.to_vec(),
@@ -217,6 +224,11 @@ impl Rules {
             Request::Auth(_) => reply == Reply::Bare(R::Error),
             Request::Listen(_) | Request::Unlisten(_) => {
                 matches!(reply, Reply::Ok | Reply::Bare(R::Error))
+            }
+            Request::Signal(signal)
+                if self.config.lock_events && is_reserved_channel(signal.channel) =>
+            {
+                reply == Reply::Bare(R::Error)
             }
             Request::Signal(_) => matches!(reply, Reply::Number(_)),
             Request::Check(check) => match reply {

@@ -1,0 +1,112 @@
+//! `dflockctl events`: prints the lock events of a server started with `--lock-events`, one
+//! per line, as they happen.
+
+use std::io::{self, Write};
+
+use dflockd::client::{Client, Signal};
+use dflockd::protocol::Namespace;
+use dflockd::protocol::events::{EventPayload, parse_event_channel};
+use serde_json::{Map, Value};
+
+use crate::{Failure, exit};
+
+/// What `events` listens to without patterns: every event of both namespaces.
+pub(crate) const ALL_EVENTS: [&str; 2] = ["$lock.>", "$sem.>"];
+
+pub(crate) fn events(
+    client: &Client,
+    patterns: &[String],
+    json: bool,
+    count: Option<u64>,
+) -> Result<u8, Failure> {
+    let server = &client.servers()[0];
+    let signals = client.signals().map_err(|e| Failure::client(server, &e))?;
+    let defaults = ALL_EVENTS.map(str::to_owned);
+    let patterns = if patterns.is_empty() {
+        &defaults[..]
+    } else {
+        patterns
+    };
+    for pattern in patterns {
+        signals
+            .listen(pattern, None)
+            .map_err(|e| Failure::client(pattern, &e))?;
+    }
+    let mut stdout = io::stdout().lock();
+    let mut left = count.unwrap_or(u64::MAX);
+    for signal in signals.iter() {
+        let line = if json {
+            json_line(&signal)
+        } else {
+            text_line(&signal)
+        };
+        let printed = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+        left -= 1;
+        if printed.is_err() || left == 0 {
+            // Enough events, or the reader went away (a closed pipe): nothing more to do.
+            return Ok(0);
+        }
+    }
+    let why = signals
+        .closed_reason()
+        .unwrap_or_else(|| "the connection ended".to_owned());
+    Err(Failure::new(exit::UNAVAILABLE, format!("{server}: {why}")))
+}
+
+/// `EVENT NS KEY field=value...`, e.g. `granted lock jobs fence=18ebc16ce40e4eb1 conn=7
+/// waited_ms=0 waiters=0`. A signal that is not an event (a pattern given on the command line
+/// may match ordinary channels) is printed as `listen` prints it.
+pub(crate) fn text_line(signal: &Signal) -> String {
+    let parsed = parse_event_channel(&signal.channel)
+        .zip(serde_json::from_str::<EventPayload<'_>>(&signal.payload).ok());
+    let Some(((ns, event), payload)) = parsed else {
+        return format!("{} {}", signal.channel, signal.payload);
+    };
+    let mut line = format!("{} {} {}", event.name(), ns_name(ns), payload.key);
+    let texts = [("fence", payload.fence), ("peer", payload.peer)];
+    for (name, value) in texts {
+        if let Some(value) = value {
+            line.push_str(&format!(" {name}={value}"));
+        }
+    }
+    line.push_str(&format!(" conn={}", payload.conn));
+    let numbers = [
+        ("waited_ms", payload.waited_ms),
+        ("held_ms", payload.held_ms),
+        ("waiters", Some(payload.waiters)),
+    ];
+    for (name, value) in numbers {
+        if let Some(value) = value {
+            line.push_str(&format!(" {name}={value}"));
+        }
+    }
+    line
+}
+
+/// The event's payload with `event` and `ns` added, as one JSON object; a signal that
+/// is not an event becomes `{"channel": ..., "payload": ...}`.
+pub(crate) fn json_line(signal: &Signal) -> String {
+    let parsed = parse_event_channel(&signal.channel)
+        .zip(serde_json::from_str::<Map<String, Value>>(&signal.payload).ok());
+    let object = match parsed {
+        Some(((ns, event), payload)) => {
+            let mut object = Map::new();
+            object.insert("event".into(), event.name().into());
+            object.insert("ns".into(), ns_name(ns).into());
+            object.extend(payload);
+            object
+        }
+        None => Map::from_iter([
+            ("channel".to_owned(), signal.channel.clone().into()),
+            ("payload".to_owned(), signal.payload.clone().into()),
+        ]),
+    };
+    Value::Object(object).to_string()
+}
+
+fn ns_name(ns: Namespace) -> &'static str {
+    match ns {
+        Namespace::Lock => "lock",
+        Namespace::Semaphore => "semaphore",
+    }
+}
