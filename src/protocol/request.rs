@@ -538,9 +538,15 @@ fn space_len_at(text: &[u8]) -> usize {
 
 /// Length of the white-space character `text` ends with, or 0.
 fn space_len_before(text: &[u8]) -> usize {
-    (1..=3)
-        .find(|&n| n <= text.len() && space_len_at(&text[text.len() - n..]) == n)
-        .unwrap_or(0)
+    match text.last() {
+        None => 0,
+        // A multi-byte character ends with a continuation byte (0x80 ..= 0xbf), so an ASCII last
+        // byte (nearly every field) is white space on its own or not at all.
+        Some(&last) if last.is_ascii() => space_len_at(&text[text.len() - 1..]),
+        Some(_) => (2..=3)
+            .find(|&n| n <= text.len() && space_len_at(&text[text.len() - n..]) == n)
+            .unwrap_or(0),
+    }
 }
 
 #[cfg(test)]

@@ -123,6 +123,15 @@ fn accepted_requests() {
             b"l\nk\n1\xe2\x80\xaf2\xe2\x81\x9f\n",
             acquire(Lock, b"k", 1, 1, Some(2)),
         ),
+        // Trailing white space of each length, after an ASCII or a multi-byte character.
+        (
+            b"l\nk\n10 33\xc2\xa0\xc2\x85\n",
+            acquire(Lock, b"k", 10, 1, Some(33)),
+        ),
+        (
+            b"l\nk\n10\xc2\xa0\xe3\x80\x80 \t\n",
+            acquire(Lock, b"k", 10, 1, None),
+        ),
         // check / scheck: a token or a fence, trimmed.
         (
             b"check\nk\n 0123456789abcdeffedcba9876543210\t\n",
