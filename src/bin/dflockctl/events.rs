@@ -1,14 +1,13 @@
 //! `dflockctl events`: prints the lock events of a server started with `--lock-events`, one
 //! per line, as they happen.
 
-use std::io::{self, Write};
-
 use dflockd::client::{Client, Signal};
 use dflockd::protocol::Namespace;
 use dflockd::protocol::events::{EventPayload, parse_event_channel};
 use serde_json::{Map, Value};
 
-use crate::{Failure, exit};
+use crate::Failure;
+use crate::signals::print_signals;
 
 /// What `events` listens to without patterns: every event of both namespaces.
 pub(crate) const ALL_EVENTS: [&str; 2] = ["$lock.>", "$sem.>"];
@@ -19,38 +18,14 @@ pub(crate) fn events(
     json: bool,
     count: Option<u64>,
 ) -> Result<u8, Failure> {
-    let server = &client.servers()[0];
-    let signals = client.signals().map_err(|e| Failure::client(server, &e))?;
     let defaults = ALL_EVENTS.map(str::to_owned);
     let patterns = if patterns.is_empty() {
         &defaults[..]
     } else {
         patterns
     };
-    for pattern in patterns {
-        signals
-            .listen(pattern, None)
-            .map_err(|e| Failure::client(pattern, &e))?;
-    }
-    let mut stdout = io::stdout().lock();
-    let mut left = count.unwrap_or(u64::MAX);
-    for signal in signals.iter() {
-        let line = if json {
-            json_line(&signal)
-        } else {
-            text_line(&signal)
-        };
-        let printed = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
-        left -= 1;
-        if printed.is_err() || left == 0 {
-            // Enough events, or the reader went away (a closed pipe): nothing more to do.
-            return Ok(0);
-        }
-    }
-    let why = signals
-        .closed_reason()
-        .unwrap_or_else(|| "the connection ended".to_owned());
-    Err(Failure::new(exit::UNAVAILABLE, format!("{server}: {why}")))
+    let line = if json { json_line } else { text_line };
+    print_signals(client, patterns, None, count, line)
 }
 
 /// `EVENT NS KEY field=value...`, e.g. `granted lock jobs fence=18ebc16ce40e4eb1 conn=7

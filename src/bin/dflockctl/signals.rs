@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Write};
 
-use dflockd::client::Client;
+use dflockd::client::{Client, Signal};
 use dflockd::protocol::MAX_PAYLOAD_LINE;
 
 use crate::{Failure, exit};
@@ -43,6 +43,21 @@ pub(crate) fn listen(
     group: Option<&str>,
     count: Option<u64>,
 ) -> Result<u8, Failure> {
+    print_signals(client, patterns, group, count, |signal| {
+        format!("{} {}", signal.channel, signal.payload)
+    })
+}
+
+/// Listens to `patterns` (in `group`, if any) on the first server and prints each signal as
+/// `line` writes it, until `count` are printed or the reader goes away (success), or the
+/// connection ends (failure).
+pub(crate) fn print_signals(
+    client: &Client,
+    patterns: &[String],
+    group: Option<&str>,
+    count: Option<u64>,
+    line: impl Fn(&Signal) -> String,
+) -> Result<u8, Failure> {
     let server = &client.servers()[0];
     let signals = client.signals().map_err(|e| Failure::client(server, &e))?;
     for pattern in patterns {
@@ -53,8 +68,7 @@ pub(crate) fn listen(
     let mut stdout = io::stdout().lock();
     let mut left = count.unwrap_or(u64::MAX);
     for signal in signals.iter() {
-        let printed =
-            writeln!(stdout, "{} {}", signal.channel, signal.payload).and_then(|()| stdout.flush());
+        let printed = writeln!(stdout, "{}", line(&signal)).and_then(|()| stdout.flush());
         left -= 1;
         if printed.is_err() || left == 0 {
             // Enough signals, or the reader went away (a closed pipe): nothing more to do.
