@@ -119,6 +119,11 @@ pub trait Outbox {
     /// `client` is a slow consumer; the caller must disconnect it (and then call
     /// [`Engine::disconnect`]). Called at most once per client per signal.
     fn evict(&mut self, client: ClientId);
+    /// `client`'s `listen` was refused at `limit`; its reply, a plain `error` as the protocol
+    /// wants, follows. For the operator's log; nothing to do by default.
+    fn listen_refused(&mut self, client: ClientId, limit: signal::SubscriptionLimit) {
+        let _ = (client, limit);
+    }
 }
 
 /// What became of a request handed to [`Engine::apply`].

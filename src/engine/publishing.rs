@@ -330,10 +330,14 @@ impl Engine {
         let accepted = self.clients.get_mut(client).is_some_and(|state| {
             let subs = &mut state.subscriptions;
             match change {
-                Change::Listen => matches!(
-                    self.signals.listen(client, subs, pattern, group, limits),
-                    ListenOutcome::Added | ListenOutcome::AlreadySubscribed
-                ),
+                Change::Listen => match self.signals.listen(client, subs, pattern, group, limits) {
+                    ListenOutcome::Added | ListenOutcome::AlreadySubscribed => true,
+                    ListenOutcome::LimitReached(limit) => {
+                        out.listen_refused(client, limit);
+                        false
+                    }
+                    ListenOutcome::InvalidPattern => false,
+                },
                 Change::Unlisten => {
                     self.signals.unlisten(client, subs, pattern, group)
                         != UnlistenOutcome::InvalidPattern

@@ -8,7 +8,7 @@ use super::Input;
 use crate::engine::ClientId;
 use crate::engine::signal::{
     ChannelCursor, ClientSubscriptions, DeliverySink, ListenOutcome, SignalIndex,
-    SubscriptionLimits, UnlistenOutcome, pattern_matches_with_rule,
+    SubscriptionLimit, SubscriptionLimits, UnlistenOutcome, pattern_matches_with_rule,
 };
 use crate::protocol::events::is_reserved_channel;
 
@@ -67,8 +67,14 @@ impl Model {
             && (bytes + pattern.len() + group.len()) as u64 > limits.bytes_per_client;
         let total: usize = self.subscriptions.values().map(BTreeSet::len).sum();
         let over_total = limits.total != 0 && total as u64 >= limits.total;
-        if over_count || over_bytes || over_total {
-            return ListenOutcome::LimitReached;
+        // The index names the first cap it checks that would be passed, in this order.
+        let over = [
+            (over_count, SubscriptionLimit::PerClient),
+            (over_bytes, SubscriptionLimit::BytesPerClient),
+            (over_total, SubscriptionLimit::Total),
+        ];
+        if let Some(&(_, limit)) = over.iter().find(|(over, _)| *over) {
+            return ListenOutcome::LimitReached(limit);
         }
         let held = self.subscriptions.entry(client).or_default();
         held.insert(subscription.clone());

@@ -78,6 +78,8 @@ pub enum WarnKind {
     MaxLocks,
     /// An acquire was refused at `--max-waiters`.
     MaxWaiters,
+    /// A `listen` was refused at one of the subscription caps.
+    MaxSubscriptions,
     /// A TLS handshake failed or ran out of time.
     TlsHandshake,
     /// A connection was closed because a request did not arrive within the read timeout.
@@ -88,7 +90,7 @@ pub enum WarnKind {
 
 impl WarnKind {
     /// Number of kinds.
-    const COUNT: usize = 10;
+    const COUNT: usize = 11;
 }
 
 /// One [`RateLimiter`] per [`WarnKind`], at [`PEER_WARNING_INTERVAL_MS`].

@@ -388,6 +388,8 @@ fn max_subscriptions_caps_distinct_pattern_group_pairs() {
     listen(&mut c, "a", "");
     listen(&mut c, "b", " g ");
     assert_eq!(c.request("listen", "c", ""), "error");
+    // The operator learns which cap refused it (one line per second at most).
+    server.wait_for_log("refused, --max-subscriptions reached", REPLY_TIMEOUT);
     assert_eq!(c.request("listen", "a", "g"), "error");
     assert_eq!(c.request("listen", "b", ""), "error");
     assert_eq!(

@@ -64,12 +64,46 @@ pub struct SubscriptionLimits {
 
 impl SubscriptionLimits {
     /// Whether a client holding `held` subscriptions of `bytes` bytes in all, in an index holding
-    /// `total`, may add one of `more` bytes.
-    fn admit(&self, held: usize, bytes: usize, more: usize, total: usize) -> bool {
+    /// `total`, may add one of `more` bytes: `Err` names the first cap it would pass.
+    fn admit(
+        &self,
+        held: usize,
+        bytes: usize,
+        more: usize,
+        total: usize,
+    ) -> Result<(), SubscriptionLimit> {
         let within = |used: usize, cap: u64| cap == 0 || (used as u64) < cap;
-        within(held, self.per_client)
-            && (self.bytes_per_client == 0 || (bytes + more) as u64 <= self.bytes_per_client)
-            && within(total, self.total)
+        if !within(held, self.per_client) {
+            Err(SubscriptionLimit::PerClient)
+        } else if self.bytes_per_client != 0 && (bytes + more) as u64 > self.bytes_per_client {
+            Err(SubscriptionLimit::BytesPerClient)
+        } else if !within(total, self.total) {
+            Err(SubscriptionLimit::Total)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Which [`SubscriptionLimits`] cap refused a `listen`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubscriptionLimit {
+    /// `--max-subscriptions`: subscriptions per connection.
+    PerClient,
+    /// `--max-subscription-bytes`: pattern and group bytes per connection.
+    BytesPerClient,
+    /// `--max-total-subscriptions`: subscriptions of all connections together.
+    Total,
+}
+
+impl SubscriptionLimit {
+    /// The flag that sets the cap, for the operator reading why a `listen` was refused.
+    pub fn flag(self) -> &'static str {
+        match self {
+            SubscriptionLimit::PerClient => "--max-subscriptions",
+            SubscriptionLimit::BytesPerClient => "--max-subscription-bytes",
+            SubscriptionLimit::Total => "--max-total-subscriptions",
+        }
     }
 }
 
@@ -81,8 +115,8 @@ pub enum ListenOutcome {
     Added,
     /// The client already held this (pattern, group); nothing changed (`ok` even at the cap, §13.7).
     AlreadySubscribed,
-    /// A [`SubscriptionLimits`] cap would be passed; nothing changed.
-    LimitReached,
+    /// A [`SubscriptionLimits`] cap, the one named, would be passed; nothing changed.
+    LimitReached(SubscriptionLimit),
     /// The pattern fails [`classify_pattern`]; nothing changed.
     InvalidPattern,
 }
@@ -321,8 +355,8 @@ impl SignalIndex {
             .slot
             .map_or(0, |slot| self.clients[slot as usize].bytes);
         let more = pattern.len() + group.len();
-        if !limits.admit(self.subscription_count(subs), bytes, more, self.len()) {
-            return ListenOutcome::LimitReached;
+        if let Err(limit) = limits.admit(self.subscription_count(subs), bytes, more, self.len()) {
+            return ListenOutcome::LimitReached(limit);
         }
         let target = match target {
             Some(target) => target,

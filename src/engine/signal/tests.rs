@@ -634,11 +634,11 @@ fn max_subscriptions_caps_new_pairs_but_not_relistens() {
     assert_eq!(harness.listen_capped(1, "a", "g", 2), ListenOutcome::Added);
     assert_eq!(
         harness.listen_capped(1, "b", "", 2),
-        ListenOutcome::LimitReached
+        ListenOutcome::LimitReached(SubscriptionLimit::PerClient)
     );
     assert_eq!(
         harness.listen_capped(1, "a", "h", 2),
-        ListenOutcome::LimitReached
+        ListenOutcome::LimitReached(SubscriptionLimit::PerClient)
     );
     assert_eq!(
         harness.listen_capped(1, "a", "", 2),
@@ -658,7 +658,7 @@ fn max_subscriptions_caps_new_pairs_but_not_relistens() {
     assert_eq!(harness.listen_capped(1, "b", "", 2), ListenOutcome::Added);
     assert_eq!(
         harness.listen_capped(1, "c", "", 2),
-        ListenOutcome::LimitReached
+        ListenOutcome::LimitReached(SubscriptionLimit::PerClient)
     );
     assert_eq!(
         harness.listen_capped(1, "c", "", 0),
@@ -786,7 +786,7 @@ fn subscription_bytes_and_the_total_are_capped() {
     );
     assert_eq!(
         harness.listen_limited(1, "x", "", bytes),
-        ListenOutcome::LimitReached
+        ListenOutcome::LimitReached(SubscriptionLimit::BytesPerClient)
     );
     assert_eq!(
         harness.listen_limited(1, "abcd", "ef", bytes),
@@ -812,7 +812,7 @@ fn subscription_bytes_and_the_total_are_capped() {
     );
     assert_eq!(
         harness.listen_limited(4, "b", "", total),
-        ListenOutcome::LimitReached
+        ListenOutcome::LimitReached(SubscriptionLimit::Total)
     );
     harness.remove_client(2);
     assert_eq!(

@@ -2,6 +2,7 @@
 //! outputs, with the output limits and the accounting that go with them.
 
 use super::*;
+use crate::engine::signal::SubscriptionLimit;
 
 /// Splits the dispatcher into the engine and a router over the connections, so the engine can
 /// be called with the router as its outbox.
@@ -92,6 +93,13 @@ fn warn_at_limit<T>(q: &mut Queues, conn: &Connection<T>, status: Status, now: M
         Status::ErrorMaxLocks => (WarnKind::MaxLocks, "--max-locks"),
         _ => (WarnKind::MaxWaiters, "--max-waiters"),
     };
+    warn_refused(q, conn, kind, flag, now);
+}
+
+/// A rate-limited warning that the limit `flag` (of warning kind `kind`) refused `conn`'s
+/// request.
+#[cold]
+fn warn_refused<T>(q: &mut Queues, conn: &Connection<T>, kind: WarnKind, flag: &str, now: Millis) {
     if let Some(suppressed) = q.warnings.admit(kind, now) {
         warn!(
             "conn {} {}: refused, {flag} reached{suppressed}",
@@ -137,6 +145,13 @@ impl<T> Outbox for Router<'_, T> {
         }
         end_wait(&mut q.ready, conn, self.now);
         after_output(q, conn, open);
+    }
+
+    fn listen_refused(&mut self, client: ClientId, limit: SubscriptionLimit) {
+        let q = &mut *self.queues;
+        if let Some(conn) = open_connection(self.conns, &mut q.counters, client) {
+            warn_refused(q, conn, WarnKind::MaxSubscriptions, limit.flag(), self.now);
+        }
     }
 
     fn has_room(&mut self, client: ClientId, line_len: usize) -> bool {
