@@ -137,17 +137,23 @@ impl Engine {
             key: super::stats::text(&r.key),
             fence: facts.fence.map(|fence| fence_text(fence).into()),
             conn: facts.conn,
+            // A Unix-socket peer is labelled in the engine; the outbox knows any other.
             peer: self
                 .clients
                 .get(facts.client)
                 .and_then(|state| state.label.as_deref())
-                .map(Into::into),
+                .map(Into::into)
+                .or_else(|| out.peer(facts.client).map(Into::into)),
             waited_ms: facts.waited_ms,
             held_ms: facts.held_ms,
             waiters: u64::from(r.queue.len()),
         };
-        // A struct of strings and numbers always serialises.
-        let payload = serde_json::to_vec(&payload).expect("event payload serialisation");
+        // A struct of strings and numbers always serialises; were it ever not to, the event is
+        // dropped like one past the backlog rather than take the loop down.
+        let Ok(payload) = serde_json::to_vec(&payload) else {
+            self.metrics.count_dropped_event();
+            return;
+        };
         self.publish(None, &channel, &payload, out);
     }
 }

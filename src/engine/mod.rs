@@ -124,6 +124,11 @@ pub trait Outbox {
     fn listen_refused(&mut self, client: ClientId, limit: signal::SubscriptionLimit) {
         let _ = (client, limit);
     }
+    /// The peer address of `client` while it is connected, for lock events; `None` if unknown.
+    fn peer(&self, client: ClientId) -> Option<String> {
+        let _ = client;
+        None
+    }
 }
 
 /// What became of a request handed to [`Engine::apply`].

@@ -29,6 +29,11 @@ fn events_reach_dollar_patterns_and_no_wildcard_first_pattern() {
     listen(&mut reserved, "$lock.>", "");
     listen(&mut all, ">", "");
     listen(&mut star, "*.granted.jobs", "");
+    let peer = holder
+        .stream()
+        .local_addr()
+        .expect("local address")
+        .to_string();
     let (token, _) = grant(&holder.request("l", "jobs", "0"));
     let conn = server.stats()["locks"][0]["owner_conn_id"].clone();
     assert_eq!(holder.request("r", "jobs", &token), "ok");
@@ -42,7 +47,7 @@ fn events_reach_dollar_patterns_and_no_wildcard_first_pattern() {
         assert_eq!(payload["fence"], &token[..16]);
         assert_eq!(payload["conn"], conn);
         assert_eq!(payload["waiters"], 0);
-        assert!(payload.get("peer").is_none(), "a TCP peer has no label");
+        assert_eq!(payload["peer"], peer.as_str(), "the holder's address");
     }
     assert_eq!(granted["waited_ms"], 0);
     assert!(granted.get("held_ms").is_none());

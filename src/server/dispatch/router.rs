@@ -147,6 +147,10 @@ impl<T> Outbox for Router<'_, T> {
         after_output(q, conn, open);
     }
 
+    fn peer(&self, client: ClientId) -> Option<String> {
+        self.conns.get_ref(client).map(|conn| conn.peer.to_string())
+    }
+
     fn listen_refused(&mut self, client: ClientId, limit: SubscriptionLimit) {
         let q = &mut *self.queues;
         if let Some(conn) = open_connection(self.conns, &mut q.counters, client) {
