@@ -114,8 +114,8 @@ pub fn event_channel(ns: Namespace, event: LockEvent, key: &[u8], out: &mut Vec<
 /// The payload of an event: one JSON object on one line.
 ///
 /// `fence` is present for events about a lease (not `queued`, nor `timeout`); `waited_ms` for
-/// `granted` and `timeout`; `held_ms` for the events that end a lease; `peer` when the server
-/// knows a label for the connection (a Unix-socket peer) and it is still open.
+/// `granted` and `timeout`; `held_ms` for the events that end a lease; `peer` while the
+/// connection is still open.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventPayload<'a> {
     /// The key, as the client sent it (invalid UTF-8 replaced by U+FFFD).
@@ -125,7 +125,7 @@ pub struct EventPayload<'a> {
     pub fence: Option<Cow<'a, str>>,
     /// The connection number of the holder or waiter (`owner_conn_id` in `stats`).
     pub conn: u64,
-    /// The connection's label, if the server has one.
+    /// The connection's peer (`127.0.0.1:5123`, `unix:uid=1000,pid=4242`) while it is open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<Cow<'a, str>>,
     /// How long the grant was waited for, or how long the wait lasted before it timed out.
