@@ -877,6 +877,7 @@ fn events_prints_lock_events_as_they_happen() {
         lines[0].starts_with(&format!("granted lock jobs fence={fence} conn=")),
         "{printed}"
     );
+    assert!(lines[0].contains(" peer=127.0.0.1:"), "{printed}");
     assert!(lines[0].ends_with(" waited_ms=0 waiters=0"), "{printed}");
     assert!(
         lines[1].starts_with(&format!("released lock jobs fence={fence} ")),

@@ -29,7 +29,7 @@ pub(crate) fn events(
 }
 
 /// `EVENT NS KEY field=value...`, e.g. `granted lock jobs fence=18ebc16ce40e4eb1 conn=7
-/// waited_ms=0 waiters=0`. A signal that is not an event (a pattern given on the command line
+/// peer=127.0.0.1:5123 waited_ms=0 waiters=0`. A signal that is not an event (a pattern given on the command line
 /// may match ordinary channels) is printed as `listen` prints it.
 pub(crate) fn text_line(signal: &Signal) -> String {
     let parsed = parse_event_channel(&signal.channel)
@@ -38,13 +38,13 @@ pub(crate) fn text_line(signal: &Signal) -> String {
         return format!("{} {}", signal.channel, signal.payload);
     };
     let mut line = format!("{} {} {}", event.name(), ns_name(ns), payload.key);
-    let texts = [("fence", payload.fence), ("peer", payload.peer)];
-    for (name, value) in texts {
-        if let Some(value) = value {
-            line.push_str(&format!(" {name}={value}"));
-        }
+    if let Some(fence) = payload.fence {
+        line.push_str(&format!(" fence={fence}"));
     }
     line.push_str(&format!(" conn={}", payload.conn));
+    if let Some(peer) = payload.peer {
+        line.push_str(&format!(" peer={peer}"));
+    }
     let numbers = [
         ("waited_ms", payload.waited_ms),
         ("held_ms", payload.held_ms),

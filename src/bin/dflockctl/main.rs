@@ -264,7 +264,8 @@ enum Cmd {
     /// connection ends (or --count events arrived). Needs a server started with --lock-events.
     ///
     /// One line per event: "EVENT NS KEY field=value...", for example "granted lock jobs
-    /// fence=18ebc16ce40e4eb1 conn=7 waited_ms=0 waiters=0". Events are granted, released,
+    /// fence=18ebc16ce40e4eb1 conn=7 peer=127.0.0.1:5123 waited_ms=0 waiters=0". Events are
+    /// granted, released,
     /// expired, disconnected, evicted, queued and timeout; the fields are those of the event's
     /// JSON payload (see the README).
     Events {

@@ -201,7 +201,7 @@ fn events_print_one_line_per_event_as_text_or_json() {
     );
     assert_eq!(
         text_line(&timeout),
-        "timeout semaphore a* peer=unix:uid=1,pid=2 conn=3 waited_ms=40 waiters=0"
+        "timeout semaphore a* conn=3 peer=unix:uid=1,pid=2 waited_ms=40 waiters=0"
     );
     let json: serde_json::Value = serde_json::from_str(&json_line(&granted)).expect("JSON");
     assert_eq!(json["event"], "granted");
