@@ -710,12 +710,7 @@ impl Engine {
 
     /// Evicts holders of `resource` whose lease has passed but whose timer has not been handled
     /// yet (only possible while expiry work is spread over several turns), granting what frees up.
-    pub(super) fn evict_expired_holders(
-        &mut self,
-        now: Millis,
-        resource: u32,
-        out: &mut impl Outbox,
-    ) {
+    fn evict_expired_holders(&mut self, now: Millis, resource: u32, out: &mut impl Outbox) {
         // Holders first: the resource is at hand, while the wheel's next deadline looks at every
         // level, and an acquire of a free key (the common case) has no holder to look at.
         if self.keys.resources[resource as usize].holders.is_empty()

@@ -104,17 +104,19 @@ impl Engine {
         let Evict { ns, key, target } = cmd;
         let count = match self.keys.find(ns, key) {
             None => 0,
-            Some(resource) => {
-                self.evict_expired_holders(now, resource, out);
-                self.evict_from(now, resource, ns, key, target, out)
-            }
+            Some(resource) => self.evict_from(now, resource, ns, key, target, out),
         };
         out.reply(client, Response::Evicted { count });
         Outcome::Answered
     }
 
     /// Ends the leases of `resource` (which is (`ns`, `key`)) that `target` names; returns how
-    /// many.
+    /// many were live. One whose lease has passed (its timer not handled yet) ends as an expiry
+    /// and is not counted.
+    ///
+    /// The holders are collected before any ends: the capacity each end frees goes to the
+    /// queue, and a waiter granted by this very request keeps its grant rather than being
+    /// evicted along with the holders the operator saw.
     fn evict_from(
         &mut self,
         now: Millis,
@@ -132,11 +134,16 @@ impl Engine {
                 self.holders_of(holders, &mut evicted);
             }
         }
-        // Collected first: each end grants waiters, who join the holder list being ended.
+        let mut count = 0;
         for &lease in &evicted {
-            self.end_lease(now, lease, LeaseEnd::Evict, out);
+            let end = if self.expiry(lease) <= now {
+                LeaseEnd::Expiry
+            } else {
+                count += 1;
+                LeaseEnd::Evict
+            };
+            self.end_lease(now, lease, end, out);
         }
-        let count = evicted.len() as u64;
         evicted.clear();
         self.scratch = evicted;
         count

@@ -481,6 +481,34 @@ fn a_holder_whose_lease_passed_is_an_expiry_not_an_eviction() {
 }
 
 #[test]
+fn a_waiter_granted_by_an_evictions_expiry_sweep_keeps_its_grant() {
+    let mut h = Harness::with_defaults();
+    let admin = with_admin(&mut h);
+    let [a, b, c] = [h.client(), h.client(), h.client()];
+    let ta = granted(h.ask(a, "sl", "pool", "0 2 1"), 1);
+    let tb = granted(h.ask(b, "sl", "pool", "0 2 30"), 30);
+    h.block(c, "sl", "pool", "60 2 30");
+    // a's lease has passed but its timer has not run: `evict *` ends it as an expiry, which
+    // grants c; c was not a holder when the operator asked, so only b is evicted.
+    h.skip_to(1_000);
+    assert_eq!(h.ask(admin, "sevict", "pool", "*"), evicted(1));
+    let tc = granted(h.reply(c), 30);
+    assert_eq!(
+        h.ask(c, "scheck", "pool", &tc.to_string()),
+        checked(tc.fence, 30_000)
+    );
+    for dead in [ta, tb] {
+        assert_eq!(
+            h.ask(c, "scheck", "pool", &dead.to_string()),
+            Response::Stale
+        );
+    }
+    let m = h.engine.metrics().ns(Semaphore);
+    assert_eq!((m.lease_expirations_total(), m.evictions_total()), (1, 1));
+    h.finish();
+}
+
+#[test]
 fn an_evicted_two_phase_grant_can_no_longer_be_collected() {
     let mut h = Harness::with_defaults();
     let admin = with_admin(&mut h);
