@@ -274,7 +274,10 @@ impl Harness {
             self.out.reserved_listener[slot] |= is_reserved_channel(sub.pattern);
         }
         let outcome = self.engine.apply(self.now, client, &request, &mut self.out);
-        let settled = self.settle(Call::Apply(client));
+        let (settled, evicted) = self.take_events(Call::Apply(client));
+        // The request's own effect enters the model first: a lock event it publishes may evict
+        // its own sender as a slow consumer, whose departure must then take the new waiter or
+        // holder with it.
         match (outcome, settled.answer) {
             (Outcome::Answered, Some(response)) => {
                 self.answered(slot, op, response, settled.pushes)
@@ -282,12 +285,20 @@ impl Harness {
             (Outcome::Waiting, None) => self.waits(slot, op),
             (outcome, answer) => panic!("{op:?} gave {outcome:?} with answer {answer:?}"),
         }
+        self.disconnect_evicted(evicted);
+    }
+
+    /// Checks the events of one engine call in order, then disconnects the clients it evicted,
+    /// as the server does.
+    fn settle(&mut self, call: Call) {
+        let (_, evicted) = self.take_events(call);
+        self.disconnect_evicted(evicted);
     }
 
     /// Checks the events of one engine call in order. The reply to the requester of an `apply` is
     /// handed back for [`Harness::answered`], which checks it once the call's other effects are
-    /// accounted for. Evicted clients are disconnected afterwards, as the server does.
-    fn settle(&mut self, call: Call) -> Settled {
+    /// accounted for, with the clients the call evicted (to disconnect after that).
+    fn take_events(&mut self, call: Call) -> (Settled, Vec<ClientId>) {
         let mut settled = Settled {
             answer: None,
             pushes: 0,
@@ -322,13 +333,17 @@ impl Harness {
             }
         }
         self.out.evicted.clear();
+        (settled, evicted)
+    }
+
+    /// Disconnects the clients a call evicted as slow consumers.
+    fn disconnect_evicted(&mut self, evicted: Vec<ClientId>) {
         for client in evicted {
             let slot = client.index as usize;
             if self.ids[slot] == client {
                 self.disconnect(slot);
             }
         }
-        settled
     }
 
     /// Runs due timers; with `fully`, until none is due, after which the model may forget leases
