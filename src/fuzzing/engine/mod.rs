@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use self::model::{Expiry, Holder, Model, Pending, serial_of};
+use self::model::{Holder, Model, Pending, serial_of};
 use self::ops::{CHANNELS, FAR_MS, KEYS, Op, SLOTS, SMALL_STEPS_MS};
 use self::safety::EvictPlan;
 use crate::clock::Millis;
@@ -232,20 +232,12 @@ impl Harness {
                 if auto_release || waiter.blocked {
                     continue;
                 }
-                // Granted silently before the owner left, its lease outlives the owner.
+                // Perhaps granted silently before the owner left, its lease outlives the owner.
                 self.model.holders.push(Holder {
-                    resource,
                     owner: None,
-                    serial: serial_of(client),
-                    limit: waiter.limit,
-                    lease_s: waiter.lease_s,
-                    expiry: Expiry {
-                        lo: waiter.since.plus_secs(waiter.lease_s),
-                        hi: now.plus_secs(waiter.lease_s),
-                    },
-                    token: None,
                     two_phase: false,
                     certain: false,
+                    ..Holder::silent_grant(resource, waiter, now)
                 });
             }
             queue.retain(|w| w.client != client);

@@ -80,6 +80,25 @@ impl Holder {
         }
     }
 
+    /// The lease `waiter` of `resource` may have been granted silently (a two-phase waiter not
+    /// blocked on): some time between joining the queue and `now`, with a token nobody saw.
+    pub(super) fn silent_grant(resource: Resource, waiter: &Waiter, now: Millis) -> Holder {
+        Holder {
+            resource,
+            owner: Some(waiter.client),
+            serial: serial_of(waiter.client),
+            limit: waiter.limit,
+            lease_s: waiter.lease_s,
+            expiry: Expiry {
+                lo: waiter.since.plus_secs(waiter.lease_s),
+                hi: now.plus_secs(waiter.lease_s),
+            },
+            token: None,
+            two_phase: true,
+            certain: !waiter.maybe_gone,
+        }
+    }
+
     /// Whether the engine certainly holds this lease at `now`.
     pub(super) fn certainly_live(&self, now: Millis) -> bool {
         self.certain && self.expiry.lo > now
@@ -169,20 +188,8 @@ impl Model {
                 "FIFO violated on {resource:?}: granted past the waiting request of {:?}",
                 waiter.client
             );
-            self.holders.push(Holder {
-                resource,
-                owner: Some(waiter.client),
-                serial: serial_of(waiter.client),
-                limit: waiter.limit,
-                lease_s: waiter.lease_s,
-                expiry: Expiry {
-                    lo: waiter.since.plus_secs(waiter.lease_s),
-                    hi: now.plus_secs(waiter.lease_s),
-                },
-                token: None,
-                two_phase: true,
-                certain: !waiter.maybe_gone,
-            });
+            self.holders
+                .push(Holder::silent_grant(resource, &waiter, now));
         }
     }
 
