@@ -5,9 +5,12 @@
 //!
 //! # Geometry
 //!
-//! The wheel has 11 levels of 64 slots. A slot on level 0 spans 1 ms and a slot on level `n` spans
-//! `64^n` ms, so a whole level spans exactly one slot of the level above. Eleven levels of 6 bits
-//! cover 66 bits: every `u64` deadline up to [`Millis::MAX`] has a place and nothing is clamped.
+//! The wheel has 9 levels of 64 slots. A slot on level 0 spans 1 ms and a slot on level `n` spans
+//! `64^n` ms, so a whole level spans exactly one slot of the level above. Nine levels of 6 bits
+//! cover 54 bits: 2^54 ms, about 570 000 years. The wheel's time stops there: a deadline or a
+//! `now` past [`TimerWheel::END_OF_TIME`] counts as that instant, so a timer set for
+//! [`Millis::MAX`] ("never") is armed but never fires in practice. The protocol's longest lease
+//! (9 223 372 036 s) is 2^43 ms, far inside the range.
 //!
 //! The wheel keeps its own time, `elapsed`. A timer due at `when > elapsed` is filed on level `n`,
 //! where `n` is the highest group of 6 bits in which `when` and `elapsed` differ, in the slot given
@@ -56,9 +59,11 @@
 //! Timers live in a [`Slots`] slab. Each slot (and the list of ready timers) is a doubly linked list
 //! threaded through the entries with `u32` indices and a NIL sentinel, so insert, cancel and
 //! relinking are O(1), use no `unsafe`, and allocate nothing while the slab has room. An entry is
-//! 22 bytes of bookkeeping plus the payload, padded to 8 bytes: 32 bytes for a `u64` payload, and
-//! the slab adds no tag because the non-zero generation gives the compiler a niche. A million
-//! timers with `u64` payloads take 32 MB.
+//! 20 bytes of bookkeeping plus the payload, padded to 8 bytes: the deadline shares one word with
+//! the entry's level and slot (the 54 bits of time leave 10 bits for them), so a 4-byte payload
+//! makes a 24-byte entry and an 8-byte payload a 32-byte one. The slab adds no tag because the
+//! non-zero generation gives the compiler a niche. A million timers with 4-byte payloads take
+//! 24 MB; the engine arms one per held lease, so every byte here is a byte per lock.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -66,10 +71,16 @@ use std::num::NonZeroU32;
 use crate::clock::Millis;
 use crate::slots::Slots;
 
-/// Levels in the wheel: 11 × 6 bits ≥ 64 bits, so no deadline needs clamping.
-const LEVELS: usize = 11;
+/// Levels in the wheel: 9 × 6 bits cover the `TIME_BITS` of the wheel's time.
+const LEVELS: usize = 9;
 /// log2 of the number of slots per level.
 const SLOT_BITS: u32 = 6;
+/// Bits of a deadline the wheel keeps; later instants count as [`TimerWheel::END_OF_TIME`].
+const TIME_BITS: u32 = LEVELS as u32 * SLOT_BITS;
+/// The latest instant the wheel tells apart, as a raw millisecond count.
+const MAX_TIME: u64 = (1 << TIME_BITS) - 1;
+/// Bits of [`Place`] that hold the level (`READY` included) above the time bits.
+const LEVEL_BITS: u32 = 4;
 /// Slots per level; one `u64` bitmap tracks which are occupied.
 const SLOTS: usize = 1 << SLOT_BITS;
 /// End-of-list marker for the `u32` links. Slab indices stay below it (checked in `insert`).
@@ -93,11 +104,10 @@ pub struct TimerId {
     generation: NonZeroU32,
 }
 
-/// One armed timer; 22 bytes plus the payload, padded to 8-byte alignment.
+/// One armed timer; 20 bytes plus the payload, padded to 8-byte alignment.
 struct Entry<T> {
-    /// When the timer is due. Never before the start of the slot holding the entry, but possibly
-    /// after its end (lazy extension).
-    deadline: u64,
+    /// When the timer is due, and which list holds it.
+    place: Place,
     /// Previous entry in the same list, or NIL at the head.
     prev: u32,
     /// Next entry in the same list, or NIL at the tail.
@@ -105,12 +115,54 @@ struct Entry<T> {
     /// Tells this timer apart from earlier ones at the same index. Non-zero so that the slab's
     /// vacant/occupied enum can use it as a niche instead of adding a tag.
     generation: NonZeroU32,
-    /// Level of the list holding the entry, or `READY`.
-    level: u8,
-    /// Slot of that list within its level; 0 in the ready list.
-    slot: u8,
     /// What `poll` or `cancel` hands back.
     payload: T,
+}
+
+/// A timer's deadline and the list holding it, packed into one word: the deadline in the low
+/// `TIME_BITS` bits, then `LEVEL_BITS` of level (`READY` for the ready list) and 6 bits of slot
+/// (0 in the ready list). Separate fields would cost the entry 8 bytes of padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Place(u64);
+
+impl Place {
+    /// Not yet in any list, due at `deadline` (at most `MAX_TIME`).
+    fn unfiled(deadline: u64) -> Place {
+        Place::new(deadline, READY, 0)
+    }
+
+    fn new(deadline: u64, level: u8, slot: u8) -> Place {
+        debug_assert!(deadline <= MAX_TIME && level <= READY && usize::from(slot) < SLOTS);
+        Place(
+            deadline | u64::from(level) << TIME_BITS | u64::from(slot) << (TIME_BITS + LEVEL_BITS),
+        )
+    }
+
+    /// When the timer is due. Never before the start of the slot holding the entry, but possibly
+    /// after its end (lazy extension).
+    fn deadline(self) -> u64 {
+        self.0 & MAX_TIME
+    }
+
+    /// Level of the list holding the entry, or `READY`.
+    fn level(self) -> u8 {
+        ((self.0 >> TIME_BITS) & ((1 << LEVEL_BITS) - 1)) as u8
+    }
+
+    /// Slot of that list within its level; 0 in the ready list.
+    fn slot(self) -> u8 {
+        (self.0 >> (TIME_BITS + LEVEL_BITS)) as u8
+    }
+
+    /// The same list, due at `deadline` instead.
+    fn with_deadline(self, deadline: u64) -> Place {
+        Place::new(deadline, self.level(), self.slot())
+    }
+
+    /// The same deadline, in the list of `level` and `slot`.
+    fn in_list(self, level: u8, slot: u8) -> Place {
+        Place::new(self.deadline(), level, slot)
+    }
 }
 
 /// Head and tail of an intrusive list. Appending at the tail keeps timers that share a deadline in
@@ -200,7 +252,7 @@ fn slot_start(elapsed: u64, level: usize, slot: usize) -> u64 {
 /// A hierarchical timer wheel with 1 ms resolution; see the module documentation for the design.
 pub struct TimerWheel<T> {
     entries: Slots<Entry<T>>,
-    /// Boxed because 11 × 64 list heads take 5.6 kB, too much to move around by value.
+    /// Boxed because 9 × 64 list heads take 4.6 kB, too much to move around by value.
     levels: Box<[Level; LEVELS]>,
     /// Timers already due, in the order `poll` returns them.
     ready: List,
@@ -239,6 +291,10 @@ impl<T> fmt::Debug for TimerWheel<T> {
 }
 
 impl<T: Copy> TimerWheel<T> {
+    /// The last instant the wheel tells apart, 2^54 - 1 ms (about 570 000 years) after
+    /// [`Millis::ZERO`]: later deadlines and times count as this one.
+    pub const END_OF_TIME: Millis = Millis(MAX_TIME);
+
     /// An empty wheel whose time is [`Millis::ZERO`].
     pub fn new() -> Self {
         Self::with_capacity(0)
@@ -289,7 +345,8 @@ impl<T: Copy> TimerWheel<T> {
     /// Arms a timer due at `deadline` and returns its handle. O(1).
     ///
     /// A deadline at or before the wheel's time is due at once: it fires at the next
-    /// [`poll`](Self::poll), after timers that were already due.
+    /// [`poll`](Self::poll), after timers that were already due. A deadline after
+    /// [`END_OF_TIME`](Self::END_OF_TIME) is taken as that instant.
     ///
     /// # Panics
     ///
@@ -303,12 +360,10 @@ impl<T: Copy> TimerWheel<T> {
         let generation = self.next_generation;
         self.next_generation = generation.checked_add(1).unwrap_or(NonZeroU32::MIN);
         self.entries.insert(Entry {
-            deadline: deadline.0,
+            place: Place::unfiled(deadline.0.min(MAX_TIME)),
             prev: NIL,
             next: NIL,
             generation,
-            level: READY,
-            slot: 0,
             payload,
         });
         self.file(index);
@@ -331,15 +386,17 @@ impl<T: Copy> TimerWheel<T> {
         let Some(index) = self.live_index(id) else {
             return false;
         };
+        let deadline = deadline.0.min(MAX_TIME);
         let entry = &mut self.entries[index as usize];
-        let can_stay = match entry.level {
-            READY => deadline.0 <= self.elapsed,
-            level => deadline.0 >= slot_start(self.elapsed, level as usize, entry.slot as usize),
+        let place = entry.place;
+        let can_stay = match place.level() {
+            READY => deadline <= self.elapsed,
+            level => deadline >= slot_start(self.elapsed, level as usize, place.slot() as usize),
         };
-        entry.deadline = deadline.0;
+        entry.place = place.with_deadline(deadline);
         if can_stay {
-            if entry.level == READY {
-                self.ready_floor = self.ready_floor.min(deadline.0);
+            if place.level() == READY {
+                self.ready_floor = self.ready_floor.min(deadline);
             }
         } else {
             self.detach(index);
@@ -348,10 +405,11 @@ impl<T: Copy> TimerWheel<T> {
         true
     }
 
-    /// The deadline of a timer, or `None` if `id` is stale.
+    /// The deadline of a timer (at most [`END_OF_TIME`](Self::END_OF_TIME)), or `None` if `id`
+    /// is stale.
     pub fn deadline(&self, id: TimerId) -> Option<Millis> {
         let index = self.live_index(id)?;
-        Some(Millis(self.entries[index as usize].deadline))
+        Some(Millis(self.entries[index as usize].place.deadline()))
     }
 
     /// The payload of a timer, or `None` if `id` is stale.
@@ -387,10 +445,11 @@ impl<T: Copy> TimerWheel<T> {
     ///
     /// Call it in a loop until it returns `None` (or until the turn's work budget is spent). Timers
     /// come out in the order described in the module documentation. A `now` earlier than one seen
-    /// before counts as no time passing. Time jumps of any size cost O(levels) per occupied slot
-    /// crossed, never per empty slot.
+    /// before counts as no time passing, and one after [`END_OF_TIME`](Self::END_OF_TIME) as that
+    /// instant. Time jumps of any size cost O(levels) per occupied slot crossed, never per empty
+    /// slot.
     pub fn poll(&mut self, now: Millis) -> Option<(TimerId, T)> {
-        self.now = self.now.max(now.0);
+        self.now = self.now.max(now.0.min(MAX_TIME));
         let mut refiled = 0;
         loop {
             if !self.ready.is_empty() {
@@ -524,11 +583,11 @@ impl<T: Copy> TimerWheel<T> {
             });
             assert_eq!(entry.prev, prev, "entry {cursor}: prev link broken");
             assert_eq!(
-                (entry.level, entry.slot),
+                (entry.place.level(), entry.place.slot()),
                 (level, slot),
                 "entry {cursor}: recorded position differs from its list"
             );
-            check_deadline(entry.deadline);
+            check_deadline(entry.place.deadline());
             prev = cursor;
             cursor = entry.next;
         }
@@ -549,10 +608,9 @@ impl<T: Copy> TimerWheel<T> {
     /// at the wheel's time, otherwise the slot given by `level_for` and `slot_for`.
     fn file(&mut self, index: u32) {
         let entry = &mut self.entries[index as usize];
-        let deadline = entry.deadline;
+        let deadline = entry.place.deadline();
         if deadline <= self.elapsed {
-            entry.level = READY;
-            entry.slot = 0;
+            entry.place = entry.place.in_list(READY, 0);
             self.ready_floor = self.ready_floor.min(deadline);
             self.ready.push_back(&mut self.entries, index);
             return;
@@ -564,8 +622,7 @@ impl<T: Copy> TimerWheel<T> {
             "deadline {deadline} filed in the current slot of level {level} at time {}",
             self.elapsed
         );
-        entry.level = level as u8;
-        entry.slot = slot as u8;
+        entry.place = entry.place.in_list(level as u8, slot as u8);
         let lvl = &mut self.levels[level];
         lvl.slots[slot].push_back(&mut self.entries, index);
         lvl.occupied |= 1 << slot;
@@ -573,8 +630,8 @@ impl<T: Copy> TimerWheel<T> {
 
     /// Unlinks an entry from whichever list holds it, keeping bitmaps and the ready floor right.
     fn detach(&mut self, index: u32) {
-        let entry = &self.entries[index as usize];
-        let (level, slot) = (entry.level, entry.slot as usize);
+        let place = self.entries[index as usize].place;
+        let (level, slot) = (place.level(), place.slot() as usize);
         if level == READY {
             self.ready.unlink(&mut self.entries, index);
             if self.ready.is_empty() {
@@ -594,7 +651,8 @@ impl<T: Copy> TimerWheel<T> {
     /// Removes a ready timer from the wheel and returns it.
     fn fire(&mut self, index: u32) -> (TimerId, T) {
         debug_assert_eq!(
-            self.entries[index as usize].level, READY,
+            self.entries[index as usize].place.level(),
+            READY,
             "fired a timer that is not due"
         );
         self.detach(index);

@@ -5,8 +5,8 @@ use crate::test_rng::Rng;
 
 /// Where an entry is linked: `(level, slot)`, level `READY` for the ready list.
 fn position(wheel: &TimerWheel<u64>, id: TimerId) -> (u8, u8) {
-    let entry = &wheel.entries[id.index as usize];
-    (entry.level, entry.slot)
+    let place = wheel.entries[id.index as usize].place;
+    (place.level(), place.slot())
 }
 
 /// Polls at `now` until nothing is due; returns the payloads in firing order. An empty poll
@@ -48,20 +48,23 @@ fn level_and_slot_arithmetic() {
     assert_eq!(level_for(0, 4096), 2);
     assert_eq!(level_for(100, 127), 0);
     assert_eq!(level_for(100, 128), 1);
-    assert_eq!(level_for(0, 1 << 60), 10);
-    assert_eq!(level_for(0, u64::MAX), 10);
-    assert_eq!(level_for(u64::MAX - 1, u64::MAX), 0);
+    assert_eq!(level_for(0, 1 << 50), 8);
+    assert_eq!(level_for(0, MAX_TIME), 8);
+    assert_eq!(level_for(MAX_TIME - 1, MAX_TIME), 0);
     assert_eq!(slot_for(4095, 1), 63);
-    assert_eq!(slot_for(u64::MAX, 10), 15);
+    assert_eq!(slot_for(MAX_TIME, 8), 63);
     assert_eq!(slot_start(5000, 1, 10), 4096 + 640);
     assert_eq!(slot_start(5000, 0, 10), 4992 + 10);
-    assert_eq!(slot_start(u64::MAX, 10, 15), 15 << 60);
-    assert_eq!(slot_start(u64::MAX, 9, 63), u64::MAX - (1 << 54) + 1);
+    assert_eq!(slot_start(MAX_TIME, 8, 15), 15 << 48);
+    assert_eq!(slot_start(MAX_TIME, 7, 63), MAX_TIME - (1 << 42) + 1);
 }
 
 #[test]
 fn entries_are_small() {
-    // The non-zero generation lets the slab's vacant links share space with the entry.
+    // The non-zero generation lets the slab's vacant links share space with the entry, and the
+    // level and slot share the deadline's word: a 4-byte payload fills the entry exactly.
+    assert_eq!(size_of::<Entry<u32>>(), 24);
+    assert_eq!(Slots::<Entry<u32>>::ENTRY_SIZE, 24);
     assert_eq!(size_of::<Entry<u64>>(), 32);
     assert_eq!(Slots::<Entry<u64>>::ENTRY_SIZE, 32);
     assert_eq!(size_of::<Option<TimerId>>(), 8);
@@ -111,23 +114,43 @@ fn deadlines_around_level_boundaries() {
 fn top_level_holds_the_largest_deadlines() {
     let protocol_max = 9_223_372_036_854_775;
     let mut wheel = TimerWheel::new();
-    let max = wheel.insert(Millis::MAX, u64::MAX);
-    let top = wheel.insert(Millis(1 << 60), 1 << 60);
+    let max = wheel.insert(Millis(MAX_TIME), MAX_TIME);
+    let top = wheel.insert(Millis(1 << 50), 1 << 50);
     wheel.insert(Millis(protocol_max), protocol_max);
-    assert_eq!(position(&wheel, max), (10, 15));
-    assert_eq!(position(&wheel, top), (10, 1));
+    assert_eq!(position(&wheel, max), (8, 63));
+    assert_eq!(position(&wheel, top), (8, 4));
     wheel.check_invariants();
     let (fired, wakeups) = drive(&mut wheel);
     assert_eq!(
         fired,
         [
+            (1 << 50, 1 << 50),
             (protocol_max, protocol_max),
-            (1 << 60, 1 << 60),
-            (u64::MAX, u64::MAX)
+            (MAX_TIME, MAX_TIME)
         ]
     );
     // Each timer cascades at most once per level; empty slots are never visited.
     assert!(wakeups <= 3 * LEVELS, "{wakeups} wake-ups");
+}
+
+#[test]
+fn times_past_the_end_count_as_the_end() {
+    let mut wheel = TimerWheel::new();
+    let never = wheel.insert(Millis::MAX, 1);
+    let end = wheel.insert(TimerWheel::<u64>::END_OF_TIME, 2);
+    let moved = wheel.insert(Millis(10), 3);
+    assert!(wheel.reschedule(moved, Millis(u64::MAX - 1)));
+    for id in [never, end, moved] {
+        assert_eq!(wheel.deadline(id), Some(TimerWheel::<u64>::END_OF_TIME));
+    }
+    assert_eq!(position(&wheel, never), (8, 63));
+    assert_eq!(wheel.poll(Millis(MAX_TIME - 1)), None);
+    wheel.check_invariants();
+    // A `now` past the end reaches the end, and the timers there fire in filing order (the
+    // rescheduled one was filed again when its early slot came due).
+    assert_eq!(drain(&mut wheel, u64::MAX), [1, 2, 3]);
+    assert!(wheel.is_empty());
+    wheel.check_invariants();
 }
 
 #[test]

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 
 use self::model::{Holder, Model, Pending, serial_of};
-use self::ops::{CHANNELS, FAR_MS, KEYS, Op, SLOTS, SMALL_STEPS_MS};
+use self::ops::{CHANNELS, FAR_MS, KEYS, LARGE_STEPS_END, Op, SLOTS, SMALL_STEPS_MS};
 use self::safety::EvictPlan;
 use crate::clock::Millis;
 use crate::engine::{ClientId, Engine, EngineConfig, Outbox, Outcome, Push};
@@ -440,7 +440,7 @@ impl Harness {
                 self.apply(slot, &op);
             }
             170..=199 => self.now = self.now.plus_ms(*input.pick(&SMALL_STEPS_MS)),
-            200..=204 => self.now = self.now.plus_ms(input.number::<6>()),
+            200..=204 => self.now = self.now.plus_ms(input.number::<6>()).min(LARGE_STEPS_END),
             205..=224 => self.expire(input.flag()),
             225..=229 => self.cancel_waits(),
             230..=249 => self.out.room[slot] = u32::from(input.byte() % 4),

@@ -1,6 +1,7 @@
 //! The `engine` target's vocabulary and the decoder that turns input bytes into requests over it.
 
 use super::model::{Resource, TokenText};
+use crate::clock::Millis;
 use crate::fuzzing::Input;
 use crate::protocol::request::{
     Acquire, Check, CheckTarget, Enqueue, Evict, EvictTarget, Queue, Release, Renew, Signal,
@@ -31,8 +32,12 @@ pub(super) const GROUPS: [&[u8]; 3] = [b"", b"g", b"h"];
 pub(super) const CHANNELS: [&[u8]; 5] = [b"a", b"a.b", b"b.c", b"a.b.c", b"$lock.x"];
 /// Tokens that match no lease: malformed, and well-formed but never issued.
 pub(super) const UNKNOWN_TOKENS: [&[u8]; 2] = [b"nope", b"00000000000000000000000000000000"];
-/// Further ahead than any deadline the vocabulary can set (MAX_SECONDS is 9.2e15 ms).
-pub(super) const FAR_MS: u64 = 10_000_000_000_000_000;
+/// Further ahead than any deadline the vocabulary can set (MAX_SECONDS is 9.2e12 ms), yet small
+/// enough that the final jumps stay far inside the timer wheel's range (2^54 ms).
+pub(super) const FAR_MS: u64 = 1 << 44;
+/// Where the input's large clock steps stop: every deadline set before the final jumps of
+/// [`FAR_MS`] then lies inside the timer wheel's range ([`crate::timer::TimerWheel::END_OF_TIME`]).
+pub(super) const LARGE_STEPS_END: Millis = Millis(1 << 52);
 /// Small clock steps, in milliseconds, around the vocabulary's lease and timeout lengths.
 pub(super) const SMALL_STEPS_MS: [u64; 8] = [0, 1, 999, 1_000, 1_001, 2_000, 7_000, 61_000];
 
