@@ -44,6 +44,6 @@ impl Engine {
     }
 
     fn arm_gc(&mut self, at: Millis) {
-        self.gc_timer = Some(self.timers.insert(at, Due::IdleGc));
+        self.gc_timer = Some(self.timers.insert(at, Due::IdleGc.pack()));
     }
 }

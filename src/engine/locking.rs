@@ -275,7 +275,8 @@ impl Engine {
             .or_insert(LockDelay { slots: 0, until });
         delay.slots += 1;
         delay.until = until;
-        self.timers.insert(until, Due::LockDelayEnd(resource));
+        self.timers
+            .insert(until, Due::LockDelayEnd(resource).pack());
     }
 
     /// A slot of `resource` comes out of its lock-delay: the head of the queue may have it.
@@ -398,6 +399,11 @@ impl Engine {
         limit: u64,
         out: &mut impl Outbox,
     ) -> Result<u32, Response> {
+        // Every lease starts as an immediate grant or as a waiter (whose grant frees it first),
+        // so checking here keeps both below what a timer's payload can name.
+        if self.leases.len() + self.waiters.len() >= self.max_timed {
+            return Err(Response::ErrorMaxLocks);
+        }
         let resource = self
             .keys
             .find_or_create(ns, key, limit, self.config.max_locks, now)
@@ -481,7 +487,7 @@ impl Engine {
         let expires = now.plus_secs(lease_s);
         let entry = self.leases.vacant_entry();
         let lease = entry.key() as u32;
-        let timer = self.timers.insert(expires, Due::LeaseExpiry(lease));
+        let timer = self.timers.insert(expires, Due::LeaseExpiry(lease).pack());
         entry.insert(Lease {
             token,
             resource,
@@ -656,7 +662,9 @@ impl Engine {
 
     /// Makes the waiter's client wait for it until `deadline`.
     fn block_on(&mut self, waiter: u32, deadline: Millis) {
-        let timer = self.timers.insert(deadline, Due::WaitTimeout(waiter));
+        let timer = self
+            .timers
+            .insert(deadline, Due::WaitTimeout(waiter).pack());
         let w = &mut self.waiters[waiter as usize];
         w.answer_on_grant = true;
         w.timer = Some(timer);

@@ -216,6 +216,51 @@ enum Due {
     LockDelayEnd(u32),
 }
 
+/// Most slab entries of one kind a [`PackedDue`] can name: leases and waiters together, and
+/// resources, stay below this many. About 100 GB of state before it matters; past it an acquire
+/// answers `error_max_locks`, and `--max-locks` above it counts as it.
+pub(crate) const MAX_TIMED_ENTRIES: usize = (1 << PackedDue::INDEX_BITS) - 1;
+
+/// A [`Due`] in 4 bytes, as the wheel keeps it: the kind in the top 2 bits, the slab index in
+/// the other 30. The wheel holds one timer per held lease, and a 4-byte payload makes its entry
+/// 24 bytes instead of 32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PackedDue(u32);
+
+impl PackedDue {
+    const INDEX_BITS: u32 = 30;
+    const INDEX_MASK: u32 = (1 << Self::INDEX_BITS) - 1;
+
+    fn kind_and_index(kind: u32, index: u32) -> PackedDue {
+        debug_assert!(
+            index <= Self::INDEX_MASK,
+            "slab index {index} past the packable range"
+        );
+        PackedDue(kind << Self::INDEX_BITS | index & Self::INDEX_MASK)
+    }
+
+    fn unpack(self) -> Due {
+        let index = self.0 & Self::INDEX_MASK;
+        match self.0 >> Self::INDEX_BITS {
+            0 => Due::LeaseExpiry(index),
+            1 => Due::WaitTimeout(index),
+            2 => Due::IdleGc,
+            _ => Due::LockDelayEnd(index),
+        }
+    }
+}
+
+impl Due {
+    fn pack(self) -> PackedDue {
+        match self {
+            Due::LeaseExpiry(lease) => PackedDue::kind_and_index(0, lease),
+            Due::WaitTimeout(waiter) => PackedDue::kind_and_index(1, waiter),
+            Due::IdleGc => PackedDue::kind_and_index(2, 0),
+            Due::LockDelayEnd(resource) => PackedDue::kind_and_index(3, resource),
+        }
+    }
+}
+
 /// The engine: every piece of lock, semaphore and signal state.
 #[derive(Debug)]
 pub struct Engine {
@@ -237,7 +282,9 @@ pub struct Engine {
     /// How many leases disconnects may still release before the next call of
     /// [`Engine::expire`], which restores it to [`EXPIRE_BUDGET`].
     disconnect_budget: usize,
-    timers: TimerWheel<Due>,
+    timers: TimerWheel<PackedDue>,
+    /// Most leases and waiters together; [`MAX_TIMED_ENTRIES`] but for tests.
+    max_timed: usize,
     gc_timer: Option<TimerId>,
     signals: SignalIndex,
     /// Signal operations queued behind a publish that spans turns, and this turn's units.
@@ -267,6 +314,10 @@ impl Engine {
     /// An empty engine.
     pub fn new(config: EngineConfig, tokens: TokenIssuer) -> Engine {
         debug_assert!(config.gc_interval_ms > 0, "gc interval must be positive");
+        let config = EngineConfig {
+            max_locks: config.max_locks.min(MAX_TIMED_ENTRIES as u64),
+            ..config
+        };
         let signals = if config.lock_events {
             SignalIndex::with_dollar_rule()
         } else {
@@ -284,6 +335,7 @@ impl Engine {
             releasing: List::default(),
             disconnect_budget: EXPIRE_BUDGET,
             timers: TimerWheel::new(),
+            max_timed: MAX_TIMED_ENTRIES,
             gc_timer: None,
             signals,
             signal_work: SignalWork::default(),
@@ -372,7 +424,7 @@ impl Engine {
                 break;
             };
             budget -= 1;
-            match due {
+            match due.unpack() {
                 Due::LeaseExpiry(lease) => self.on_lease_expiry(now, id, lease, out),
                 Due::WaitTimeout(waiter) => self.on_wait_timeout(now, id, waiter, out),
                 Due::IdleGc => budget -= self.on_idle_gc(now, budget),

@@ -62,3 +62,35 @@ fn max_waiters_refuses_blocking_try_and_two_phase_requests() {
     assert_eq!(h.ask(c, "e", "k", ""), Response::Queued);
     h.finish();
 }
+
+#[test]
+fn leases_and_waiters_stay_within_what_a_timer_can_name() {
+    let mut h = Harness::new(config(|_| {}));
+    // The real bound is 2^30 - 1 entries, far beyond a test; the check is the same at 3.
+    h.engine.max_timed = 3;
+    let [a, b, c] = [h.client(), h.client(), h.client()];
+    let ta = granted(h.ask(a, "l", "k", "0"), 33);
+    h.block(b, "l", "k", "10");
+    assert_eq!(h.ask(c, "e", "k", ""), Response::Queued);
+    // Two waiters and a lease: any new grant or waiter is refused, on any key.
+    for (cmd, key, arg) in [("l", "other", "0"), ("sl", "s", "0 2"), ("l", "k", "10")] {
+        assert_eq!(h.ask(a, cmd, key, arg), Response::ErrorMaxLocks);
+    }
+    assert_eq!(h.resources(), 1);
+    // A release that hands the lock on ends a lease and turns a waiter into one: one entry
+    // comes free, and only one.
+    assert_eq!(h.ask(a, "r", "k", &ta.to_string()), Response::Ok);
+    granted(h.reply(b), 33);
+    granted(h.ask(a, "l", "other", "0"), 33);
+    assert_eq!(h.ask(a, "l", "third", "0"), Response::ErrorMaxLocks);
+    h.finish();
+}
+
+#[test]
+fn max_locks_past_what_a_timer_can_name_counts_as_that() {
+    let h = Harness::new(config(|c| c.max_locks = u64::MAX));
+    assert_eq!(
+        h.engine.config().max_locks,
+        crate::engine::MAX_TIMED_ENTRIES as u64
+    );
+}

@@ -57,6 +57,24 @@ fn a_lease_a_resource_and_a_waiter_stay_within_their_byte_budgets() {
 }
 
 #[test]
+fn a_timer_payload_is_four_bytes_and_names_every_index_below_the_cap() {
+    use crate::engine::{Due, MAX_TIMED_ENTRIES, PackedDue};
+    // Four bytes make the wheel's entry 24 bytes: one per held lease.
+    assert_eq!(size_of::<PackedDue>(), 4);
+    let last = MAX_TIMED_ENTRIES as u32 - 1;
+    for index in [0, 1, 12_345, last] {
+        for due in [
+            Due::LeaseExpiry(index),
+            Due::WaitTimeout(index),
+            Due::LockDelayEnd(index),
+        ] {
+            assert_eq!(due.pack().unpack(), due);
+        }
+    }
+    assert_eq!(Due::IdleGc.pack().unpack(), Due::IdleGc);
+}
+
+#[test]
 fn lock_counters_move_by_exactly_what_each_operation_implies() {
     let mut h = Harness::with_defaults();
     let [a, b, c] = [h.client(), h.client(), h.client()];
