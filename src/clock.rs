@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 ///
 /// Arithmetic saturates instead of overflowing: a lease of 9 223 372 036 s (the protocol maximum)
 /// must not wrap around and become a deadline in the past. The timer wheels tell instants apart up
-/// to [`TimerWheel::END_OF_TIME`](crate::timer::TimerWheel::END_OF_TIME), 2^54 ms (about 570 000
+/// to [`END_OF_TIME`](crate::timer::END_OF_TIME), 2^54 ms (about 570 000
 /// years) after the origin, so a clock that starts at zero never reaches their end.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Millis(pub u64);

@@ -8,7 +8,7 @@
 //! The wheel has 9 levels of 64 slots. A slot on level 0 spans 1 ms and a slot on level `n` spans
 //! `64^n` ms, so a whole level spans exactly one slot of the level above. Nine levels of 6 bits
 //! cover 54 bits: 2^54 ms, about 570 000 years. The wheel's time stops there: a deadline or a
-//! `now` past [`TimerWheel::END_OF_TIME`] counts as that instant, so a timer set for
+//! `now` past [`END_OF_TIME`] counts as that instant, so a timer set for
 //! [`Millis::MAX`] ("never") is armed but never fires in practice. The protocol's longest lease
 //! (9 223 372 036 s) is 2^43 ms, far inside the range.
 //!
@@ -75,10 +75,13 @@ use crate::slots::Slots;
 const LEVELS: usize = 9;
 /// log2 of the number of slots per level.
 const SLOT_BITS: u32 = 6;
-/// Bits of a deadline the wheel keeps; later instants count as [`TimerWheel::END_OF_TIME`].
+/// Bits of a deadline the wheel keeps; later instants count as [`END_OF_TIME`].
 const TIME_BITS: u32 = LEVELS as u32 * SLOT_BITS;
 /// The latest instant the wheel tells apart, as a raw millisecond count.
 const MAX_TIME: u64 = (1 << TIME_BITS) - 1;
+/// The last instant a [`TimerWheel`] tells apart, 2^54 - 1 ms (about 570 000 years) after
+/// [`Millis::ZERO`]: later deadlines and times count as this one.
+pub const END_OF_TIME: Millis = Millis(MAX_TIME);
 /// Bits of [`Place`] that hold the level (`READY` included) above the time bits.
 const LEVEL_BITS: u32 = 4;
 /// Slots per level; one `u64` bitmap tracks which are occupied.
@@ -291,10 +294,6 @@ impl<T> fmt::Debug for TimerWheel<T> {
 }
 
 impl<T: Copy> TimerWheel<T> {
-    /// The last instant the wheel tells apart, 2^54 - 1 ms (about 570 000 years) after
-    /// [`Millis::ZERO`]: later deadlines and times count as this one.
-    pub const END_OF_TIME: Millis = Millis(MAX_TIME);
-
     /// An empty wheel whose time is [`Millis::ZERO`].
     pub fn new() -> Self {
         Self::with_capacity(0)
@@ -346,7 +345,7 @@ impl<T: Copy> TimerWheel<T> {
     ///
     /// A deadline at or before the wheel's time is due at once: it fires at the next
     /// [`poll`](Self::poll), after timers that were already due. A deadline after
-    /// [`END_OF_TIME`](Self::END_OF_TIME) is taken as that instant.
+    /// [`END_OF_TIME`] is taken as that instant.
     ///
     /// # Panics
     ///
@@ -405,7 +404,7 @@ impl<T: Copy> TimerWheel<T> {
         true
     }
 
-    /// The deadline of a timer (at most [`END_OF_TIME`](Self::END_OF_TIME)), or `None` if `id`
+    /// The deadline of a timer (at most [`END_OF_TIME`]), or `None` if `id`
     /// is stale.
     pub fn deadline(&self, id: TimerId) -> Option<Millis> {
         let index = self.live_index(id)?;
@@ -445,7 +444,7 @@ impl<T: Copy> TimerWheel<T> {
     ///
     /// Call it in a loop until it returns `None` (or until the turn's work budget is spent). Timers
     /// come out in the order described in the module documentation. A `now` earlier than one seen
-    /// before counts as no time passing, and one after [`END_OF_TIME`](Self::END_OF_TIME) as that
+    /// before counts as no time passing, and one after [`END_OF_TIME`] as that
     /// instant. Time jumps of any size cost O(levels) per occupied slot crossed, never per empty
     /// slot.
     pub fn poll(&mut self, now: Millis) -> Option<(TimerId, T)> {

@@ -216,8 +216,8 @@ enum Due {
     LockDelayEnd(u32),
 }
 
-/// Most slab entries of one kind a [`PackedDue`] can name: leases and waiters together, and
-/// resources, stay below this many. About 100 GB of state before it matters; past it an acquire
+/// Bound on the slab entries a [`PackedDue`] must name: leases and waiters together number at
+/// most this many, and so do resources, so every index fits in its 30 bits. About 100 GB of state before it matters; past it an acquire
 /// answers `error_max_locks`, and `--max-locks` above it counts as it.
 pub(crate) const MAX_TIMED_ENTRIES: usize = (1 << PackedDue::INDEX_BITS) - 1;
 

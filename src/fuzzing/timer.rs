@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::Input;
 use crate::clock::Millis;
-use crate::timer::{TimerId, TimerWheel};
+use crate::timer::{END_OF_TIME, TimerId, TimerWheel};
 
 /// A timer as the model sees it.
 struct Armed {
@@ -46,7 +46,7 @@ const CASCADE_ROUNDS: usize = 64;
 
 /// An instant as the wheel keeps it: times past its end count as the end.
 fn on_wheel(time: u64) -> u64 {
-    time.min(TimerWheel::<u64>::END_OF_TIME.0)
+    time.min(END_OF_TIME.0)
 }
 
 impl Model {

@@ -137,11 +137,11 @@ fn top_level_holds_the_largest_deadlines() {
 fn times_past_the_end_count_as_the_end() {
     let mut wheel = TimerWheel::new();
     let never = wheel.insert(Millis::MAX, 1);
-    let end = wheel.insert(TimerWheel::<u64>::END_OF_TIME, 2);
+    let end = wheel.insert(END_OF_TIME, 2);
     let moved = wheel.insert(Millis(10), 3);
     assert!(wheel.reschedule(moved, Millis(u64::MAX - 1)));
     for id in [never, end, moved] {
-        assert_eq!(wheel.deadline(id), Some(TimerWheel::<u64>::END_OF_TIME));
+        assert_eq!(wheel.deadline(id), Some(END_OF_TIME));
     }
     assert_eq!(position(&wheel, never), (8, 63));
     assert_eq!(wheel.poll(Millis(MAX_TIME - 1)), None);

@@ -36,7 +36,7 @@ pub(super) const UNKNOWN_TOKENS: [&[u8]; 2] = [b"nope", b"0000000000000000000000
 /// enough that the final jumps stay far inside the timer wheel's range (2^54 ms).
 pub(super) const FAR_MS: u64 = 1 << 44;
 /// Where the input's large clock steps stop: every deadline set before the final jumps of
-/// [`FAR_MS`] then lies inside the timer wheel's range ([`crate::timer::TimerWheel::END_OF_TIME`]).
+/// [`FAR_MS`] then lies inside the timer wheel's range ([`crate::timer::END_OF_TIME`]).
 pub(super) const LARGE_STEPS_END: Millis = Millis(1 << 52);
 /// Small clock steps, in milliseconds, around the vocabulary's lease and timeout lengths.
 pub(super) const SMALL_STEPS_MS: [u64; 8] = [0, 1, 999, 1_000, 1_001, 2_000, 7_000, 61_000];
