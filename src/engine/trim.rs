@@ -48,10 +48,10 @@ impl Engine {
         left -= self.keys.trim(left);
         left -= self.waiters.trim(left);
         left -= self.signals.trim(left);
-        left -= self.clients.trim(left);
+        self.clients.trim(left);
         self.advance_resizes();
-        // A slab stops short of the budget only once it no longer wants trimming, so with budget
-        // to spare every slab is done.
-        (left == 0 && self.wants_trim()) || self.tables_resizing()
+        // Asked again rather than inferred from the budget left: a slab that finishes a round of
+        // trimming short of the budget may want another round at once.
+        self.wants_trim()
     }
 }

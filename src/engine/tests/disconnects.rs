@@ -153,7 +153,9 @@ fn a_client_holding_many_leases_is_released_in_slices_in_grant_order() {
     h.check(None);
     h.quiet(c);
     assert_eq!(h.holders(), count - 2 * EXPIRE_BUDGET);
-    assert!(!h.engine.expire(h.now, &mut h.out), "all released");
+    // The next call releases the rest (and may ask to be called again, to give back the
+    // memory the leases took).
+    h.engine.expire(h.now, &mut h.out);
     h.check(None);
     granted(h.reply(c), 33);
     assert_eq!(h.holders(), 2);
