@@ -718,6 +718,8 @@ impl Engine {
 
     /// Evicts holders of `resource` whose lease has passed but whose timer has not been handled
     /// yet (only possible while expiry work is spread over several turns), granting what frees up.
+    /// Looks at the oldest holders first, at most the turn's
+    /// [`SWEEP_BUDGET`](crate::budget::SWEEP_BUDGET) of them; the timers end any it leaves.
     fn evict_expired_holders(&mut self, now: Millis, resource: u32, out: &mut impl Outbox) {
         // Holders first: the resource is at hand, while the wheel's next deadline looks at every
         // level, and an acquire of a free key (the common case) has no holder to look at.
@@ -727,12 +729,15 @@ impl Engine {
             return;
         }
         let mut expired = std::mem::take(&mut self.scratch);
-        self.keys.resources[resource as usize].holders.collect_into(
-            &mut self.leases,
-            holder_link,
-            &mut expired,
-        );
-        expired.retain(|&lease| self.expiry(lease) <= now);
+        expired.clear();
+        let mut cursor = self.keys.resources[resource as usize].holders.head();
+        while let Some(lease) = cursor.filter(|_| self.sweep_budget > 0) {
+            self.sweep_budget -= 1;
+            if self.expiry(lease) <= now {
+                expired.push(lease);
+            }
+            cursor = List::next_of(&mut self.leases, lease, holder_link);
+        }
         for &lease in &expired {
             self.end_lease(now, lease, LeaseEnd::Expiry, out);
         }

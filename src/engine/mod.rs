@@ -42,7 +42,7 @@ use self::push_line::LineGauge;
 pub use self::push_line::{Push, PushLine};
 use self::signal::{SignalIndex, SubscriptionLimits};
 pub use self::stats::{ServerFigures, StatsCursor};
-use crate::budget::{EXPIRE_BUDGET, TRIM_BUDGET};
+use crate::budget::{EXPIRE_BUDGET, SWEEP_BUDGET, TRIM_BUDGET};
 use crate::clock::Millis;
 use crate::protocol::{Request, Response};
 use crate::slots::Slots;
@@ -282,6 +282,9 @@ pub struct Engine {
     /// How many leases disconnects may still release before the next call of
     /// [`Engine::expire`], which restores it to [`EXPIRE_BUDGET`].
     disconnect_budget: usize,
+    /// How many holders requests may still look at for passed leases before the next call of
+    /// [`Engine::expire`], which restores it to [`SWEEP_BUDGET`].
+    sweep_budget: usize,
     timers: TimerWheel<PackedDue>,
     /// Most leases and waiters together; [`MAX_TIMED_ENTRIES`] but for tests.
     max_timed: usize,
@@ -334,6 +337,7 @@ impl Engine {
             clients: Clients::default(),
             releasing: List::default(),
             disconnect_budget: EXPIRE_BUDGET,
+            sweep_budget: SWEEP_BUDGET,
             timers: TimerWheel::new(),
             max_timed: MAX_TIMED_ENTRIES,
             gc_timer: None,
@@ -349,6 +353,12 @@ impl Engine {
     /// The configuration in force.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// How many holders requests may still look at for passed leases this turn (see
+    /// [`SWEEP_BUDGET`]); for the fuzz harness, which must know when a request saw them all.
+    pub(crate) fn sweep_budget_left(&self) -> usize {
+        self.sweep_budget
     }
 
     /// When `lease` expires: its timer's deadline.
@@ -416,6 +426,7 @@ impl Engine {
     pub fn expire(&mut self, now: Millis, out: &mut impl Outbox) -> bool {
         let signal_backlog = self.run_signal_work(out);
         self.disconnect_budget = EXPIRE_BUDGET;
+        self.sweep_budget = SWEEP_BUDGET;
         let mut budget = EXPIRE_BUDGET - self.release_departed(now, EXPIRE_BUDGET, out);
         while budget > 0 {
             // `None` means nothing is due, or the wheel paused a large cascade: the check

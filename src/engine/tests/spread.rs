@@ -1,7 +1,7 @@
 //! Expiry spread over several loop turns, and extreme values.
 
 use super::harness::{Harness, granted, renew_arg};
-use crate::budget::EXPIRE_BUDGET;
+use crate::budget::{EXPIRE_BUDGET, SWEEP_BUDGET};
 use crate::protocol::Response;
 
 #[test]
@@ -29,6 +29,71 @@ fn a_mass_expiry_is_spread_over_calls_and_requests_in_between_evict_first() {
     assert_eq!(h.holders(), 1);
     assert!(!h.engine.expire(h.now, &mut h.out), "nothing left");
     h.check(None);
+    h.finish();
+}
+
+#[test]
+fn requests_sweep_a_bounded_number_of_passed_holders_per_turn() {
+    // More passed holders than a turn's expiry and sweep budgets together.
+    let slots = EXPIRE_BUDGET + SWEEP_BUDGET + 100;
+    let mut h = Harness::with_defaults();
+    let [a, c] = [h.client(), h.client()];
+    let arg = format!("0 {slots} 1");
+    for _ in 0..slots {
+        granted(h.ask(a, "sl", "s", &arg), 1);
+    }
+    h.skip_to(1_000);
+    while h.holders() > SWEEP_BUDGET + 100 {
+        assert!(h.engine.expire(h.now, &mut h.out), "more is due");
+        h.check(None);
+    }
+    assert_eq!(h.holders(), SWEEP_BUDGET + 100);
+    // The first request of the turn ends the oldest passed holders, as many as the budget.
+    granted(h.ask(c, "sl", "s", &arg), 1);
+    assert_eq!(h.holders(), 100 + 1);
+    // The budget is spent: the next request of the same turn looks at none, and answers on the
+    // holders as they stand (here there is room anyway).
+    granted(h.ask(c, "sl", "s", &arg), 1);
+    assert_eq!(h.holders(), 100 + 2);
+    // The timers end the rest, and the next turn's requests sweep again.
+    assert!(!h.engine.expire(h.now, &mut h.out), "nothing left");
+    h.check(None);
+    assert_eq!(h.holders(), 2);
+    h.finish();
+}
+
+#[test]
+fn a_sweep_cut_short_grants_late_never_early() {
+    // A full semaphore whose holders have all passed: the sweep frees what it reaches, and a
+    // blocking acquire past that waits for the timers instead of being granted early.
+    let slots = EXPIRE_BUDGET + SWEEP_BUDGET + 1;
+    let mut h = Harness::with_defaults();
+    let [a, b, c] = [h.client(), h.client(), h.client()];
+    let arg = |timeout: u32| format!("{timeout} {slots} 1");
+    for _ in 0..slots {
+        granted(h.ask(a, "sl", "s", &arg(0)), 1);
+    }
+    h.skip_to(1_000);
+    while h.holders() > SWEEP_BUDGET + 1 {
+        assert!(h.engine.expire(h.now, &mut h.out), "more is due");
+        h.check(None);
+    }
+    // A holder not yet passed, granted now that the timers freed slots.
+    let live = granted(h.ask(b, "sl", "s", &arg(0)), 1);
+    // Fill the semaphore again with holders granted now.
+    while h.holders() < slots {
+        granted(h.ask(b, "sl", "s", &arg(0)), 1);
+    }
+    let _ = live;
+    assert_eq!(h.engine.sweep_budget_left(), 0);
+    // Full, and the turn's sweep is spent: a try-lock is refused and a blocking acquire waits,
+    // although SWEEP_BUDGET + 1 of the holders have passed.
+    assert_eq!(h.ask(c, "sl", "s", &arg(0)), Response::Timeout);
+    h.block(c, "sl", "s", &arg(10));
+    // The next turn's timers end the passed holders, and the waiter gets its slot then.
+    assert!(!h.engine.expire(h.now, &mut h.out), "nothing left");
+    h.check(None);
+    granted(h.reply(c), 1);
     h.finish();
 }
 

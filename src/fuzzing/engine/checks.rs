@@ -1,7 +1,7 @@
 //! The `engine` target's checks of each answer against the model: waits, replies to requests,
 //! asynchronous answers and `stats` snapshots.
 
-use super::model::{Expiry, Holder, KeyStats, Pending, Waiter, text_of};
+use super::model::{Expiry, Holder, KeyStats, Pending, Resource, Waiter, text_of};
 use super::ops::{KEYS, Op};
 use super::{Call, Harness};
 use crate::clock::Millis;
@@ -13,6 +13,12 @@ use crate::protocol::request::{Acquire, Release, Renew};
 use crate::protocol::{Namespace, Request, Response};
 
 impl Harness {
+    /// Whether the engine certainly had free capacity and an empty queue for the request being
+    /// applied, with `limit`: the model says so and the request could sweep every passed holder.
+    fn certainly_free(&self, resource: Resource, limit: u64) -> bool {
+        self.sweep_complete && self.model.certainly_free(resource, limit, self.now)
+    }
+
     /// A reply to a request that was waiting: a grant, a timeout (only from `expire`) or an
     /// `error` (only from `cancel_waits`).
     pub(super) fn async_answer(&mut self, call: Call, client: ClientId, response: Response) {
@@ -120,7 +126,7 @@ impl Harness {
         match op.request() {
             Request::Acquire(Acquire { limit, lease_s, .. }) => {
                 assert!(
-                    !self.model.certainly_free(resource, limit, now),
+                    !self.certainly_free(resource, limit),
                     "acquire waits on a free resource"
                 );
                 self.model.queue(resource).push(Waiter {
@@ -265,7 +271,7 @@ impl Harness {
             Response::Timeout => {
                 assert_eq!(op.timeout_s, 0, "immediate timeout with a wait time");
                 assert!(
-                    !self.model.certainly_free(resource, op.limit, now),
+                    !self.certainly_free(resource, op.limit),
                     "try-lock failed on a free resource"
                 );
             }
@@ -351,7 +357,7 @@ impl Harness {
             }
             Response::Queued => {
                 assert!(
-                    !self.model.certainly_free(resource, op.limit, now),
+                    !self.certainly_free(resource, op.limit),
                     "queued on a free resource"
                 );
                 self.model.queue(resource).push(Waiter {

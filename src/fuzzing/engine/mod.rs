@@ -163,6 +163,10 @@ struct Harness {
     admins: [bool; SLOTS],
     /// What the `evict` being applied is expected to do.
     evict_plan: Option<EvictPlan>,
+    /// Whether the request being applied could look at every holder of its resource for leases
+    /// that have passed (the turn's sweep budget covers them all). If not, a slot freed by a
+    /// passed lease may go unseen until the timers end it, and "certainly free" means nothing.
+    sweep_complete: bool,
 }
 
 impl Harness {
@@ -182,6 +186,7 @@ impl Harness {
             publishes: VecDeque::new(),
             admins: [false; SLOTS],
             evict_plan: None,
+            sweep_complete: true,
             out: Recorder {
                 events: Vec::new(),
                 connected: [None; SLOTS],
@@ -262,6 +267,10 @@ impl Harness {
         let client = self.ids[slot];
         let request = op.request();
         self.evict_plan = self.plan_evict(slot, op);
+        let (_, most_holders) = self
+            .model
+            .resource_holder_bounds(op.resource(), self.now, true);
+        self.sweep_complete = self.engine.sweep_budget_left() as u64 >= most_holders;
         if let Request::Listen(sub) = request {
             self.out.reserved_listener[slot] |= is_reserved_channel(sub.pattern);
         }
