@@ -50,8 +50,14 @@ impl Engine {
         left -= self.signals.trim(left);
         self.clients.trim(left);
         self.advance_resizes();
-        // Asked again rather than inferred from the budget left: a slab that finishes a round of
-        // trimming short of the budget may want another round at once.
-        self.wants_trim()
+        if left == budget {
+            // The common case, once per turn: a slab that wants trimming always does some, so
+            // none does.
+            self.tables_resizing()
+        } else {
+            // Asked again rather than inferred from the budget left: a slab that finishes a
+            // round of trimming short of the budget may want another round at once.
+            self.wants_trim()
+        }
     }
 }
