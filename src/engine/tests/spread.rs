@@ -2,30 +2,35 @@
 
 use super::harness::{Harness, granted, renew_arg};
 use crate::budget::{EXPIRE_BUDGET, SWEEP_BUDGET};
+use crate::engine::ClientId;
 use crate::protocol::Response;
+
+/// `client` takes all `slots` of semaphore `s` with 1 s leases, then the clock moves past them
+/// and the timers end holders, a turn's budget at a time, until `left` remain (all passed).
+fn fill_and_let_pass(h: &mut Harness, client: ClientId, slots: usize, left: usize) {
+    let arg = format!("0 {slots} 1");
+    for _ in 0..slots {
+        granted(h.ask(client, "sl", "s", &arg), 1);
+    }
+    h.skip_to(1_000);
+    // Each call does a bounded amount of work (timer cascading included) and says whether
+    // more is due.
+    while h.holders() > left {
+        assert!(h.engine.expire(h.now, &mut h.out), "more is due");
+        h.check(None);
+    }
+    assert_eq!(h.holders(), left);
+}
 
 #[test]
 fn a_mass_expiry_is_spread_over_calls_and_requests_in_between_evict_first() {
     let slots = EXPIRE_BUDGET + 4;
     let mut h = Harness::with_defaults();
     let [a, c] = [h.client(), h.client()];
-    let arg = format!("0 {slots} 1");
-    for _ in 0..slots {
-        granted(h.ask(a, "sl", "s", &arg), 1);
-    }
-    h.skip_to(1_000);
-    // Each call does a bounded amount of work (timer cascading included) and says whether
-    // more is due; the budget runs out with the last 4 holders still listed.
-    for _ in 0..3 {
-        if h.holders() == 4 {
-            break;
-        }
-        assert!(h.engine.expire(h.now, &mut h.out), "more is due");
-        h.check(None);
-    }
-    assert_eq!(h.holders(), 4);
-    // A request on the semaphore evicts the passed holders the sweep has not reached yet.
-    granted(h.ask(c, "sl", "s", &arg), 1);
+    // The budget runs out with the last 4 holders still listed.
+    fill_and_let_pass(&mut h, a, slots, 4);
+    // A request on the semaphore evicts the passed holders the timers have not reached yet.
+    granted(h.ask(c, "sl", "s", &format!("0 {slots} 1")), 1);
     assert_eq!(h.holders(), 1);
     assert!(!h.engine.expire(h.now, &mut h.out), "nothing left");
     h.check(None);
@@ -38,16 +43,8 @@ fn requests_sweep_a_bounded_number_of_passed_holders_per_turn() {
     let slots = EXPIRE_BUDGET + SWEEP_BUDGET + 100;
     let mut h = Harness::with_defaults();
     let [a, c] = [h.client(), h.client()];
+    fill_and_let_pass(&mut h, a, slots, SWEEP_BUDGET + 100);
     let arg = format!("0 {slots} 1");
-    for _ in 0..slots {
-        granted(h.ask(a, "sl", "s", &arg), 1);
-    }
-    h.skip_to(1_000);
-    while h.holders() > SWEEP_BUDGET + 100 {
-        assert!(h.engine.expire(h.now, &mut h.out), "more is due");
-        h.check(None);
-    }
-    assert_eq!(h.holders(), SWEEP_BUDGET + 100);
     // The first request of the turn ends the oldest passed holders, as many as the budget.
     granted(h.ask(c, "sl", "s", &arg), 1);
     assert_eq!(h.holders(), 100 + 1);
@@ -64,33 +61,23 @@ fn requests_sweep_a_bounded_number_of_passed_holders_per_turn() {
 
 #[test]
 fn a_sweep_cut_short_grants_late_never_early() {
-    // A full semaphore whose holders have all passed: the sweep frees what it reaches, and a
-    // blocking acquire past that waits for the timers instead of being granted early.
+    // A full semaphore one of whose holders has passed, unseen by a spent sweep: a blocking
+    // acquire waits for the timers instead of being granted early.
     let slots = EXPIRE_BUDGET + SWEEP_BUDGET + 1;
     let mut h = Harness::with_defaults();
     let [a, b, c] = [h.client(), h.client(), h.client()];
+    fill_and_let_pass(&mut h, a, slots, SWEEP_BUDGET + 1);
     let arg = |timeout: u32| format!("{timeout} {slots} 1");
-    for _ in 0..slots {
-        granted(h.ask(a, "sl", "s", &arg(0)), 1);
-    }
-    h.skip_to(1_000);
-    while h.holders() > SWEEP_BUDGET + 1 {
-        assert!(h.engine.expire(h.now, &mut h.out), "more is due");
-        h.check(None);
-    }
-    // A holder not yet passed, granted now that the timers freed slots.
-    let live = granted(h.ask(b, "sl", "s", &arg(0)), 1);
-    // Fill the semaphore again with holders granted now.
+    // The first of these ends SWEEP_BUDGET passed holders; they fill the semaphore again.
     while h.holders() < slots {
         granted(h.ask(b, "sl", "s", &arg(0)), 1);
     }
-    let _ = live;
     assert_eq!(h.engine.sweep_budget_left(), 0);
     // Full, and the turn's sweep is spent: a try-lock is refused and a blocking acquire waits,
-    // although SWEEP_BUDGET + 1 of the holders have passed.
+    // although one holder has passed.
     assert_eq!(h.ask(c, "sl", "s", &arg(0)), Response::Timeout);
     h.block(c, "sl", "s", &arg(10));
-    // The next turn's timers end the passed holders, and the waiter gets its slot then.
+    // The next turn's timers end the passed holder, and the waiter gets its slot then.
     assert!(!h.engine.expire(h.now, &mut h.out), "nothing left");
     h.check(None);
     granted(h.reply(c), 1);
