@@ -47,6 +47,12 @@ fn every_scenario_runs_against_a_default_server() {
         &["--scenario", "expiry", "--size", "300", "--lease", "1"],
     );
     assert_eq!(expiry["leases"], 300.0);
+    let sweep = report(
+        &server,
+        &["--scenario", "sweep", "--size", "300", "--lease", "1"],
+    );
+    assert_eq!(sweep["holders"], 300.0);
+    assert!(sweep["acquires_meanwhile"].as_f64() > Some(0.0));
 }
 
 #[test]

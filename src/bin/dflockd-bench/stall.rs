@@ -13,7 +13,7 @@ use clap::builder::RangedU64ValueParser;
 use clap::{Args, ValueEnum};
 use dflockd::client::{Client, Connection, Error as ClientError};
 
-use self::bulk::{disconnect, expiry, fanout, orphan, stats_reply};
+use self::bulk::{disconnect, expiry, fanout, orphan, stats_reply, sweep};
 use self::report::{render_json, render_text};
 use super::IO_GRACE;
 use super::stats::{self, Summary};
@@ -56,6 +56,9 @@ const FLOOD_CONNS: usize = 5_000;
     baseline the scenario sets up and triggers its bulk work:\n  \
     expiry: pipelined `l` on SIZE unique keys `stall-<i>` (timeout 0, lease --lease), \
     then waits until the last lease fell due plus 2 s (the server needs --max-locks > SIZE);\n  \
+    sweep: pipelined `sl` taking the SIZE slots of one semaphore `stall-sem` (lease --lease); \
+    from the first lease falling due until the last fell due plus 2 s, a second connection \
+    sends try-locks on it one at a time (each sweeps passed holders first);\n  \
     fanout: SIZE connections `listen stall.>`, then 21 `signal stall.x`, one at a time, \
     until every subscriber got all of them;\n  \
     stats: SIZE idle keys (pipelined `l` + `r`), then 5 `stats` requests, one at a time;\n  \
@@ -103,13 +106,13 @@ pub struct StallArgs {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6388")]
     servers: String,
 
-    /// Keys, subscribers, patterns or connections [default: expiry, disconnect and orphan
-    /// 1000000; fanout 10000; stats and stats-flood 100000; deep-patterns, auth-fail and
+    /// Keys, slots, subscribers, patterns or connections [default: expiry, sweep, disconnect and
+    /// orphan 1000000; fanout 10000; stats and stats-flood 100000; deep-patterns, auth-fail and
     /// tls-hello 2000; storm 1000; group-leave 10000].
     #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     size: Option<usize>,
 
-    /// Lease of the expiry scenario's locks, in seconds.
+    /// Lease of the expiry and sweep scenarios' locks and slots, in seconds.
     #[arg(long, value_name = "S", default_value_t = 3,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     lease: u64,
@@ -161,6 +164,8 @@ pub struct StallArgs {
 enum Scenario {
     /// Many leases falling due at once.
     Expiry,
+    /// Many holders of one semaphore falling due while a client keeps asking for a slot.
+    Sweep,
     /// One signal delivered to many subscribers.
     Fanout,
     /// A `stats` reply listing many keys.
@@ -187,6 +192,7 @@ impl Scenario {
     fn name(self) -> &'static str {
         match self {
             Scenario::Expiry => "expiry",
+            Scenario::Sweep => "sweep",
             Scenario::Fanout => "fanout",
             Scenario::Stats => "stats",
             Scenario::Disconnect => "disconnect",
@@ -202,7 +208,9 @@ impl Scenario {
 
     fn default_size(self) -> usize {
         match self {
-            Scenario::Expiry | Scenario::Disconnect | Scenario::Orphan => 1_000_000,
+            Scenario::Expiry | Scenario::Sweep | Scenario::Disconnect | Scenario::Orphan => {
+                1_000_000
+            }
             Scenario::Fanout | Scenario::GroupLeave => 10_000,
             Scenario::Stats | Scenario::StatsFlood => 100_000,
             Scenario::DeepPatterns | Scenario::AuthFail | Scenario::TlsHello => 2_000,
@@ -322,6 +330,7 @@ fn scenario(
     let duration = Duration::from_secs(args.duration);
     match args.scenario {
         Scenario::Expiry => expiry(addr, size, args.lease),
+        Scenario::Sweep => connect().and_then(|c| sweep(addr, size, args.lease, c)),
         Scenario::Fanout => connect().and_then(|c| fanout(addr, size, c)),
         Scenario::Stats => connect().and_then(|c| stats_reply(addr, size, c)),
         Scenario::Disconnect => connect().and_then(|c| disconnect(addr, size, c)),

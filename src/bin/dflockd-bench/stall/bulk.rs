@@ -142,6 +142,62 @@ pub(super) fn expiry(addr: &str, size: usize, lease_s: u64) -> Result<Work, Stri
     })
 }
 
+/// Key of the sweep scenario's semaphore.
+const SWEEP_KEY: &str = "stall-sem";
+
+/// Many holders of one semaphore falling due at once while another client keeps asking for a
+/// slot: each of its acquires first ends holders whose lease has passed (spec §8.3), which the
+/// server bounds per turn.
+pub(super) fn sweep(
+    addr: &str,
+    size: usize,
+    lease_s: u64,
+    mut asker: Connection,
+) -> Result<Work, String> {
+    let mut raw = Raw::connect(addr)?;
+    let start = Instant::now();
+    let request = format!("sl\n{SWEEP_KEY}\n0 {size} {lease_s}\n");
+    for first in (0..size).step_by(BATCH) {
+        let count = BATCH.min(size - first);
+        raw.batch(
+            request.repeat(count).as_bytes(),
+            count,
+            |reply| match reply.starts_with("ok ") {
+                true => Ok(()),
+                false => Err(format!("acquire answered {reply:?}")),
+            },
+        )?;
+    }
+    let granted = Instant::now();
+    let lease = Duration::from_secs(lease_s);
+    let bulk = (start + lease, granted + lease + EXPIRY_GRACE);
+    thread::sleep(bulk.0.saturating_duration_since(Instant::now()));
+    let kind = Kind::Semaphore { limit: size as u64 };
+    let mut acquires = 0;
+    while Instant::now() < bulk.1 {
+        // Granted or not, every try sweeps first; a slot it gets goes straight back.
+        match asker.acquire(kind, SWEEP_KEY, Duration::ZERO, None) {
+            Ok(grant) => asker
+                .release(kind, SWEEP_KEY, &grant.token)
+                .map_err(|e| format!("release: {e}"))?,
+            Err(ClientError::Timeout) => {}
+            Err(e) => return Err(format!("try-lock of {SWEEP_KEY}: {e}")),
+        }
+        acquires += 1;
+    }
+    // The connection stays open until now: closing it would release the holders instead.
+    drop(raw);
+    Ok(Work {
+        setup: (start, granted),
+        bulk,
+        facts: vec![
+            ("holders", size as f64),
+            ("holders_due_over_s", (granted - start).as_secs_f64()),
+            ("acquires_meanwhile", acquires as f64),
+        ],
+    })
+}
+
 /// One connection holding many locks goes away; the server releases them all.
 pub(super) fn disconnect(addr: &str, size: usize, mut watcher: Connection) -> Result<Work, String> {
     let (start, triggered) = hold_and_leave(addr, size)?;
