@@ -389,6 +389,14 @@ impl<T> Connections<T> {
             .filter(|conn| conn.id == id)
     }
 
+    /// The connection in `slot` whose I/O timer is `timer`, if any: how a fired timer, which
+    /// carries only the slot, finds the connection that armed it.
+    pub fn with_timer(&mut self, slot: u32, timer: TimerId) -> Option<&mut Connection<T>> {
+        self.slots
+            .get_mut(slot as usize)
+            .filter(|conn| conn.timer.is_some_and(|(armed, _)| armed == timer))
+    }
+
     /// Like [`Connections::get`], for reading.
     pub fn get_ref(&self, id: ClientId) -> Option<&Connection<T>> {
         self.slots

@@ -96,10 +96,14 @@ impl<T: Stream> Dispatcher<T> {
     /// deadlines (or a timer re-armed in the past) can keep the loop from serving anyone else.
     pub fn expire_io(&mut self, now: Millis) {
         for _ in 0..EXPIRE_BUDGET {
-            let Some((_, id)) = self.io_timers.poll(now) else {
+            let Some((timer, slot)) = self.io_timers.poll(now) else {
                 break;
             };
-            self.on_timer(id, now);
+            // A connection cancels its timer when it re-arms or goes, so the slot's connection
+            // armed it; the handle check holds even if that ever changed.
+            if let Some(id) = self.conns.with_timer(slot, timer).map(|conn| conn.id) {
+                self.on_timer(id, now);
+            }
         }
     }
 
@@ -500,7 +504,7 @@ impl<T: Stream> Dispatcher<T> {
         if let Some((timer, _)) = conn.timer {
             self.io_timers.cancel(timer);
         }
-        conn.timer = wanted.map(|deadline| (self.io_timers.insert(deadline, id), deadline));
+        conn.timer = wanted.map(|deadline| (self.io_timers.insert(deadline, id.index), deadline));
     }
 
     /// The shutdown deadline passed: every connection goes at once, graceful closes that are

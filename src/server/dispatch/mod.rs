@@ -148,8 +148,10 @@ pub struct Dispatcher<T> {
     /// What routing engine effects into connections needs; kept apart from `engine` and
     /// `conns` so all three can be borrowed at once.
     pub(super) queues: Queues,
-    /// The connections' I/O deadlines: one timer each at most (see [`Connection`]).
-    pub(super) io_timers: TimerWheel<ClientId>,
+    /// The connections' I/O deadlines: one timer each at most (see [`Connection`]), whose
+    /// payload is the connection's slot. A 4-byte payload makes the wheel's entry 24 bytes, and
+    /// the timer's own handle, kept by the connection, tells which occupant of the slot armed it.
+    pub(super) io_timers: TimerWheel<u32>,
     /// Loop-wide read buffer; connections keep only unprocessed remainders.
     pub(super) scratch: Box<[u8]>,
     /// Connections taken out of the table whose streams the owner still has to release
