@@ -51,8 +51,8 @@ impl Engine {
         self.clients.trim(left);
         self.advance_resizes();
         if left == budget {
-            // The common case, once per turn: a slab that wants trimming always does some, so
-            // none does.
+            // The common case, once per turn: nothing was trimmed, and a slab that wants
+            // trimming always trims something, so none wants it.
             self.tables_resizing()
         } else {
             // Asked again rather than inferred from the budget left: a slab that finishes a
